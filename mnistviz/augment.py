@@ -1,0 +1,93 @@
+"""Batched, per-sample augmentation on tensors (no per-image loop, no PIL), after airbench.
+
+One affine grid per sample (rotation, translation, scale, shear) plus an optional smooth random
+displacement (elastic), sampled in a single grid_sample call; then stroke thickness (dilate/erode
+with 3x3 max-pooling) and random erasing, each chosen per sample with torch.where.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Strength:
+    rotate: float = 0.0      # max degrees either way
+    translate: float = 0.0   # max fraction of the image either way
+    scale: float = 0.0       # max relative zoom either way
+    shear: float = 0.0       # max degrees either way
+    elastic: float = 0.0     # displacement amplitude in pixels
+    thickness: float = 0.0   # probability of dilating or eroding the strokes
+    erase: float = 0.0       # probability of erasing a random rectangle
+
+
+LEVELS = {
+    "none": Strength(),
+    "light": Strength(rotate=8, translate=0.08, scale=0.08, shear=5),
+    "standard": Strength(rotate=12, translate=0.1, scale=0.12, shear=8, elastic=1.0, thickness=0.2),
+    "strong": Strength(rotate=18, translate=0.14, scale=0.18, shear=12, elastic=1.8, thickness=0.4, erase=0.3),
+}
+
+
+def _uniform(n, bound, g, device):
+    return (torch.rand(n, generator=g, device=device) * 2 - 1) * bound
+
+
+def augment(x: torch.Tensor, level: str | Strength, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x: N x 1 x H x W floats in [0, 1]. Returns a new tensor, each sample transformed differently."""
+    s = LEVELS[level] if isinstance(level, str) else level
+    if s == LEVELS["none"]:
+        return x
+    n, _, h, w = x.shape
+    dev, g = x.device, generator
+    rot = torch.deg2rad(_uniform(n, s.rotate, g, dev))
+    shear = torch.deg2rad(_uniform(n, s.shear, g, dev))
+    zoom = 1 + _uniform(n, s.scale, g, dev)
+    tx, ty = _uniform(n, 2 * s.translate, g, dev), _uniform(n, 2 * s.translate, g, dev)  # grid units: 2 = full width
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    # output->input sampling matrix: inverse zoom of (rotation @ shear-x)
+    a = torch.stack([
+        torch.stack([cos, -sin + cos * torch.tan(shear), tx], 1),
+        torch.stack([sin, cos + sin * torch.tan(shear), ty], 1),
+    ], 1) / zoom.view(n, 1, 1)
+    a[:, :, 2] = torch.stack([tx, ty], 1)
+    grid = F.affine_grid(a, (n, 1, h, w), align_corners=False)
+    if s.elastic > 0:
+        # smooth random field: coarse noise upsampled bicubically, amplitude in pixels -> grid units
+        coarse = torch.randn(n, 2, 4, 4, generator=g, device=dev)
+        field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+        grid = grid + field.permute(0, 2, 3, 1) * (s.elastic * 2 / max(h, w))
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if s.thickness > 0:
+        pick = torch.rand(n, 1, 1, 1, generator=g, device=dev)
+        dilated = F.max_pool2d(out, 3, 1, 1)
+        eroded = -F.max_pool2d(-out, 3, 1, 1)
+        out = torch.where(pick < s.thickness / 2, dilated, torch.where(pick < s.thickness, eroded, out))
+    if s.erase > 0:
+        eh = (torch.rand(n, generator=g, device=dev) * 0.3 + 0.15) * h
+        ew = (torch.rand(n, generator=g, device=dev) * 0.3 + 0.15) * w
+        cy = torch.rand(n, generator=g, device=dev) * h
+        cx = torch.rand(n, generator=g, device=dev) * w
+        on = torch.rand(n, generator=g, device=dev) < s.erase
+        ys = torch.arange(h, device=dev).view(1, h, 1)
+        xs = torch.arange(w, device=dev).view(1, 1, w)
+        box = ((ys - cy.view(n, 1, 1)).abs() < eh.view(n, 1, 1) / 2) & ((xs - cx.view(n, 1, 1)).abs() < ew.view(n, 1, 1) / 2)
+        out = out.masked_fill((box & on.view(n, 1, 1)).unsqueeze(1), 0.0)
+    return out.clamp_(0, 1)
+
+
+def preview(images: torch.Tensor, n: int = 16, level: str = "standard", seed: int = 0):
+    """Pick n images (uint8 N x 28 x 28) at random; return (originals, augmented) as N x 1 x 28 x 28 floats."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images), generator=g)[:n]
+    orig = images[idx].unsqueeze(1).float().div(255)
+    return orig, augment(orig, level, g)
+
+
+def check_level(level: str) -> str:
+    if level not in LEVELS:
+        raise ValueError(f"unknown augmentation {level!r}; choose one of {', '.join(LEVELS)}")
+    return level
+

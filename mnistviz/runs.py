@@ -1,0 +1,343 @@
+"""The run store: one folder per run under checkpoints/ (or $MNISTVIZ_RUNS), the single source of truth.
+
+A run folder holds
+  config.json        the training config (see train.Config)
+  status.json        queued / running / completed / stopped / failed / interrupted, pid, heartbeat, progress
+  metrics.jsonl      append-only; step records carry "step", epoch records carry "epoch"
+  last.pt            model + optimizer + scheduler + RNG state, for --resume
+  best.pt            model weights at the best test accuracy so far
+  test_labels.npy    the 10,000 test labels (uint8), so analysis needs no MNIST files
+  preds/epoch_NNN.npy  float16 class probabilities for the 10,000 test images after epoch NNN
+
+Every file except metrics.jsonl is written whole to a temp file in the same folder and renamed over
+the old one, so a crash mid-write leaves the previous version. metrics.jsonl is appended one line per
+write; a reader skips a torn last line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROJECT = Path(__file__).resolve().parent.parent
+STATUSES = ("queued", "running", "completed", "stopped", "failed", "interrupted")
+ACTIVE = ("queued", "running")
+HEARTBEAT_STALE_S = 120  # a "running" run whose heartbeat is this old and whose pid is gone is interrupted
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class RunError(ValueError):
+    """A problem with a run the user can fix (bad name, missing or broken folder); str() says what."""
+
+
+def runs_dir(override: str | os.PathLike | None = None) -> Path:
+    d = override or os.environ.get("MNISTVIZ_RUNS") or (PROJECT / "checkpoints")
+    return Path(d).expanduser().resolve()
+
+
+def check_name(name: str) -> str:
+    """A run name is one folder name: letters, digits, '.', '_', '-'; nothing that leaves the runs folder."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise RunError(f"invalid run name {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
+                       f"starting with a letter or digit")
+    return name
+
+
+def run_path(name: str, root: Path | None = None) -> Path:
+    root = runs_dir(root)
+    path = (root / check_name(name)).resolve()
+    if path.parent != root:
+        raise RunError(f"run name {name!r} would leave the runs folder")
+    return path
+
+
+# ---------- atomic writes ----------
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_save(lambda f: f.write(data), path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def atomic_save(write, path: Path) -> None:
+    """Call write(file_object) into a temp file beside path, then rename it over path."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def append_jsonl(path: Path, records: list[dict]) -> None:
+    if not records:
+        return
+    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    out = []
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue  # a torn last line from a crash mid-append
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def read_json(path: Path):
+    with open(path) as f:
+        return json.load(f)
+
+
+# ---------- processes ----------
+
+def pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is dead for us
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+# ---------- one run ----------
+
+@dataclass
+class Run:
+    path: Path
+    name: str = field(init=False)
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+        self.name = self.path.name
+
+    # files
+    @property
+    def config_file(self): return self.path / "config.json"
+    @property
+    def status_file(self): return self.path / "status.json"
+    @property
+    def metrics_file(self): return self.path / "metrics.jsonl"
+    @property
+    def last_ckpt(self): return self.path / "last.pt"
+    @property
+    def best_ckpt(self): return self.path / "best.pt"
+    @property
+    def preds_dir(self): return self.path / "preds"
+
+    def config(self) -> dict:
+        try:
+            cfg = read_json(self.config_file)
+        except FileNotFoundError:
+            raise RunError(f"run {self.name}: config.json is missing") from None
+        except ValueError as e:
+            raise RunError(f"run {self.name}: config.json is not valid JSON ({e})") from None
+        if not isinstance(cfg, dict) or "model" not in cfg:
+            raise RunError(f"run {self.name}: config.json has no model")
+        return cfg
+
+    def raw_status(self) -> dict:
+        try:
+            st = read_json(self.status_file)
+            return st if isinstance(st, dict) else {"status": "failed", "error": "status.json is not an object"}
+        except FileNotFoundError:
+            return {"status": "failed", "error": "status.json is missing"}
+        except ValueError as e:
+            return {"status": "failed", "error": f"status.json is not valid JSON ({e})"}
+
+    def status(self) -> dict:
+        """The status file, with a running run whose process is gone reported as interrupted."""
+        st = self.raw_status()
+        if st.get("status") == "running" and not pid_alive(st.get("pid")):
+            st = {**st, "status": "interrupted",
+                  "error": st.get("error") or "the training process ended without saying so (killed or crashed)"}
+        return st
+
+    def write_status(self, **fields) -> dict:
+        st = self.raw_status() if self.status_file.exists() else {}
+        st.pop("error", None) if fields.get("status") in ACTIVE else None
+        st.update(fields)
+        st["updated"] = time.time()
+        atomic_write_json(self.status_file, st)
+        return st
+
+    def metrics(self) -> list[dict]:
+        return read_jsonl(self.metrics_file)
+
+    def epoch_records(self) -> list[dict]:
+        return [r for r in self.metrics() if "epoch" in r]
+
+    def step_records(self) -> list[dict]:
+        return [r for r in self.metrics() if "epoch" not in r and "step" in r]
+
+    def append_metrics(self, records: list[dict]) -> None:
+        append_jsonl(self.metrics_file, records)
+
+    def truncate_metrics(self, step: int) -> None:
+        """Keep only records up to global step `step` (used by --resume after a crash)."""
+        keep = [r for r in self.metrics() if r.get("step", 0) <= step]
+        atomic_write_bytes(self.metrics_file,
+                           "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep).encode())
+
+    # predictions
+    def save_probs(self, epoch: int, probs: np.ndarray) -> None:
+        self.preds_dir.mkdir(exist_ok=True)
+        atomic_save(lambda f: np.save(f, probs.astype(np.float16)), self.preds_dir / f"epoch_{epoch:03d}.npy")
+
+    def pred_epochs(self) -> list[int]:
+        if not self.preds_dir.is_dir():
+            return []
+        out = []
+        for p in self.preds_dir.glob("epoch_*.npy"):
+            try:
+                out.append(int(p.stem.split("_")[1]))
+            except (IndexError, ValueError):
+                continue
+        return sorted(out)
+
+    def probs(self, epoch: int | None = None) -> np.ndarray:
+        """N x 10 float32 test-set probabilities after `epoch` (default: the best epoch)."""
+        epochs = self.pred_epochs()
+        if not epochs:
+            raise RunError(f"run {self.name} has no stored test predictions (trained by an older version, "
+                           f"or stopped before its first epoch ended)")
+        if epoch is None:
+            epoch = self.best_epoch() or epochs[-1]
+        if epoch not in epochs:
+            raise RunError(f"run {self.name} has no stored predictions for epoch {epoch}; it has {epochs[0]}-{epochs[-1]}")
+        try:
+            p = np.load(self.preds_dir / f"epoch_{epoch:03d}.npy", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise RunError(f"run {self.name}: predictions for epoch {epoch} cannot be read ({e})") from None
+        if p.ndim != 2 or p.shape[1] != 10:
+            raise RunError(f"run {self.name}: predictions for epoch {epoch} have shape {p.shape}, expected N x 10")
+        return p.astype(np.float32)
+
+    def test_labels(self) -> np.ndarray:
+        try:
+            return np.load(self.path / "test_labels.npy", allow_pickle=False).astype(np.int64)
+        except (OSError, ValueError):
+            raise RunError(f"run {self.name} has no stored test labels (older format); retrain it") from None
+
+    def best_epoch(self) -> int | None:
+        recs = [r for r in self.epoch_records() if r.get("test_acc") is not None]
+        if not recs:
+            return None
+        return max(recs, key=lambda r: (r["test_acc"], -r["epoch"]))["epoch"]
+
+    def summary(self) -> dict:
+        """One row for a runs table. Raises RunError for a broken folder."""
+        cfg = self.config()
+        st = self.status()
+        epochs = self.epoch_records()
+        accs = [r["test_acc"] for r in epochs if r.get("test_acc") is not None]
+        return {
+            "name": self.name, "model": cfg.get("model"), "augment": cfg.get("augment"),
+            "optimizer": cfg.get("optimizer"), "epochs_done": len(epochs), "epochs": cfg.get("epochs"),
+            "best_test_acc": max(accs) if accs else None, "last_test_acc": accs[-1] if accs else None,
+            "status": st.get("status"), "error": st.get("error"), "created": cfg.get("created"),
+            "pair": cfg.get("pair"), "path": str(self.path),
+        }
+
+
+def list_runs(root: Path | None = None) -> tuple[list[dict], list[dict]]:
+    """(runs, broken): summaries newest first, and {name, path, error} for folders that cannot be read."""
+    root = runs_dir(root)
+    good, broken = [], []
+    if not root.is_dir():
+        return good, broken
+    for p in sorted(root.iterdir()):
+        if not p.is_dir() or p.name.startswith((".", "_")):
+            continue
+        try:
+            good.append(Run(p).summary())
+        except RunError as e:
+            broken.append({"name": p.name, "path": str(p), "error": str(e)})
+        except Exception as e:  # anything else odd about one folder must not hide the others
+            broken.append({"name": p.name, "path": str(p), "error": f"run {p.name}: unreadable ({e})"})
+    good.sort(key=lambda r: r.get("created") or 0, reverse=True)
+    return good, broken
+
+
+def get_run(name: str, root: Path | None = None) -> Run:
+    path = run_path(name, root)
+    if not path.is_dir():
+        raise RunError(f"no run named {name!r} in {runs_dir(root)}")
+    return Run(path)
+
+
+def delete_run(name: str, root: Path | None = None) -> None:
+    run = get_run(name, root)
+    if run.status().get("status") in ACTIVE:
+        raise RunError(f"run {name} is {run.status()['status']}; stop it before deleting it")
+    # rename first so a half-deleted folder never looks like a run
+    trash = run.path.with_name(f".deleting-{run.name}-{os.getpid()}")
+    os.replace(run.path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+# ---------- checkpoints ----------
+
+def save_checkpoint(path: Path, obj: dict) -> None:
+    atomic_save(lambda f: torch.save(obj, f), path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """weights_only=True: a checkpoint file can hold tensors and plain data, never code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"checkpoint {path} is missing") from None
+    except Exception as e:
+        raise RunError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e})") from None
+
+
+def load_model(run_dir) -> torch.nn.Module:
+    """CONTRACT: the run's best checkpoint as a module in eval mode: N x 1 x 28 x 28 in [0, 1] -> logits."""
+    from .models import build
+
+    run = Run(Path(run_dir))
+    cfg = run.config()
+    ckpt = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
+    state = load_checkpoint(ckpt)
+    model = build(cfg["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as e:
+        raise RunError(f"run {run.name}: checkpoint does not fit model {cfg['model']} ({e})") from None
+    return model.eval()

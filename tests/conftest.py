@@ -1,0 +1,166 @@
+"""Shared fixtures: tiny MNIST written as real IDX files, tiny trained runs, a Streamlit server, Chromium.
+
+Tests that need the real MNIST find it through MNISTVIZ_DATA (see `real_mnist`) and skip without it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def write_idx(raw: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> None:
+    """Synthetic digits: each class is a fixed random blob pattern plus noise, so a model can learn it."""
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    templates = (rng.random((10, 28, 28)) > 0.8).astype(np.float32)
+    templates[:, :4] = templates[:, -4:] = templates[:, :, :4] = templates[:, :, -4:] = 0
+
+    def make(n):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        imgs = templates[labels] * rng.uniform(0.6, 1.0, (n, 1, 1)) + rng.random((n, 28, 28)) * 0.25
+        return (np.clip(imgs, 0, 1) * 255).astype(np.uint8), labels.astype(np.uint8)
+
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        imgs, labels = make(n)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + imgs.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A data root holding tiny IDX files (600 train, 200 test) in MNIST/raw."""
+    root = tmp_path_factory.mktemp("tinydata")
+    write_idx(root / "MNIST" / "raw")
+    return root
+
+
+@pytest.fixture
+def tiny_env(tiny_data, tmp_path, monkeypatch) -> Path:
+    """MNISTVIZ_DATA -> tiny data, MNISTVIZ_RUNS -> an empty runs folder (returned)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(runs))
+    return runs
+
+
+TINY = dict(epochs=2, batch_size=50, val_size=100, log_every=2)
+
+
+def train_tiny(runs: Path, data: Path, **overrides) -> Path:
+    """Train a tiny run in-process on the tiny data; returns its folder."""
+    from mnistviz import train
+
+    old = os.environ.get("MNISTVIZ_DATA")
+    os.environ["MNISTVIZ_DATA"] = str(data)
+    try:
+        cfg = train.Config(**{**TINY, **overrides})
+        run = train.create_run(cfg, runs)
+        train.train_run(run)
+        return run.path
+    finally:
+        if old is None:
+            os.environ.pop("MNISTVIZ_DATA", None)
+        else:
+            os.environ["MNISTVIZ_DATA"] = old
+
+
+@pytest.fixture(scope="session")
+def fixture_runs(tiny_data, tmp_path_factory) -> Path:
+    """A runs folder with an augmented + normal pair of tiny completed runs (names 'tiny-aug', 'tiny-none').
+    Session-scoped: treat as read-only."""
+    runs = tmp_path_factory.mktemp("fixture_runs")
+    train_tiny(runs, tiny_data, name="tiny-none", augment="none", pair="p1", seed=1)
+    train_tiny(runs, tiny_data, name="tiny-aug", augment="standard", pair="p1", seed=1)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def real_mnist() -> Path:
+    from mnistviz.data import find_mnist
+
+    root = os.environ.get("MNISTVIZ_DATA")
+    if not root or find_mnist(Path(root)) is None:
+        pytest.skip("real MNIST not found: set MNISTVIZ_DATA to a folder with MNIST/raw (CI does)")
+    return Path(root)
+
+
+# ---------- browser tests ----------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StreamlitServer:
+    """`streamlit run app.py` as a real process on a free port, with the given env."""
+
+    def __init__(self, env: dict, cwd: Path = ROOT):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(Path(env.get("MNISTVIZ_RUNS", "/tmp")) / f".streamlit-{self.port}.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+             f"--server.port={self.port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
+             "--server.fileWatcherType=none"],
+            cwd=cwd, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(self.url + "/_stcore/health", timeout=2).read() == b"ok":
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"streamlit did not start; see {self.log.name}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM:
+        pytest.skip("no chromium: apt-get install -y chromium (.ci/run does) to run browser tests")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright not installed: pip install -r requirements-dev.txt")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(30000)
+    yield pg
+    ctx.close()
