@@ -182,8 +182,14 @@ def train_run(run: Run, resume: bool = False, stop: StopRequested | None = None,
     model = build(cfg.model).to(memory_format=torch.channels_last)
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, steps_per_epoch)
+    # everything the loop accumulates lives here and goes into last.pt, so a resumed run logs exactly
+    # what an uninterrupted one would (the w_* window feeds the next step record)
     state = dict(epoch=0, step_in_epoch=0, global_step=0, train_seconds=0.0, best_acc=-1.0,
-                 ep_loss=0.0, ep_correct=0, ep_seen=0, ep_seconds=0.0)
+                 ep_loss=0.0, ep_correct=0, ep_seen=0, ep_seconds=0.0,
+                 w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
+    if resume and not run.last_ckpt.exists():  # a queued run (or one that died before its first checkpoint)
+        resume = False
+        run.truncate_metrics(0)
     if resume:
         ck = load_checkpoint(run.last_ckpt)
         model.load_state_dict(ck["model"])
@@ -211,8 +217,6 @@ def train_run(run: Run, resume: bool = False, stop: StopRequested | None = None,
     level = aug.LEVELS[cfg.augment]
     gen = torch.Generator()
     last_beat = 0.0
-    win_loss = win_correct = win_seen = 0.0
-    win_seconds = 0.0
     status = "completed"
     try:
         for epoch in range(state["epoch"], cfg.epochs):
@@ -248,17 +252,20 @@ def train_run(run: Run, resume: bool = False, stop: StopRequested | None = None,
                 state["train_seconds"] += dt
                 state["global_step"] += 1
                 state["step_in_epoch"] = i + 1
-                win_loss += loss_sum; win_correct += correct; win_seen += b; win_seconds += dt
+                state["w_loss"] += loss_sum
+                state["w_correct"] += correct
+                state["w_seen"] += b
+                state["w_seconds"] += dt
                 if bar:
                     bar.update(1)
                 g = state["global_step"]
                 if g % cfg.log_every == 0 or i == steps_per_epoch - 1:
                     run.append_metrics([{"step": g, "epoch_progress": round(epoch + (i + 1) / steps_per_epoch, 4),
-                                         "train_loss": win_loss / win_seen, "train_acc": win_correct / win_seen,
-                                         "lr": lr, "images_per_s": win_seen / max(win_seconds, 1e-9),
+                                         "train_loss": state["w_loss"] / state["w_seen"],
+                                         "train_acc": state["w_correct"] / state["w_seen"],
+                                         "lr": lr, "images_per_s": state["w_seen"] / max(state["w_seconds"], 1e-9),
                                          "time": time.time()}])
-                    win_loss = win_correct = win_seen = 0.0
-                    win_seconds = 0.0
+                    state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
                 now = time.time()
                 if now - last_beat >= 0.5:
                     last_beat = now
@@ -370,7 +377,8 @@ def parser() -> argparse.ArgumentParser:
     a("--limit-train", type=int, help="train on the first N training images only")
     a("--name", help="run folder name (default: model-augment-timestamp)")
     a("--runs-dir", help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
-    a("--resume", metavar="NAME", help="continue a stopped or interrupted run to its planned epochs")
+    a("--resume", metavar="NAME", help="continue a stopped or interrupted run to its planned epochs "
+                                         "(a queued run, with no checkpoint yet, starts from scratch)")
     a("--pair", help=argparse.SUPPRESS)
     a("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return p
@@ -405,9 +413,9 @@ def main(argv=None) -> int:
                 p.error(f"run {args.resume} is already completed")
             if st == "running":
                 p.error(f"run {args.resume} is still running (pid {run.status().get('pid')})")
-            if not run.last_ckpt.exists():
-                p.error(f"run {args.resume} has no checkpoint to resume from; train it again")
-            run.config()
+            cfg_errors = validate(Config.from_dict(run.config()))
+            if cfg_errors:
+                p.error(f"run {args.resume} has an invalid config.json: " + "; ".join(cfg_errors.values()))
             resume = True
         else:
             cfg = config_from_args(args)

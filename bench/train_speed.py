@@ -1,0 +1,50 @@
+"""One LeNet-5 epoch (batch 32, SGD lr 0.01 momentum 0.9): the seeds' DataLoader loop vs mnistviz's trainer.
+
+    MNISTVIZ_DATA=../shared/data python bench/train_speed.py [--repeat 1]
+
+Both run in this process, one after the other, on the same machine and thread count; prints both and the ratio.
+The reference times only its training loop (its dataset is built before the clock starts); mnistviz reports
+train_seconds (training steps only, no start-up, no evaluation).
+"""
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _reference import reference_epoch, seed_lenet5  # noqa: E402
+
+from mnistviz import data, train  # noqa: E402
+
+
+def mnistviz_epoch(runs_dir: Path, k: int) -> tuple[float, float]:
+    cfg = train.Config(model="lenet5", optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0,
+                       schedule="none", label_smoothing=0.0, batch_size=32, epochs=1, augment="none", val_size=0,
+                       name=f"speed{k}")
+    run = train.create_run(cfg, runs_dir)
+    res = train.train_run(run)
+    return res["train_seconds"], res["test_accuracy"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    root = data.data_root()
+    data.load_mnist()  # fail early, with the message, if MNIST is missing
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, MNIST at {root}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.repeat):
+            ref = reference_epoch(seed_lenet5(), root)
+            ours, acc = mnistviz_epoch(Path(tmp), k)
+            print(f"reference DataLoader loop: {ref:6.2f} s/epoch  ({60000 / ref:7.0f} images/s)")
+            print(f"mnistviz trainer:          {ours:6.2f} s/epoch  ({60000 / ours:7.0f} images/s, "
+                  f"test accuracy {acc:.2%})")
+            print(f"speed-up: {ref / ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mnistviz import runs, train
+from tests.conftest import ROOT, TINY
+
+
+def _run(runs_dir, **overrides):
+    cfg = train.Config(**{**TINY, **overrides})
+    run = train.create_run(cfg, runs_dir)
+    return run, train.train_run(run)
+
+
+def test_loss_falls_on_a_small_subset(tiny_env):
+    run, res = _run(tiny_env, epochs=3, limit_train=300, model="lenet5", optimizer="adam", lr=3e-3,
+                    schedule="none", weight_decay=0.0, label_smoothing=0.0)
+    ep = run.epoch_records()
+    assert res["status"] == "completed" and len(ep) == 3
+    assert ep[-1]["train_loss"] < ep[0]["train_loss"] * 0.8
+    assert ep[-1]["test_acc"] > 0.3  # 10 classes: chance is 0.1
+    steps = run.step_records()
+    assert steps and all(k in steps[0] for k in ("train_loss", "train_acc", "lr", "images_per_s"))
+    for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_seconds"):
+        assert ep[0][k] is not None
+    assert run.probs().shape == (200, 10) and run.pred_epochs() == [1, 2, 3]
+    assert len(run.test_labels()) == 200
+
+
+METRIC_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+def _metrics(run):
+    return [[r.get(k) for k in METRIC_KEYS + ("step",)] for r in run.epoch_records()] + \
+           [[r["train_loss"], r["train_acc"], r["step"]] for r in run.step_records()]
+
+
+def test_same_seed_same_metrics(tiny_env):
+    a, _ = _run(tiny_env, augment="standard", model="net-320", seed=7, epochs=2)
+    b, _ = _run(tiny_env, augment="standard", model="net-320", seed=7, epochs=2)
+    c, _ = _run(tiny_env, augment="standard", model="net-320", seed=8, epochs=2)
+    assert _metrics(a) == _metrics(b)
+    assert _metrics(a) != _metrics(c)
+
+
+class StopAfter(train.StopRequested):
+    """A caller's stop request that arrives after n steps (as a SIGTERM would)."""
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def is_set(self):
+        self.n -= 1
+        return self.n < 0
+
+
+def test_stop_then_resume_reaches_planned_epochs_with_same_metrics(tiny_env):
+    ref, _ = _run(tiny_env, epochs=3, augment="light", model="net-320", seed=3)
+    cfg = train.Config(**{**TINY, "epochs": 3, "augment": "light", "model": "net-320", "seed": 3})
+    run = train.create_run(cfg, tiny_env)
+    res = train.train_run(run, stop=StopAfter(15))  # 10 steps per epoch: stops mid-epoch 2
+    assert res["status"] == "stopped" and run.status()["status"] == "stopped"
+    assert run.last_ckpt.exists() and len(run.epoch_records()) == 1
+    res = train.train_run(run, resume=True)
+    assert res["status"] == "completed" and res["epochs"] == 3
+    assert [r["epoch"] for r in run.epoch_records()] == [1, 2, 3]
+    assert _metrics(run) == _metrics(ref)  # resuming mid-epoch changes nothing
+
+
+def _cli(args, env, timeout=120):
+    return subprocess.run([sys.executable, "-m", "mnistviz.train", *args], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_trains_and_prints_json_last(tiny_env, tiny_data):
+    p = _cli(["--epochs", "2", "--batch-size", "50", "--val-size", "100", "--name", "cli1", "--model", "net-320",
+              "--target-accuracy", "99.9"], {})
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert set(out) == {"run", "run_dir", "status", "epochs", "test_accuracy", "best_test_accuracy", "train_seconds"}
+    assert out["run"] == "cli1" and out["status"] == "completed" and out["epochs"] == 2
+    assert out["train_seconds"] > 0 and 0 <= out["test_accuracy"] <= 1
+    run = runs.Run(out["run_dir"])
+    assert run.config()["target_accuracy"] == pytest.approx(0.999)
+    # evaluate CLI on the same run agrees with the trainer's best epoch
+    e = subprocess.run([sys.executable, "-m", "mnistviz.evaluate", out["run_dir"], "--json"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert e.returncode == 0, e.stderr
+    ev = json.loads(e.stdout.strip().splitlines()[-1])
+    assert ev["test_accuracy"] == pytest.approx(out["best_test_accuracy"], abs=1e-6)
+    assert ev["test_loss"] > 0
+
+
+BAD = [
+    ["--lr", "-0.1"], ["--lr", "abc"], ["--batch-size", "0"], ["--epochs", "0"], ["--model", "resnet"],
+    ["--augment", "extreme"], ["--preset", "nope"], ["--momentum", "2"], ["--name", "../escape"],
+    ["--name", "a/b"], ["--resume", "no-such-run"], ["--resume", "../x"], ["--batch-size", "1.5"],
+    ["--target-accuracy", "150"],
+]
+
+
+@pytest.mark.parametrize("args", BAD, ids=" ".join)
+def test_cli_bad_input_exits_2_one_line(tiny_env, args, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("python -m mnistviz.train: error:")
+    assert list(tiny_env.iterdir()) == []  # nothing created
+
+
+def test_cli_bad_input_no_traceback_in_a_real_process(tiny_env):
+    for args in (["--lr", "-1"], ["--resume", "ghost"]):
+        p = _cli(args, {})
+        assert p.returncode == 2 and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def _wait(cond, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _start(runs_dir, name, epochs):
+    return subprocess.Popen([sys.executable, "-m", "mnistviz.train", "--epochs", str(epochs), "--batch-size", "20",
+                             "--val-size", "100", "--model", "net-320", "--name", name, "--no-progress"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_is_interrupted_and_resume_completes(tiny_env):
+    p = _start(tiny_env, "killed", 12)
+    run = runs.Run(tiny_env / "killed")
+    assert _wait(lambda: run.last_ckpt.exists())
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert run.raw_status()["status"] == "running"  # what the dead process left behind
+    st = run.status()
+    assert st["status"] == "interrupted" and st["error"]
+    done = len(run.epoch_records())
+    assert 1 <= done < 12
+    r = _cli(["--resume", "killed", "--no-progress"], {}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["status"] == "completed" and out["epochs"] == 12
+    assert [e["epoch"] for e in run.epoch_records()] == list(range(1, 13))  # no gaps, no duplicates
+    steps = [s["step"] for s in run.step_records()]
+    assert steps == sorted(set(steps))
+    again = _cli(["--resume", "killed"], {})
+    assert again.returncode == 2 and "already completed" in again.stderr
+
+
+def test_sigterm_checkpoints_and_stops(tiny_env):
+    p = _start(tiny_env, "termed", 40)
+    run = runs.Run(tiny_env / "termed")
+    assert _wait(lambda: run.epoch_records())
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["status"] == "stopped" and run.status()["status"] == "stopped"
+    assert run.last_ckpt.exists() and res["epochs"] < 40
