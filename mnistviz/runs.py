@@ -190,7 +190,8 @@ class Run:
 
     def write_status(self, **fields) -> dict:
         st = self.raw_status() if self.status_file.exists() else {}
-        st.pop("error", None) if fields.get("status") in ACTIVE else None
+        if fields.get("status") in ACTIVE:
+            st.pop("error", None)  # a resumed run starts clean
         st.update(fields)
         st["updated"] = time.time()
         atomic_write_json(self.status_file, st)

@@ -62,8 +62,10 @@ class Config:
 # The seed experiments, plus the default and the best recipe found here (see README).
 PRESETS = {
     "default": dict(desc="fast CNN, SGD nesterov one-cycle, batch 256, 2 epochs: 99% in about 11 s on 2 cores"),
-    "best": dict(desc="fast CNN, 16 epochs with light augmentation (the committed default model)",
-                 epochs=16, augment="light"),
+    "default-model": dict(desc="fast CNN, 16 epochs with light augmentation: how checkpoints/default was trained",
+                          epochs=16, augment="light"),
+    "best": dict(desc="wide CNN (16/32/64 filters), 16 epochs with light augmentation: the best recipe found",
+                 model="wide", epochs=16, augment="light"),
     "lenet5-sgd": dict(desc="LeNet-5, SGD lr 0.01 momentum 0.9, batch 32, 10 epochs",
                        model="lenet5", optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,
                        weight_decay=0.0, schedule="none", batch_size=32, epochs=10, augment="none"),
