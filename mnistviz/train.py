@@ -151,9 +151,17 @@ def _scheduler(opt, cfg: Config, steps_per_epoch: int):
         return torch.optim.lr_scheduler.MultiStepLR(
             opt, [steps_per_epoch * cfg.epochs // 2, steps_per_epoch * cfg.epochs * 3 // 4], 0.1)
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps_per_epoch * cfg.epochs,
-                                                   pct_start=0.25, anneal_strategy="linear",
-                                                   cycle_momentum=False)
+        # linear one-cycle: lr/25 up to lr over the first quarter, then down to 0 (torch's OneCycleLR
+        # divides by zero when a run has only a few steps)
+        total = steps_per_epoch * cfg.epochs
+        warm = max(1, round(0.25 * total))
+
+        def one_cycle(step):
+            if step < warm:
+                return 0.04 + 0.96 * step / warm
+            return max(0.0, (total - step) / max(1, total - warm))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, one_cycle)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
@@ -170,8 +178,16 @@ class StopRequested:
 
 
 def train_run(run: Run, resume: bool = False, stop: StopRequested | None = None, progress: bool = False) -> dict:
-    """Train the run in `run.path` (config.json must exist). Returns the CLI's result dict."""
-    stop = stop or StopRequested()
+    """Train the run in `run.path` (config.json must exist). Returns the CLI's result dict.
+    Any exception marks the run failed, with its text, before it propagates."""
+    try:
+        return _train(run, resume, stop or StopRequested(), progress)
+    except BaseException as e:
+        run.write_status(status="failed", error=f"{type(e).__name__}: {e}", ended=time.time())
+        raise
+
+
+def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
     cfg = Config.from_dict(run.config())
     torch.manual_seed(cfg.seed)
     data = load_mnist()
@@ -304,9 +320,6 @@ def train_run(run: Run, resume: bool = False, stop: StopRequested | None = None,
                 break
         if status == "stopped":
             checkpoint(run.last_ckpt)
-    except BaseException as e:
-        run.write_status(status="failed", error=f"{type(e).__name__}: {e}", ended=time.time())
-        raise
     finally:
         if bar:
             bar.close()

@@ -167,3 +167,36 @@ def test_sigterm_checkpoints_and_stops(tiny_env):
     res = json.loads(out.strip().splitlines()[-1])
     assert res["status"] == "stopped" and run.status()["status"] == "stopped"
     assert run.last_ckpt.exists() and res["epochs"] < 40
+
+
+def test_one_cycle_with_very_few_steps(tiny_env):
+    run, res = _run(tiny_env, epochs=1, batch_size=50, limit_train=200, schedule="onecycle", val_size=0)
+    assert res["status"] == "completed"
+    lrs = [r["lr"] for r in run.step_records()]
+    assert lrs and all(0 <= lr <= 0.2 for lr in lrs)
+
+
+def test_one_cycle_shape():
+    import torch
+    model = torch.nn.Linear(2, 2)
+    cfg = train.Config(lr=1.0, epochs=1)
+    opt = train._optimizer(model, cfg)
+    sched = train._scheduler(opt, cfg, 100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.04) and max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 25
+    assert lrs[-1] < 0.02 and all(b <= a for a, b in zip(lrs[25:], lrs[26:]))
+
+
+def test_failure_in_setup_marks_run_failed(tiny_env):
+    run = train.create_run(train.Config(**TINY), tiny_env)
+    cfg = run.config()
+    cfg["model"] = "no-such-model"
+    runs.atomic_write_json(run.config_file, cfg)
+    with pytest.raises(ValueError):
+        train.train_run(run)
+    st = run.status()
+    assert st["status"] == "failed" and "no-such-model" in st["error"]
