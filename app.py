@@ -21,6 +21,13 @@ PAGES = [
 ]
 pages = [st.Page(f, title=t, icon=i, url_path=u, default=(u == "runs"))
          for f, t, i, u in PAGES if (HERE / f).exists()]
-nav = st.navigation(pages)
-sidebar()
-nav.run()
+st.session_state["_shell"] = True  # true only while this script runs: see pages._shared.shell_guard
+try:
+    nav = st.navigation(pages)
+    after = st.session_state.pop("_after_shell", None)
+    if after:  # a page was run without this shell (Streamlit's legacy pages/ mode): show it inside the shell
+        st.switch_page(after["page"], query_params=after["query"])
+    sidebar()
+    nav.run()
+finally:
+    st.session_state["_shell"] = False

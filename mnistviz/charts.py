@@ -19,6 +19,18 @@ def _as_float_images(images) -> np.ndarray:
     return imgs
 
 
+def image_grid(images, cols: int = 8, scale: int = 3) -> np.ndarray:
+    """Digits (N x 1 x H x W in [0, 1], or uint8) tiled by torchvision's make_grid, scaled up `scale` times
+    (nearest) so a browser shows sharp pixels: an H x W x 3 uint8 array for st.image, for grids nobody clicks."""
+    import torch
+    from torchvision.utils import make_grid
+
+    x = torch.as_tensor(_as_float_images(images)).unsqueeze(1)
+    grid = make_grid(x, nrow=cols, padding=2, pad_value=0.35)  # 3 x H' x W'
+    grid = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    return (grid.permute(1, 2, 0).clamp(0, 1) * 255).to(torch.uint8).numpy()
+
+
 def digit_grid(images, titles=None, highlight=None, ids=None, cols: int = 8, tile_px: int = 84) -> go.Figure:
     """A grid of digits as ONE image (fast to draw), with a red frame on highlighted tiles.
 
@@ -58,3 +70,82 @@ def digit_grid(images, titles=None, highlight=None, ids=None, cols: int = 8, til
     fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=0, b=0), dragmode=False,
                       width=int(cols * tw * scale), height=int(rows * th * scale), clickmode="event+select")
     return fig
+
+
+# ---------- training curves ----------
+
+# one colour per split, shared by the loss and accuracy panels; the per-step curve is drawn thin
+SPLIT_COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
+
+
+def training_curves_spec(step_records: list[dict], epoch_records: list[dict], x: str = "epoch") -> dict:
+    """Loss (left) and accuracy (right) of one run as a plotly figure dict: train per step (thin line) and
+    train / validation / test per epoch (lines with markers). x="epoch" puts steps at fractional epochs;
+    x="step" uses the global step. A legend entry toggles its split in both panels (legendgroup).
+
+    A plain dict because the live view redraws it every second while a run trains: building it through
+    go.Figure / make_subplots costs ~50 ms of CPU each time, taken from the training; this costs ~0."""
+    sx = [r.get("epoch_progress") if x == "epoch" else r.get("step") for r in step_records]
+    ex = [r.get("epoch") if x == "epoch" else r.get("step") for r in epoch_records]
+    hover = "%{fullData.name}<br>" + x + " %{x}<br>%{y:.4f}<extra></extra>"
+    data = []
+    if step_records:
+        for axis, key in (("", "train_loss"), ("2", "train_acc")):
+            data.append(dict(type="scatter", x=sx, y=[r.get(key) for r in step_records], mode="lines",
+                             name="train (per step)", legendgroup="train-step", showlegend=axis == "",
+                             xaxis="x" + axis, yaxis="y" + axis, opacity=0.45, hovertemplate=hover,
+                             line=dict(color=SPLIT_COLORS["train"], width=1)))
+    for split in ("train", "val", "test"):
+        ys = {k: [r.get(f"{split}_{k}") for r in epoch_records] for k in ("loss", "acc")}
+        if not any(v is not None for v in ys["loss"]):
+            continue  # no validation set, or no epoch finished yet
+        for axis, k in (("", "loss"), ("2", "acc")):
+            data.append(dict(type="scatter", x=ex, y=ys[k], mode="lines+markers",
+                             name=f"{SPLIT_NAMES[split]} (per epoch)", legendgroup=split, showlegend=axis == "",
+                             xaxis="x" + axis, yaxis="y" + axis, hovertemplate=hover, marker=dict(size=6),
+                             line=dict(color=SPLIT_COLORS[split], width=2)))
+    title = dict(text=x)
+    layout = dict(
+        xaxis=dict(domain=[0, 0.46], anchor="y", title=title), yaxis=dict(anchor="x", title=dict(text="loss")),
+        xaxis2=dict(domain=[0.54, 1], anchor="y2", title=title),
+        yaxis2=dict(anchor="x2", tickformat=".1%", title=dict(text="accuracy")),
+        height=360, margin=dict(l=10, r=10, t=30, b=10), hovermode="closest",
+        legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0),
+        uirevision="keep",  # keep zoom and legend toggles while the live view refreshes
+    )
+    return {"data": data, "layout": layout}
+
+
+def training_curves(step_records: list[dict], epoch_records: list[dict], x: str = "epoch") -> go.Figure:
+    """training_curves_spec as a go.Figure (to restyle or combine; the live view passes the dict directly)."""
+    return go.Figure(training_curves_spec(step_records, epoch_records, x))
+
+
+def epoch_table(epoch_records: list[dict]):
+    """One row per finished epoch: losses, accuracies (%), seconds spent training and evaluating, images/s."""
+    import pandas as pd
+
+    cols = {"epoch": "epoch", "train_loss": "train loss", "train_acc": "train acc %", "val_loss": "val loss",
+            "val_acc": "val acc %", "test_loss": "test loss", "test_acc": "test acc %",
+            "epoch_seconds": "train s", "eval_seconds": "eval s", "images_per_s": "images/s", "lr": "lr"}
+    df = pd.DataFrame([{v: r.get(k) for k, v in cols.items()} for r in epoch_records], columns=list(cols.values()))
+    for c in ("train acc %", "val acc %", "test acc %"):
+        df[c] = df[c].astype(float) * 100
+    return df.set_index("epoch")
+
+
+def runs_table(summaries: list[dict]):
+    """The Runs page table: one row per run summary (runs.list_runs), newest first."""
+    import pandas as pd
+
+    rows = [{
+        "name": s["name"], "model": s.get("model"), "augmentation": s.get("augment"),
+        "epochs": f"{s.get('epochs_done', 0)} / {s.get('epochs')}",
+        "best test acc %": None if s.get("best_test_acc") is None else s["best_test_acc"] * 100,
+        "status": s.get("status"),
+        "created": pd.Timestamp.fromtimestamp(s["created"]).floor("s") if s.get("created") else None,  # local time
+        "pair": s.get("pair"),
+    } for s in summaries]
+    return pd.DataFrame(rows, columns=["name", "model", "augmentation", "epochs", "best test acc %", "status",
+                                       "created", "pair"])

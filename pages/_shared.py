@@ -1,9 +1,34 @@
 """Streamlit helpers shared by the pages (layout only; computation lives in mnistviz/)."""
 from __future__ import annotations
 
+import gc
+
+import pandas  # noqa: F401  (imported before the freeze below, like everything the pages use)
+import plotly.graph_objects  # noqa: F401
 import streamlit as st
 
-from mnistviz import data, runs
+from mnistviz import charts, data, jobs, runs, train  # noqa: F401
+
+# Streamlit runs a full gc.collect() after every script run, so also after each refresh of the Train
+# page's live view (every second while a run trains). With torch, pandas and plotly loaded that walks
+# ~400,000 long-lived objects: 100-300 ms of CPU a second, taken from the training. gc.freeze() takes
+# what exists now (modules, mostly: they live as long as the process) out of every later collection.
+# Runs once per process, when a page first imports this module.
+gc.freeze()
+
+PICKER = "_run_picker"
+
+
+def shell_guard(page: str) -> None:
+    """Call first in every page, with its path ("pages/train.py").
+
+    On a fresh server (and in every AppTest run), Streamlit runs the pages/ folder in its legacy mode
+    until app.py has called st.navigation once, so a first request for /train runs pages/train.py alone:
+    no sidebar, no run picker. Then the page hands over to app.py, which switches back to it inside the
+    shell, URL kept. app.py sets "_shell" only while it runs."""
+    if not st.session_state.get("_shell"):
+        st.session_state["_after_shell"] = {"page": page, "query": st.query_params.to_dict()}
+        st.switch_page("app.py")
 
 
 def all_runs():
@@ -27,36 +52,70 @@ def selected_run() -> runs.Run | None:
 
 
 def select_run(name: str | None) -> None:
+    """Make `name` the selected run on every page, and put it in the URL so a copied link reopens it."""
     st.session_state["run"] = name
     if name:
-        st.query_params["run"] = name
+        if st.query_params.get("run") != name:
+            st.query_params["run"] = name
     else:
         st.query_params.pop("run", None)
 
 
+def _picked() -> None:
+    select_run(st.session_state.get(PICKER))
+
+
 def sidebar() -> None:
+    """Run picker and data status. The URL wins when it names a run (a pasted link); otherwise the session
+    keeps the selection (a page switch clears the query string: it is put back here)."""
+    jobs.tick()  # any rerun keeps the training queue moving
     good, broken = all_runs()
-    names = [r["name"] for r in good]
-    wanted = st.query_params.get("run") or st.session_state.get("run")
-    if wanted not in names:
-        wanted = names[0] if names else None
+    by_name = {r["name"]: r for r in good}
+    names = list(by_name)
+    url = st.query_params.get("run")
+    current = st.session_state.get("run")
+    unknown = None
+    if url and url != current:
+        if url in by_name:
+            current = url
+        else:
+            unknown = url
+    if current not in by_name:
+        running = jobs.active()
+        current = running if running in by_name else (names[0] if names else None)
+    if st.session_state.get(PICKER) != current:
+        st.session_state[PICKER] = current  # before the widget exists: allowed, and it shows the selection
     with st.sidebar:
+        if unknown:
+            st.warning(f"There is no run named {unknown!r}; showing {current or 'nothing'} instead.")
         if names:
-            labels = {r["name"]: f"{r['name']} ({r['status']})" for r in good}
-            choice = st.selectbox("Run", names, index=names.index(wanted), format_func=lambda n: labels[n],
-                                  key="_run_picker")
-            if choice != wanted and st.session_state.get("_picked") != choice:
-                wanted = choice
-            st.session_state["_picked"] = choice
-            wanted = choice
+            st.selectbox("Run", names, key=PICKER, on_change=_picked,
+                         format_func=lambda n: f"{n} · {by_name[n]['status']}",
+                         help="Shared by every page and kept in the URL (?run=NAME).")
+            r = by_name[current]
+            acc = f"{r['best_test_acc']:.2%}" if r.get("best_test_acc") is not None else "no epoch yet"
+            st.caption(f"{r['model']} · augmentation {r['augment']} · {r['epochs_done']}/{r['epochs']} epochs · "
+                       f"best test accuracy {acc}")
         else:
             st.caption("No runs yet: launch one on the Train page.")
         if broken:
             st.caption(f"{len(broken)} broken run folder(s): see the Runs page.")
-        select_run(wanted)
+        waiting = jobs.queue()
+        training = jobs.active()
+        if training or waiting:
+            st.caption(f"Training: {training or 'nothing'}" + (f" · {len(waiting)} queued" if waiting else ""))
         root = data.data_root()
         found = data.find_mnist(root)
         if found:
             st.caption(f"MNIST: {found}")
         else:
             st.warning(data.missing_message(root), icon=":material/warning:")
+    select_run(current)
+
+
+def require_mnist() -> bool:
+    """On pages that need the images: say how to provide MNIST when it is missing. True when present."""
+    if data.find_mnist() is None:
+        st.error(data.missing_message(), icon=":material/dataset:")
+        return False
+    return True

@@ -1,0 +1,210 @@
+"""Does watching a training in the dashboard slow it down? The CLI alone vs a run launched from the Train page
+while headless Chromium watches its live view (the fragment re-reading status.json and metrics.jsonl every
+second, the plotly curves redrawn), side by side in one go, on real MNIST.
+
+    MNISTVIZ_DATA=../shared/data python bench/dashboard_speed.py [--rounds 3] [--epochs 1] [--limit-train 0]
+
+Each round runs the CLI alone (no server, no browser), then starts `streamlit run app.py`, opens the Train page
+in Chromium, fills the form with the same config and clicks Train, and keeps watching until the run completes.
+images/s is the trainer's own figure (training steps only: no start-up, no evaluation), read from each run's
+metrics.jsonl. Prints every pair and the median ratio dashboard / CLI (the target is >= 0.95), and the CPU
+the UI itself used meanwhile (Streamlit server, Chromium), which does not depend on what else the machine runs.
+Then (--pages, default) the first render of every page in a warm app: a new browser session opening the
+page's URL, until Streamlit reports the script finished (target <= 1 s).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from mnistviz import data, runs  # noqa: E402
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
+
+COUNT_UPDATES_JS = """() => {
+  window.__stepUpdates = 0;
+  let last = null;
+  new MutationObserver(() => {
+    const m = [...document.querySelectorAll('[data-testid="stMetric"]')].find(e => e.innerText.startsWith("Step"));
+    const v = m ? m.innerText : null;
+    if (v !== last) { last = v; window.__stepUpdates++; }
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+BASE = dict(epochs="1", batch_size="256", log_every="20")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(p.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def images_per_s(run_dir: Path) -> float:
+    """Training images per second of training time over the whole run (steps only)."""
+    epochs = runs.Run(run_dir).epoch_records()
+    if not epochs:
+        raise SystemExit(f"{run_dir.name}: no epoch finished; see {run_dir / 'train.log'}")
+    seen = sum(r["epoch_seconds"] * r["images_per_s"] for r in epochs)
+    return seen / sum(r["epoch_seconds"] for r in epochs)
+
+
+def cli_run(runs_dir: Path, name: str, cfg: dict) -> float:
+    cmd = [sys.executable, "-m", "mnistviz.train", "--runs-dir", str(runs_dir), "--name", name, "--no-progress",
+           "--epochs", cfg["epochs"], "--batch-size", cfg["batch_size"], "--log-every", cfg["log_every"],
+           "--limit-train", cfg["limit_train"]]
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return images_per_s(runs_dir / name)
+
+
+def dashboard_run(runs_dir: Path, name: str, cfg: dict, browser) -> tuple[float, int, float, float]:
+    """Launch from the Train page and watch it to the end. Returns (images/s, live updates seen, CPU of the
+    Streamlit server and of the browser while it trained, each in % of one core)."""
+    from playwright.sync_api import expect
+
+    srv = StreamlitServer({"MNISTVIZ_RUNS": str(runs_dir), "MNISTVIZ_DATA": str(data.data_root())})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = ctx.new_page()
+        page.goto(srv.url + "/train")
+        expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60000)
+        for label, value in (("Epochs", cfg["epochs"]), ("Batch size", cfg["batch_size"]),
+                             ("Log every N steps", cfg["log_every"]), ("Limit training images", cfg["limit_train"]),
+                             ("Run name", name)):
+            field = page.get_by_label(label, exact=True)
+            field.fill(value)
+            field.press("Enter")
+            expect(field).to_have_value(value)
+        page.get_by_role("button", name="Train", exact=True).click()
+        expect(page.get_by_role("heading", name=f"Live: {name}")).to_be_visible(timeout=30000)
+        browser_pids = descendants(os.getpid()) - descendants(srv.proc.pid) - {srv.proc.pid}
+        t0 = time.time()
+        ui0 = cpu_seconds(srv.proc.pid), sum(cpu_seconds(p) for p in browser_pids)
+        # count the live view's updates in the page itself (no polling from here): each new Step value
+        page.evaluate(COUNT_UPDATES_JS)
+        status = page.locator('[data-testid="stMetric"]', has_text="Status").locator('[data-testid="stMetricValue"]')
+        expect(status).to_have_text("completed", timeout=3600_000)
+        wall = time.time() - t0
+        server = 100 * (cpu_seconds(srv.proc.pid) - ui0[0]) / wall
+        chromium = 100 * (sum(cpu_seconds(p) for p in browser_pids) - ui0[1]) / wall
+        return images_per_s(runs_dir / name), page.evaluate("() => window.__stepUpdates"), server, chromium
+    finally:
+        ctx.close()
+        srv.stop()
+
+
+def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, float]:
+    """Seconds from opening each page's URL (a new session, as a pasted link) until its script has finished,
+    median of `repeat`, after one warm-up visit of every page."""
+    srv = StreamlitServer({"MNISTVIZ_RUNS": str(runs_dir), "MNISTVIZ_DATA": str(data.data_root())})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    done = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+    def visit(path):  # a pasted link: a new session, the whole app script, the page's own script
+        t = time.perf_counter()
+        page.goto(f"{srv.url}/{path}")
+        page.wait_for_selector("h1", timeout=60000)
+        page.wait_for_selector(done, timeout=60000)
+        return time.perf_counter() - t
+
+    def click(path, title):  # the sidebar link, in a session that is open already
+        t = time.perf_counter()
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+        page.wait_for_url(f"**/{path}*", timeout=60000)
+        try:  # the rerun starts a few ms after the click
+            page.wait_for_selector('[data-testid="stApp"]:not([data-test-script-state="notRunning"])', timeout=1000)
+        except Exception:
+            pass  # it may have finished already
+        page.wait_for_selector(done, timeout=60000)
+        return time.perf_counter() - t
+    try:
+        pages = app_pages()
+        for path, _ in pages:
+            visit(path)
+        out = {}
+        for path, title in pages:
+            out[f"{path or 'runs'} (new session)"] = statistics.median(visit(path) for _ in range(repeat))
+        visit("")
+        for path, title in pages[1:] + pages[:1]:
+            out[f"{path or 'runs'} (sidebar click)"] = click(path, title)
+        return out
+    finally:
+        ctx.close()
+        srv.stop()
+
+
+def app_pages() -> list[tuple[str, str]]:
+    """(url path, title) of the app's pages that exist (app.PAGES), the home page first with path ""."""
+    import ast
+
+    tree = ast.parse((ROOT / "app.py").read_text())
+    pages = next(ast.literal_eval(n.value) for n in ast.walk(tree)
+                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "PAGES")
+    return [("" if url == "runs" else url, title) for f, title, _, url in pages if (ROOT / f).exists()]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--limit-train", type=int, default=0, help="train on the first N images (0 = all 55,000)")
+    ap.add_argument("--pages", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time each page's first render in a warm app (default: on)")
+    args = ap.parse_args()
+    if data.find_mnist() is None:
+        raise SystemExit(data.missing_message())
+    if not CHROMIUM:
+        raise SystemExit("no chromium: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    cfg = {**BASE, "epochs": str(args.epochs), "limit_train": str(args.limit_train)}
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; fast model, batch 256, "
+          f"{args.epochs} epoch(s), {'all' if not args.limit_train else args.limit_train} training images")
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        for k in range(args.rounds):
+            cli = cli_run(Path(tmp), f"cli-{k}", cfg)
+            dash, redraws, server, chromium = dashboard_run(Path(tmp), f"dash-{k}", cfg, browser)
+            ratios.append(dash / cli)
+            print(f"round {k + 1} (load average {os.getloadavg()[0]:.1f}): CLI alone {cli:8.0f} images/s | dashboard + browser watching {dash:8.0f} images/s "
+                  f"({redraws} live updates seen) | ratio {dash / cli:.3f} | meanwhile the UI used "
+                  f"{server:.1f}% (Streamlit) + {chromium:.1f}% (Chromium) of one core", flush=True)
+        times = page_render_times(Path(tmp), browser) if args.pages else {}
+        browser.close()
+    median = statistics.median(ratios) if ratios else None
+    if ratios:
+        print(f"median ratio dashboard / CLI: {median:.3f} (target >= 0.95)")
+    for path, t in times.items():
+        print(f"page {path:30s} first render {t:5.2f} s (target <= 1 s, warm app)")
+    print(json.dumps({"ratios": [round(r, 4) for r in ratios], "median": median and round(median, 4),
+                      "page_seconds": {k: round(v, 3) for k, v in times.items()}}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""Training as separate OS processes, one at a time, from a first-in first-out queue kept on disk.
+
+The dashboard never trains in its own process: `submit()` makes the run folder (status queued), appends
+its name to `<runs>/_queue.json` and calls `tick()`. `tick()` starts the next queued run when no training
+is running, as a detached process (its own session, so a browser refresh or a Streamlit restart leaves
+it alone):
+
+    sh -c 'python -m mnistviz.train --resume NAME --runs-dir ROOT --no-progress; python -m mnistviz.jobs tick ...'
+
+The trailing `jobs tick` starts the next queued run as soon as this one ends, so the queue moves with no
+browser open; pages call `tick()` too (harmless: every tick holds `<runs>/_queue.lock`). Nothing here
+keeps state in memory: "is something running" is read from the run folders' status.json (status + pid
+liveness), so a restarted app, a second tab or this module in another process all see the same thing.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import data, runs, train
+from .runs import Run, RunError
+
+QUEUE_FILE = "_queue.json"
+LOCK_FILE = "_queue.lock"
+LOG_FILE = "train.log"
+RESUMABLE = ("stopped", "interrupted", "failed")
+
+_children: dict[int, subprocess.Popen] = {}  # launched from this process, polled so they never linger as zombies
+_children_lock = threading.Lock()
+
+
+def max_jobs() -> int:
+    """Trainings allowed at once: $MNISTVIZ_MAX_JOBS, default 1 (each one uses every core)."""
+    try:
+        return max(1, int(os.environ.get("MNISTVIZ_MAX_JOBS", "1")))
+    except ValueError:
+        return 1
+
+
+# ---------- the queue file ----------
+
+@contextmanager
+def _locked(root: Path):
+    """Serialize queue changes across threads (Streamlit sessions) and processes (flock on a lock file)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _read_queue(root: Path) -> list[str]:
+    try:
+        q = runs.read_json(root / QUEUE_FILE)
+    except (FileNotFoundError, ValueError):
+        return []
+    names = q.get("queue") if isinstance(q, dict) else None
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _write_queue(root: Path, names: list[str]) -> None:
+    runs.atomic_write_json(root / QUEUE_FILE, {"queue": names})
+
+
+def queue(root=None) -> list[str]:
+    """Names waiting to start, first to start first."""
+    return _read_queue(runs.runs_dir(root))
+
+
+# ---------- what is running ----------
+
+def _busy(run: Run, raw: dict | None = None) -> bool:
+    """Training (status running, pid alive) or starting (launched by us, launcher still alive)."""
+    raw = raw if raw is not None else run.raw_status()
+    if raw.get("status") == "running":
+        return runs.pid_alive(raw.get("pid"))
+    if raw.get("status") == "queued":
+        return runs.pid_alive(raw.get("launcher_pid"))
+    return False
+
+
+def _run_folders(root: Path):
+    if not root.is_dir():
+        return
+    for p in sorted(root.iterdir()):
+        if p.is_dir() and not p.name.startswith((".", "_")):
+            yield Run(p)
+
+
+def running(root=None) -> list[str]:
+    """Names of the runs training (or starting) now, most recently started first."""
+    root = runs.runs_dir(root)
+    out = []
+    for run in _run_folders(root):
+        raw = run.raw_status()
+        if _busy(run, raw):
+            out.append((raw.get("started") or raw.get("launched") or 0, run.name))
+    return [n for _, n in sorted(out, reverse=True)]
+
+
+def active(root=None) -> str | None:
+    """The run training now (or being started), or None."""
+    names = running(root)
+    return names[0] if names else None
+
+
+# ---------- starting the next one ----------
+
+def _reap() -> None:
+    with _children_lock:
+        for pid, proc in list(_children.items()):
+            if proc.poll() is not None:
+                del _children[pid]
+
+
+def _log_tail(run: Run) -> str | None:
+    try:
+        lines = [ln.strip() for ln in (run.path / LOG_FILE).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or [None])[-1]
+
+
+def _settle_dead_launches(root: Path, finished: str | None = None) -> None:
+    """A run we launched whose trainer ended before training started (bad config, missing data): failed,
+    with the log's last error. `finished` names a run whose trainer is known to have ended (the launcher's
+    own follow-up tick, while the launcher process itself is still alive)."""
+    for run in _run_folders(root):
+        raw = run.raw_status()
+        if raw.get("status") != "queued" or not raw.get("launcher_pid"):
+            continue
+        if run.name == finished or not runs.pid_alive(raw["launcher_pid"]):
+            why = _log_tail(run) or "the training process ended before it started"
+            run.write_status(status="failed", error=why, launcher_pid=None, ended=time.time())
+
+
+def _launch(run: Run, root: Path) -> int:
+    """Start `python -m mnistviz.train --resume NAME` detached; after it ends, the same shell ticks the queue."""
+    py = sys.executable
+    script = ('"$0" -m mnistviz.train --resume "$1" --runs-dir "$2" --no-progress; '
+              'exec "$0" -m mnistviz.jobs tick --runs-dir "$2" --finished "$1"')
+    log = open(run.path / LOG_FILE, "ab")
+    try:
+        proc = subprocess.Popen(["/bin/sh", "-c", script, py, run.name, str(root)],
+                                cwd=runs.PROJECT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    finally:
+        log.close()
+    with _children_lock:
+        _children[proc.pid] = proc
+    run.write_status(status="queued", launcher_pid=proc.pid, launched=time.time())
+    return proc.pid
+
+
+def tick(root=None, finished: str | None = None) -> str | None:
+    """Start the next queued run if fewer than max_jobs() are training. Returns the name started, or None.
+    `finished`: a run whose training process has just ended (passed by the launcher)."""
+    root = runs.runs_dir(root)
+    _reap()
+    if not root.is_dir():
+        return None
+    with _locked(root):
+        _settle_dead_launches(root, finished)
+        names = _read_queue(root)
+        if not names or len(running(root)) >= max_jobs():
+            return None
+        started, keep = None, []
+        for name in names:
+            if started is None:
+                try:
+                    run = runs.get_run(name, root)
+                    ok = run.raw_status().get("status") == "queued"
+                except RunError:
+                    ok = False  # deleted or renamed meanwhile: drop it
+                if ok:
+                    _launch(run, root)
+                    started = name
+                continue
+            keep.append(name)
+        _write_queue(root, keep)
+        return started
+
+
+# ---------- what pages call ----------
+
+def _enqueue(root: Path, names: list[str]) -> None:
+    with _locked(root):
+        q = _read_queue(root)
+        _write_queue(root, q + [n for n in names if n not in q])
+
+
+def _check_ready(cfg: train.Config) -> None:
+    errors = train.validate(cfg)
+    if errors:
+        raise RunError("; ".join(errors.values()))
+    if data.find_mnist() is None:  # the dashboard never downloads: say where the files go instead
+        raise data.MNISTMissing(data.missing_message())
+
+
+def submit(cfg: train.Config, root=None) -> Run:
+    """Create the run (queued), put it at the end of the queue and start it if nothing is training.
+    Raises RunError (invalid config, name taken) or data.MNISTMissing; nothing is created then."""
+    root = runs.runs_dir(root)
+    _check_ready(cfg)
+    if cfg.name and (root / cfg.name).exists():
+        raise RunError(f"a run named {cfg.name!r} exists; pick another name")
+    run = train.create_run(cfg, root)
+    _enqueue(root, [run.name])
+    tick(root)
+    return run
+
+
+def submit_pair(cfg: train.Config, root=None) -> tuple[Run, Run]:
+    """The same config twice, with augmentation (cfg.augment, or "standard" if it is "none") and without,
+    sharing one `pair` id; queued augmented first. Returns (augmented_run, normal_run)."""
+    root = runs.runs_dir(root)
+    level = cfg.augment if cfg.augment != "none" else "standard"
+    pair = cfg.pair or f"pair-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    created = cfg.created or time.time()
+    configs = []
+    for augment in (level, "none"):
+        name = f"{cfg.name}-{augment}" if cfg.name else None
+        configs.append(dataclasses.replace(cfg, augment=augment, pair=pair, name=name, created=created))
+    for c in configs:  # check both before creating either
+        _check_ready(c)
+        if c.name and (root / c.name).exists():
+            raise RunError(f"a run named {c.name!r} exists; pick another name")
+    made = []
+    try:
+        for c in configs:
+            made.append(train.create_run(c, root))
+    except RunError:  # lost a race for a name: leave no half pair behind (never queued, so never started)
+        for r in made:
+            shutil.rmtree(r.path, ignore_errors=True)
+        raise
+    _enqueue(root, [r.name for r in made])
+    tick(root)
+    return made[0], made[1]
+
+
+def stop(name: str, root=None) -> str:
+    """Stop a run: a queued one leaves the queue (status stopped); a training one gets SIGTERM and
+    checkpoints before it exits (status stopped, written by the trainer). Returns a sentence for the user."""
+    root = runs.runs_dir(root)
+    run = runs.get_run(name, root)
+    with _locked(root):
+        raw = run.raw_status()
+        status = run.status().get("status")
+        if status == "queued":
+            _write_queue(root, [n for n in _read_queue(root) if n != name])
+            launcher = raw.get("launcher_pid")
+            if runs.pid_alive(launcher):  # launched, still starting: end the whole launch (trainer + shell)
+                try:
+                    os.killpg(launcher, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            run.write_status(status="stopped", launcher_pid=None, ended=time.time())
+            msg = f"{name} removed from the queue."
+        elif status == "running":
+            try:
+                os.kill(raw["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            msg = f"Stopping {name}: it saves a checkpoint at the current step, then you can resume it."
+        else:
+            raise RunError(f"run {name} is {status}, not queued or running; nothing to stop")
+    if status == "queued":
+        tick(root)
+    return msg
+
+
+def resume(name: str, root=None) -> Run:
+    """Queue a stopped, interrupted or failed run to continue from its last checkpoint (or from scratch if
+    it never reached one)."""
+    root = runs.runs_dir(root)
+    run = runs.get_run(name, root)
+    status = run.status().get("status")
+    if status not in RESUMABLE:
+        what = {"completed": "completed; there is nothing to resume",
+                "queued": "already queued", "running": "still running"}.get(status, status)
+        raise RunError(f"run {name} is {what}")
+    cfg = train.Config.from_dict(run.config())
+    _check_ready(cfg)
+    run.write_status(status="queued", pid=None, launcher_pid=None)
+    _enqueue(root, [name])
+    tick(root)
+    return run
+
+
+# ---------- CLI: the launcher's follow-up, and a look at the queue ----------
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mnistviz.jobs", description="The dashboard's training queue.")
+    p.add_argument("command", choices=("tick", "status"),
+                   help="tick: start the next queued run if nothing is training; status: print queue and active run")
+    p.add_argument("--runs-dir", help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
+    p.add_argument("--finished", help=argparse.SUPPRESS)  # the launcher: this run's trainer has ended
+    args = p.parse_args(argv)
+    if args.command == "tick":
+        started = tick(args.runs_dir, finished=args.finished)
+        print(json.dumps({"started": started}))
+    else:
+        print(json.dumps({"active": active(args.runs_dir), "queue": queue(args.runs_dir)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Runs: every run folder in a table; select one for every page, download its checkpoint, delete it."""
+import streamlit as st
+
+from mnistviz import charts, jobs, runs
+from pages._shared import all_runs, select_run, selected_run_name, shell_guard
+
+shell_guard("pages/home.py")
+
+st.title("Runs")
+good, broken = all_runs()
+st.caption(f"Run folders in {runs.runs_dir()} · training from the Train page runs as its own process, "
+           f"one at a time; the rest wait in a queue.")
+
+if not good and not broken:
+    st.info("No runs yet. Train one on the Train page, or from a terminal: `python -m mnistviz.train`.")
+
+if good:
+    table = charts.runs_table(good)
+
+    def _row_picked():  # only on a change of the table's selection, so the sidebar picker still rules
+        rows = st.session_state["runs_table"].selection.rows
+        if rows:
+            select_run(table.iloc[rows[0]]["name"])
+
+    st.dataframe(
+        table, hide_index=True, width="stretch", on_select=_row_picked, selection_mode="single-row", key="runs_table",
+        column_config={
+            "best test acc %": st.column_config.NumberColumn(format="%.2f"),
+            "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        })
+    st.caption("Click a row to select that run on every page.")
+
+name = selected_run_name()
+if good and name:
+    summary = next((r for r in good if r["name"] == name), None)
+    st.subheader(name)
+    if summary and summary.get("error"):
+        st.warning(summary["error"])
+    run = runs.get_run(name)
+    c1, c2, c3, c4 = st.columns(4)
+    with c1:
+        if run.best_ckpt.exists():
+            st.download_button("Download best.pt", data=run.best_ckpt.read_bytes, file_name=f"{name}-best.pt",
+                               mime="application/octet-stream", icon=":material/download:", on_click="ignore",
+                               help="Model weights at the best test accuracy; load with "
+                                    "torch.load(path, weights_only=True).")
+        else:
+            st.caption("No checkpoint yet (no epoch finished).")
+    with c2:
+        status = summary["status"] if summary else None
+        if status in ("queued", "running"):
+            if st.button("Stop", icon=":material/stop:", key="home_stop"):
+                try:
+                    st.toast(jobs.stop(name))
+                except runs.RunError as e:
+                    st.error(str(e))
+        elif status in jobs.RESUMABLE:
+            if st.button("Resume", icon=":material/play_arrow:", key="home_resume"):
+                try:
+                    jobs.resume(name)
+                    st.toast(f"{name} queued to resume.")
+                except (runs.RunError, RuntimeError) as e:
+                    st.error(str(e))
+    with c3:
+        st.page_link("pages/train.py", label="Curves on the Train page", icon=":material/show_chart:",
+                     query_params={"run": name})
+    with c4:
+        with st.popover("Delete", icon=":material/delete:"):
+            st.write(f"Delete **{name}** and all its files? This cannot be undone.")
+            if st.button("Yes, delete it", type="primary", key="home_delete"):
+                try:
+                    runs.delete_run(name)
+                except runs.RunError as e:
+                    st.error(str(e))
+                else:
+                    select_run(None)
+                    st.session_state["_flash"] = f"Deleted {name}."
+                    st.rerun()
+
+if st.session_state.get("_flash"):
+    st.success(st.session_state.pop("_flash"))
+
+if broken:
+    st.subheader("Broken run folders")
+    st.caption("These folders cannot be read as runs; the others are not affected. Fix the file named, or delete "
+               "the folder.")
+    for b in broken:
+        c1, c2 = st.columns([5, 1])
+        c1.warning(f"**{b['name']}**: {b['error']}")
+        with c2.popover("Delete", icon=":material/delete:"):
+            st.write(f"Delete the folder {b['path']}?")
+            if st.button("Yes, delete it", key=f"del_broken_{b['name']}", type="primary"):
+                try:
+                    runs.delete_run(b["name"])
+                except (runs.RunError, OSError) as e:
+                    st.error(str(e))
+                else:
+                    st.rerun()

@@ -1,0 +1,254 @@
+"""Train: every hyperparameter of the trainer, presets, launch (one run or an augmented + normal pair), and a
+live view of the selected run that re-reads its status.json and metrics.jsonl every second."""
+import dataclasses
+import time
+
+import streamlit as st
+
+from mnistviz import augment, charts, data, jobs, models, runs, train
+from pages._shared import require_mnist, select_run, selected_run_name, shell_guard
+
+shell_guard("pages/train.py")
+
+DEFAULTS = dataclasses.asdict(train.Config())
+# the form: Config field -> (label, widget kind, options / help)
+FIELDS = {
+    "model": ("Model", "select", list(models.MODELS)),
+    "optimizer": ("Optimizer", "select", list(train.OPTIMIZERS)),
+    "lr": ("Learning rate", "float", "the peak rate with the one-cycle schedule"),
+    "momentum": ("Momentum", "float", "SGD only"),
+    "nesterov": ("Nesterov momentum", "bool", "SGD only"),
+    "weight_decay": ("Weight decay", "float", None),
+    "schedule": ("Learning-rate schedule", "select", list(train.SCHEDULES)),
+    "label_smoothing": ("Label smoothing", "float", None),
+    "batch_size": ("Batch size", "int", None),
+    "epochs": ("Epochs", "int", None),
+    "augment": ("Augmentation", "select", list(augment.LEVELS)),
+    "seed": ("Seed", "int", None),
+    "val_size": ("Validation images", "int", "carved from the 60,000 training images (0 = none)"),
+    "target_accuracy": ("Target test accuracy", "optfloat", "a fraction, e.g. 0.99: stop once reached (empty = train all epochs)"),
+    "limit_train": ("Limit training images", "int", "train on the first N images only, for a quick try (0 = all)"),
+    "log_every": ("Log every N steps", "int", "steps between points of the per-step curve"),
+    "name": ("Run name", "text", "empty = model-augmentation-time"),
+}
+STEPS = {"lr": 0.001, "momentum": 0.01, "weight_decay": 0.0001, "label_smoothing": 0.01}
+LAYOUT = [["model", "optimizer", "lr", "momentum", "nesterov"],
+          ["weight_decay", "schedule", "label_smoothing", "batch_size"],
+          ["epochs", "augment", "seed", "val_size"],
+          ["target_accuracy", "limit_train", "log_every", "name"]]
+
+
+def _key(f):
+    return f"cfg_{f}"
+
+
+def _apply_preset():
+    values = {**DEFAULTS, **train.preset_config(st.session_state["cfg_preset"])}
+    for f in FIELDS:
+        st.session_state[_key(f)] = values[f] if f != "name" else ""
+
+
+def _form_config() -> train.Config:
+    vals = {f: st.session_state.get(_key(f)) for f in FIELDS}
+    vals["name"] = (vals["name"] or "").strip() or None
+    return train.Config(**vals, preset=st.session_state.get("cfg_preset"))
+
+
+def _launch(pair: bool):
+    cfg = _form_config()
+    errors = train.validate(cfg)
+    st.session_state.pop("train_launched", None)
+    if errors:
+        st.session_state["train_launch_error"] = "Fix the fields marked in red; nothing was launched."
+        return
+    try:
+        made = jobs.submit_pair(cfg) if pair else (jobs.submit(cfg),)
+    except (runs.RunError, data.MNISTMissing) as e:
+        st.session_state["train_launch_error"] = f"Nothing was launched: {e}"
+        return
+    st.session_state.pop("train_launch_error", None)
+    st.session_state["train_launched"] = [r.name for r in made]
+    select_run(made[0].name)
+
+
+def _stop(name):
+    try:
+        st.session_state["live_msg"] = ("ok", jobs.stop(name))
+    except runs.RunError as e:
+        st.session_state["live_msg"] = ("error", str(e))
+
+
+def _resume(name):
+    try:
+        jobs.resume(name)
+        st.session_state["live_msg"] = ("ok", f"{name} queued to continue from its last checkpoint.")
+    except (runs.RunError, data.MNISTMissing) as e:
+        st.session_state["live_msg"] = ("error", str(e))
+
+
+CHART_EVERY_S = 3.0
+
+
+def _chart_points(name, x, state, steps, epochs):
+    """The records the curves show. Streamlit redraws a plotly chart from scratch whenever its figure changes
+    (~0.1 s of browser CPU for this one), so while a run trains the per-step curve advances every
+    CHART_EVERY_S seconds rather than every second; a finished epoch, a new run or the end shows at once."""
+    snap = st.session_state.get("_chart_snap")
+    now = time.time()
+    if (snap is None or snap["key"] != (name, x) or state != "running" or now - snap["t"] >= CHART_EVERY_S
+            or len(epochs) != snap["epochs"]):
+        snap = {"key": (name, x), "t": now, "steps": len(steps), "epochs": len(epochs)}
+        st.session_state["_chart_snap"] = snap
+    return steps[:snap["steps"]], epochs[:snap["epochs"]]
+
+
+def _ms(seconds) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
+
+
+@st.cache_data(show_spinner=False)
+def _summary(model_name: str):
+    return models.summary(models.build(model_name))
+
+
+# ---------- form ----------
+
+st.title("Train")
+if "cfg_preset" not in st.session_state:
+    st.session_state["cfg_preset"] = "default"
+    _apply_preset()
+require_mnist()
+
+top = st.columns([2, 3])
+top[0].selectbox("Preset", list(train.PRESETS), key="cfg_preset", on_change=_apply_preset,
+                 persist_state="session", help="Fills the form below with a seed experiment's hyperparameters.")
+top[1].caption(train.PRESETS[st.session_state["cfg_preset"]]["desc"])
+
+errors = train.validate(_form_config())  # live: a message beside the field as soon as a value is out of range
+cols = st.columns(len(LAYOUT))
+for col, fields in zip(cols, LAYOUT):
+    with col:
+        for f in fields:
+            label, kind, extra = FIELDS[f]
+            help_ = extra if isinstance(extra, str) else None
+            k = _key(f)
+            if kind == "select":
+                st.selectbox(label, extra, key=k, persist_state="session",
+                             format_func=(lambda m: f"{m}: {models.DESCRIPTIONS.get(m, '')}") if f == "model" else str)
+            elif kind == "bool":
+                st.checkbox(label, key=k, help=help_, persist_state="session")
+            elif kind == "int":
+                st.number_input(label, step=1, key=k, help=help_, persist_state="session")
+            elif kind == "float":
+                st.number_input(label, step=STEPS[f], format="%g", key=k, help=help_, persist_state="session")
+            elif kind == "optfloat":
+                st.number_input(label, value=None, step=0.001, format="%g", key=k, help=help_,
+                                placeholder="none", persist_state="session")
+            else:
+                st.text_input(label, key=k, help=help_, persist_state="session")
+            if f in errors:
+                st.error(errors[f], icon=":material/error:")
+
+b1, b2, _ = st.columns([1, 2, 3])
+b1.button("Train", type="primary", icon=":material/play_arrow:", on_click=_launch, args=(False,), key="train_one")
+b2.button("Train augmented + normal pair", icon=":material/call_split:", on_click=_launch, args=(True,),
+          key="train_pair", help="Same config twice, with augmentation (the level above, or standard if it is none) "
+                                 "and without, queued one after the other, for the Compare page.")
+if st.session_state.get("train_launch_error"):
+    st.error(st.session_state["train_launch_error"])
+elif st.session_state.get("train_launched"):
+    st.success("Launched: " + ", ".join(st.session_state["train_launched"]) +
+               " (training runs as its own process; it goes on if you close this tab).")
+
+with st.expander(f"Model summary: {st.session_state[_key('model')]}"):
+    rows = _summary(st.session_state[_key("model")])
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.markdown(f"Total parameters: **{sum(r['parameters'] for r in rows):,}**")
+
+
+# ---------- live view ----------
+
+def _busy_state():
+    return jobs.active(), tuple(jobs.queue())
+
+
+def live_view(seen):
+    jobs.tick()  # keeps the queue moving while someone watches
+    now = _busy_state()
+    if now != seen:
+        st.rerun()  # a run started or ended: refresh the sidebar and this view's refresh rate
+    name = selected_run_name() or now[0]
+    if not name:
+        st.info("No run selected. Launch one above, or pick one in the sidebar.")
+        return
+    try:
+        run = runs.get_run(name)
+        cfg = run.config()
+    except runs.RunError as e:
+        st.warning(str(e))
+        return
+    status = run.status()
+    state = status.get("status", "failed")
+    epochs = run.epoch_records()
+    steps = run.step_records()
+
+    st.subheader(f"Live: {name}")
+    m = st.columns([1.4, 1, 1, 1, 1, 1.2])
+    m[0].metric("Status", state)
+    m[1].metric("Epoch", f"{len(epochs)} / {cfg.get('epochs')}")
+    # numbers only, no st.progress: its animated bar alone costs the browser ~4% of a core at one refresh a second
+    progress = float(status.get("progress") or 0.0)
+    m[2].metric("Step", f"{status.get('global_step', 0):,}",
+                delta=f"of {status.get('total_steps', 0):,} · {progress:.0%}", delta_color="off", delta_arrow="off")
+    m[3].metric("ETA", _ms(status.get("eta_s")) if state == "running" else "–")
+    ips = status.get("images_per_s") or (epochs[-1]["images_per_s"] if epochs else None)
+    m[4].metric("Images/s", f"{ips:,.0f}" if ips else "–")
+    best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
+    m[5].metric("Best test acc", f"{best:.2%}" if best is not None else "–")
+
+    if state == "queued":
+        q = jobs.queue()
+        where = f"number {q.index(name) + 1} in the queue" if name in q else "starting"
+        st.info(f"{name} is queued ({where}); it starts when the training before it ends.")
+    elif state in ("interrupted", "failed"):
+        st.warning(f"{name} is {state}: {status.get('error') or 'no reason recorded'}. "
+                   f"Resume continues from its last checkpoint.")
+
+    a, b, _ = st.columns([1, 1, 4])
+    if state in ("queued", "running"):
+        a.button("Stop", icon=":material/stop:", key="live_stop", on_click=_stop, args=(name,),
+                 help="Training stops at the current step and saves a checkpoint; Resume continues from it.")
+    if state in jobs.RESUMABLE:
+        b.button("Resume", icon=":material/play_arrow:", key="live_resume", on_click=_resume, args=(name,))
+    msg = st.session_state.pop("live_msg", None)
+    if msg:
+        (st.error if msg[0] == "error" else st.success)(msg[1])
+
+    if steps or epochs:
+        x = st.radio("x axis", ["epoch", "step"], horizontal=True, key="curve_x", label_visibility="collapsed")
+        steps, epochs = _chart_points(name, x, state, steps, epochs)
+        st.plotly_chart(charts.training_curves_spec(steps, epochs, x=x), key="live_curves", width="stretch",
+                        config={"displaylogo": False})
+    else:
+        st.caption("Curves appear after the first logged steps.")
+    if epochs:
+        st.caption("Per epoch: seconds spent training and evaluating, throughput")
+        st.dataframe(charts.epoch_table(epochs), width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.2f")
+                                    for c in ("train acc %", "val acc %", "test acc %", "train s", "eval s")}
+                     | {"images/s": st.column_config.NumberColumn(format="%.0f"),
+                        "lr": st.column_config.NumberColumn(format="%.2e"),
+                        **{c: st.column_config.NumberColumn(format="%.4f")
+                           for c in ("train loss", "val loss", "test loss")}})
+
+    q = jobs.queue()
+    if q or now[0]:
+        st.caption("Training now: " + (now[0] or "nothing") + (" · queue: " + ", ".join(q) if q else ""))
+
+
+seen = _busy_state()
+# every second while something trains or waits; every 5 s otherwise (to notice a run started elsewhere)
+st.fragment(live_view, run_every=1.0 if any(seen) else 5.0)(seen)

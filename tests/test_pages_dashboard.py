@@ -1,0 +1,205 @@
+"""The shell, Runs, Train and Data pages through streamlit.testing (AppTest), on tiny fixture data;
+plus the figure and table builders they use."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mnistviz import charts, data, jobs, runs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def app(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+    def make(page: str | None = None, run: str | None = None) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        if run:
+            at.query_params["run"] = run
+        at.run()
+        if page:
+            at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+    return make
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def copy_run(fixture_runs: Path, runs_root: Path, name: str) -> None:
+    shutil.copytree(fixture_runs / name, runs_root / name)
+
+
+# ---------- Train ----------
+
+def test_invalid_hyperparameters_show_a_message_beside_the_field_and_launch_nothing(tiny_env, app):
+    at = app("pages/train.py")
+    assert not at.error
+    at.number_input(key="cfg_lr").set_value(-1.0)
+    at.number_input(key="cfg_epochs").set_value(0)
+    at.run()
+    shown = texts(at.error)
+    assert "lr must be above 0" in shown and "epochs must be at least 1" in shown
+    at.button(key="train_one").click().run()
+    assert "nothing was launched" in texts(at.error)
+    at.button(key="train_pair").click().run()
+    assert "nothing was launched" in texts(at.error)
+    assert runs.list_runs() == ([], []) and jobs.queue() == []
+
+
+def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env, app):
+    at = app("pages/train.py")
+    at.selectbox(key="cfg_preset").set_value("lenet5-sgd").run()
+    assert at.selectbox(key="cfg_model").value == "lenet5" and at.number_input(key="cfg_batch_size").value == 32
+    assert "61,706" in texts(at.markdown)  # the model summary's total for LeNet-5
+    at.selectbox(key="cfg_model").set_value("fast")
+    for key, value in (("cfg_epochs", 1), ("cfg_batch_size", 50), ("cfg_val_size", 50)):
+        at.number_input(key=key).set_value(value)
+    at.text_input(key="cfg_name").input("ui-run")
+    at.button(key="train_one").click().run()
+    assert not at.error, texts(at.error)
+    assert "Launched: ui-run" in texts(at.success)
+    assert at.query_params["run"] == ["ui-run"] or at.query_params["run"] == "ui-run"
+    run = runs.get_run("ui-run")
+    assert run.config()["model"] == "fast" and run.config()["preset"] == "lenet5-sgd"
+    deadline = time.time() + 90
+    while run.status()["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.2)
+    assert run.status()["status"] == "completed", (run.path / jobs.LOG_FILE).read_text()
+
+    at.switch_page("pages/home.py").run()
+    table = at.dataframe[0].value
+    row = table[table["name"] == "ui-run"].iloc[0]
+    assert row["status"] == "completed" and row["epochs"] == "1 / 1" and row["model"] == "fast"
+    assert at.selectbox(key="_run_picker").value == "ui-run"
+
+    at.switch_page("pages/train.py").run()  # the live view of the finished run
+    assert [m.value for m in at.metric][:2] == ["completed", "1 / 1"]
+    assert len(at.get("plotly_chart")) == 1
+
+
+# ---------- shell and Runs ----------
+
+def test_the_url_selects_the_run_and_a_page_switch_keeps_it(tiny_env, fixture_runs, app):
+    for name in ("tiny-none", "tiny-aug"):
+        copy_run(fixture_runs, tiny_env, name)
+    at = app(run="tiny-none")
+    assert at.selectbox(key="_run_picker").value == "tiny-none"
+    at.switch_page("pages/data.py").run()
+    assert at.selectbox(key="_run_picker").value == "tiny-none"
+    assert at.query_params["run"] in ("tiny-none", ["tiny-none"])
+    at.selectbox(key="_run_picker").set_value("tiny-aug").run()
+    at.switch_page("pages/train.py").run()
+    assert at.query_params["run"] in ("tiny-aug", ["tiny-aug"])
+    assert "Live: tiny-aug" in texts(at.subheader)
+
+    missing = app(run="no-such-run")
+    assert "no run named 'no-such-run'" in texts(missing.warning)
+
+
+def test_runs_page_lists_broken_folders_and_refuses_to_delete_a_running_run(tiny_env, fixture_runs, app):
+    copy_run(fixture_runs, tiny_env, "tiny-none")
+    (tiny_env / "half-written").mkdir()
+    copy_run(fixture_runs, tiny_env, "tiny-aug")
+    busy = runs.get_run("tiny-aug")
+    busy.write_status(status="running", pid=os.getpid())  # training in another process (here: this one)
+
+    at = app(run="tiny-aug")
+    assert at.dataframe[0].value["name"].tolist() == ["tiny-aug", "tiny-none"] or \
+        sorted(at.dataframe[0].value["name"]) == ["tiny-aug", "tiny-none"]
+    assert "half-written" in texts(at.warning) and "config.json is missing" in texts(at.warning)
+    at.button(key="home_delete").click().run()
+    assert "is running; stop it before deleting it" in texts(at.error)
+    assert busy.path.is_dir()
+
+    at.selectbox(key="_run_picker").set_value("tiny-none").run()
+    assert at.get("download_button"), "checkpoint download offered"
+    at.button(key="home_delete").click().run()
+    assert "Deleted tiny-none." in texts(at.success)
+    assert not (tiny_env / "tiny-none").exists()
+    at.button(key="del_broken_half-written").click().run()
+    assert not (tiny_env / "half-written").exists()
+
+
+# ---------- Data ----------
+
+def test_data_page_shows_class_balance_samples_and_normalization(tiny_env, app):
+    at = app("pages/data.py")
+    counts = at.dataframe[0].value
+    assert counts["train"].sum() == 600 and counts["test"].sum() == 200
+    assert counts["train %"].sum() == pytest.approx(100, abs=0.1)
+    assert len(at.get("vega_lite_chart")) == 1  # the class balance bars
+    assert len(at.get("image")) == 2  # originals beside augmented
+    values = [m.value for m in at.metric]
+    assert f"{data.MEAN:.4f}" in values and f"{data.STD:.4f}" in values
+    before = [i.proto.SerializeToString() for i in at.get("image")]
+    at.button(key="data_reshuffle").click().run()
+    assert [i.proto.SerializeToString() for i in at.get("image")] != before
+
+
+def test_every_page_says_how_to_provide_missing_mnist(tiny_env, tmp_path, monkeypatch, app):
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "empty"))
+    for page in ("pages/home.py", "pages/train.py", "pages/data.py"):
+        at = app(page)
+        assert "Put the four IDX files" in texts(at.warning) + texts(at.error), page
+    at.switch_page("pages/train.py").run()
+    at.button(key="train_one").click().run()
+    assert "Nothing was launched: MNIST not found" in texts(at.error)
+    assert runs.list_runs() == ([], [])
+
+
+# ---------- figure and table builders ----------
+
+def test_training_curves_and_tables_from_a_real_run(fixture_runs):
+    run = runs.Run(fixture_runs / "tiny-none")
+    steps, epochs = run.step_records(), run.epoch_records()
+    fig = charts.training_curves(steps, epochs)
+    names = {t.name for t in fig.data}
+    assert names == {"train (per step)", "train (per epoch)", "validation (per epoch)", "test (per epoch)"}
+    step_trace = next(t for t in fig.data if t.name == "train (per step)")
+    assert len(step_trace.x) == len(steps) and max(step_trace.x) == pytest.approx(len(epochs))
+    by_step = charts.training_curves(steps, epochs, x="step")
+    assert max(next(t for t in by_step.data if t.name == "test (per epoch)").x) == epochs[-1]["step"]
+    assert len(charts.training_curves([], []).data) == 0
+
+    table = charts.epoch_table(epochs)
+    assert list(table.index) == [1, 2]
+    assert table["test acc %"].iloc[-1] == pytest.approx(epochs[-1]["test_acc"] * 100)
+
+    summaries, _ = runs.list_runs(fixture_runs)
+    rt = charts.runs_table(summaries)
+    assert set(rt["name"]) == {"tiny-none", "tiny-aug"} and set(rt["epochs"]) == {"2 / 2"}
+
+
+def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_one(tiny_env, app):
+    from mnistviz import train
+
+    elsewhere = train.create_run(train.Config(name="elsewhere", epochs=1), tiny_env)
+    elsewhere.write_status(status="running", pid=os.getpid())  # a CLI training in another process: the queue waits
+    jobs.submit(train.Config(name="waiting", epochs=1, batch_size=50, val_size=50))
+    at = app("pages/train.py", run="waiting")
+    assert at.metric[0].value == "queued" and "number 1 in the queue" in texts(at.info)
+    at.button(key="live_stop").click().run()
+    assert "waiting removed from the queue." in texts(at.success)
+    assert at.metric[0].value == "stopped" and jobs.queue() == []
+    at.button(key="live_resume").click().run()
+    assert "queued to continue" in texts(at.success) and jobs.queue() == ["waiting"]
+    jobs.stop("waiting")  # before "elsewhere" ends, so the queue never starts it
+
+    dead = __import__("subprocess").Popen(["true"])
+    dead.wait()
+    elsewhere.write_status(status="running", pid=dead.pid)  # its process died without a word
+    at = app("pages/train.py", run="elsewhere")
+    assert at.metric[0].value == "interrupted"
+    assert "ended without saying so" in texts(at.warning)
+    assert at.button(key="live_resume")
+    assert jobs.active() is None and jobs.queue() == []
