@@ -1,0 +1,278 @@
+"""AppTest of the Mispredictions, Confusion and Feature maps pages on the fixture runs (tiny data)."""
+import base64
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from mnistviz import analysis as A
+from mnistviz import runs
+from mnistviz.models import MODELS, build, summary
+
+MP, CF, FM = "pages/mispredictions.py", "pages/confusion.py", "pages/feature_maps.py"
+
+
+@pytest.fixture
+def fixture_env(fixture_runs, tiny_data, monkeypatch):
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(fixture_runs))
+    return fixture_runs
+
+
+@pytest.fixture
+def scratch_runs(fixture_runs, tiny_data, tmp_path, monkeypatch):
+    """A writable runs folder with a copy of tiny-none, for breaking things."""
+    root = tmp_path / "runs"
+    shutil.copytree(fixture_runs / "tiny-none", root / "tiny-none")
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(root))
+    return root
+
+
+def open_page(page, run="tiny-none", **params) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = run
+    at.run()  # the shell picks the run (sidebar) before switching pages
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements):
+    return [e.value for e in elements]
+
+
+def stored(fixture_runs, epoch=None, name="tiny-none"):
+    run = runs.Run(fixture_runs / name)
+    labels, probs = A.run_predictions(run, epoch)
+    return run, labels, probs, probs.argmax(1)
+
+
+def decode(v):
+    """Plotly 6 stores numpy arrays in figure JSON as {dtype, bdata (base64), shape}; lists stay lists."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        return a.reshape([int(d) for d in v["shape"].split(",")]) if "shape" in v else a
+    return np.array(v)
+
+
+def chart_data(at, k, trace=0, field="y") -> np.ndarray:
+    """A field of one trace of the k-th plotly chart on the page, as a numpy array."""
+    return decode(json.loads(at.get("plotly_chart")[k].proto.spec)["data"][trace][field])
+
+
+def filter_names(at):
+    """Conv layers whose filters the Feature maps page shows ('**conv1**: 8 filters of ...')."""
+    return [m.value.split("**")[1] for m in at.markdown if " filters of " in m.value]
+
+
+def map_names(at):
+    """Stages whose feature maps the page shows ('**act1** · ReLU · 8×28×28'), in any order."""
+    return {m.value.split("**")[1] for m in at.markdown if m.value.startswith("**") and " · " in m.value}
+
+
+def image_options(at):
+    """Test-image indices offered by the 'Image' picker (the grid's images, in order)."""
+    return [int(o.split(":")[0][1:]) for o in at.selectbox(key="mp_image").options[1:]]
+
+
+# ---------- Mispredictions ----------
+
+def test_mispredictions_default_batch_and_bars(fixture_env):
+    run, labels, probs, preds = stored(fixture_env)
+    at = open_page(MP)
+    assert not at.error and not at.warning
+    bs = run.config()["batch_size"]
+    assert at.number_input(key="mp_bs_tiny-none").value == bs
+    wrong = A.wrong_per_batch(labels, preds, bs)
+    assert at.metric[0].value == f"{wrong.sum()} of {len(labels)}"
+    assert chart_data(at, 0).tolist() == wrong.tolist()           # one bar per test batch
+    assert texts(at.subheader) == ["Batch 0"]
+    assert image_options(at) == list(range(bs))                          # the grid shows the whole batch
+
+
+def test_mispredictions_most_wrong_button(fixture_env):
+    run, labels, probs, preds = stored(fixture_env)
+    worst = int(A.wrong_per_batch(labels, preds, run.config()["batch_size"]).argmax())
+    at = open_page(MP)
+    at.button[0].click().run()
+    assert texts(at.subheader) == [f"Batch {worst}"]
+    assert at.number_input(key=f"mp_batch_tiny-none_{run.config()['batch_size']}").value == worst
+
+
+def test_mispredictions_batch_size_filters_and_epoch(fixture_env):
+    _, labels, probs, preds = stored(fixture_env)
+    at = open_page(MP)
+    at.number_input(key="mp_bs_tiny-none").set_value(32).run()
+    wrong = A.wrong_per_batch(labels, preds, 32)
+    assert len(chart_data(at, 0)) == 7 == len(wrong)    # 200 images: 6 full batches + 8
+    at.number_input(key="mp_batch_tiny-none_32").set_value(6).run()
+    assert at.caption[0].value.startswith(f"Test images 192–199: {wrong[6]} wrong of 8")
+    at.radio(key="mp_show").set_value("wrong").run()
+    assert image_options(at) == [i for i in range(192, 200) if labels[i] != preds[i]]
+    at.radio(key="mp_show").set_value("correct").run()
+    assert image_options(at) == [i for i in range(192, 200) if labels[i] == preds[i]]
+    at.radio(key="mp_show").set_value("all").run()
+    digit = int(labels[192])
+    at.multiselect(key="mp_true").set_value([digit]).run()
+    assert image_options(at) == [i for i in range(192, 200) if labels[i] == digit]
+    # an earlier epoch: different predictions, different counts
+    _, l1, p1, pr1 = stored(fixture_env, epoch=1)
+    at.multiselect(key="mp_true").set_value([]).run()
+    at.select_slider(key="mp_epoch_tiny-none").set_value(1).run()
+    assert at.metric[0].value == f"{(l1 != pr1).sum()} of {len(l1)}"
+    assert chart_data(at, 0).tolist() == A.wrong_per_batch(l1, pr1, 32).tolist()
+
+
+def test_mispredictions_top_losses_and_image_detail(fixture_env):
+    _, labels, probs, preds = stored(fixture_env)
+    at = open_page(MP)
+    at.radio(key="mp_view").set_value("Top losses").run()
+    assert image_options(at) == A.top_losses(labels, probs, k=32)["index"].tolist()
+    at.radio(key="mp_show").set_value("correct").run()
+    tl = A.top_losses(labels, probs)
+    assert image_options(at) == tl[tl["true"] == tl["predicted"]]["index"].head(32).tolist()
+    at.radio(key="mp_show").set_value("all").run()
+    i = int(tl["index"].iat[0])                                           # the worst image
+    at.selectbox(key="mp_image").select_index(1).run()
+    assert f"**true {labels[i]}, predicted {preds[i]}**" in at.markdown[-1].value
+    assert chart_data(at, 2) == pytest.approx(probs[i], abs=1e-6)  # ten probabilities
+    link = at.get("page_link")[0].proto
+    assert link.page == "feature_maps" and link.query_string == f"run=tiny-none&index={i}"
+
+
+def test_mispredictions_without_predictions_or_labels(scratch_runs):
+    (scratch_runs / "tiny-none" / "test_labels.npy").unlink()
+    at = open_page(MP)
+    assert any("older format" in w for w in texts(at.warning)) and not at.get("plotly_chart")
+    for p in (scratch_runs / "tiny-none" / "preds").iterdir():
+        p.unlink()
+    at = open_page(MP)
+    assert any("no stored test predictions" in w for w in texts(at.warning)) and not at.get("plotly_chart")
+
+
+def test_mispredictions_without_mnist_keeps_the_numbers(fixture_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "no-mnist"))
+    _, labels, _, preds = stored(fixture_env)
+    at = open_page(MP)
+    assert any("MNISTVIZ_DATA" in w and "Until then the counts below work" in w for w in texts(at.warning))
+    assert at.metric[0].value == f"{(labels != preds).sum()} of {len(labels)}"
+    assert len(at.get("plotly_chart")) == 1                               # the bars, no image grid
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 50    # the batch as a table
+
+
+# ---------- Confusion ----------
+
+def test_confusion_page_numbers(fixture_env):
+    _, labels, probs, preds = stored(fixture_env)
+    at = open_page(CF)
+    assert not at.error and not at.warning
+    cm = A.confusion_matrix(labels, preds)
+    off, diag = chart_data(at, 0, 0, "z"), chart_data(at, 0, 1, "z")
+    assert (off == cm * (1 - np.eye(10))).all() and (np.diag(diag) == np.diag(cm)).all()
+    pairs, per_digit = at.dataframe[0].value, at.dataframe[1].value
+    assert pairs.values.tolist() == A.most_confused(labels, preds).values.tolist()
+    assert per_digit["count"].tolist() == np.bincount(labels, minlength=10).tolist()
+    assert at.metric[0].value == f"{(labels == preds).mean():.2%}"
+
+
+def test_confusion_normalized_epoch_and_cell(fixture_env):
+    _, labels, probs, preds = stored(fixture_env)
+    at = open_page(CF)
+    at.toggle(key="cf_norm").set_value(True).run()
+    z = chart_data(at, 0, 0, "z")
+    norm = A.confusion_matrix(labels, preds, normalize=True)
+    assert z == pytest.approx(norm * (1 - np.eye(10)))
+    _, l1, _, pr1 = stored(fixture_env, epoch=1)
+    at.select_slider(key="cf_epoch_tiny-none").set_value(1).run()
+    assert at.metric[0].value == f"{(l1 == pr1).mean():.2%}"
+    # a clicked cell (the heatmap's selection callback stores it here) lists its images
+    t, p, n = A.most_confused(l1, pr1, k=1).iloc[0]
+    at.session_state["cf_cell"] = (int(t), int(p))
+    at.run()
+    assert texts(at.subheader)[-1] == f"True {t}, predicted {p}: {n} image{'s' if n != 1 else ''}"
+    shown = sorted(chart_data(at, 1, 2, "customdata").tolist())
+    assert shown == A.cell_indices(l1, pr1, t, p).tolist()
+
+
+def test_confusion_without_predictions(scratch_runs):
+    shutil.rmtree(scratch_runs / "tiny-none" / "preds")
+    at = open_page(CF)
+    assert any("no stored test predictions" in w for w in texts(at.warning)) and not at.get("plotly_chart")
+
+
+# ---------- Feature maps ----------
+
+def test_feature_maps_from_url_index(fixture_env, tiny_data):
+    from mnistviz.data import load_mnist
+
+    test_labels = load_mnist(tiny_data).test_labels
+    at = open_page(FM, index="5")
+    assert not at.warning and not at.error
+    assert at.number_input(key="fm_index").value == 5
+    assert at.markdown[0].value.startswith(f"**True {int(test_labels[5])};")
+    assert filter_names(at) == ["conv1", "conv2", "conv3"]               # the fast model's filters
+    assert map_names(at) == {f"{s}{k}" for s in ("conv", "bn", "act", "pool") for k in (1, 2, 3)}  # its maps
+    assert chart_data(at, 0).shape == (10,)
+    at.radio(key="fm_method").set_value("integrated_gradients").run()
+    assert not at.exception and chart_data(at, 1, 0, "z").shape == (28, 28)
+
+
+@pytest.mark.parametrize("raw,shown,msg", [("5000", 199, "out of range"), ("-3", 0, "out of range"),
+                                           ("seven", 0, "not a whole number")])
+def test_feature_maps_bad_index_is_clamped(fixture_env, raw, shown, msg):
+    at = open_page(FM, index=raw)
+    assert any(msg in w and f"showing image {shown}" in w for w in texts(at.warning))
+    assert at.number_input(key="fm_index").value == shown
+    assert at.query_params["index"] == str(shown)
+
+
+def test_feature_maps_random_button_syncs_url(fixture_env):
+    at = open_page(FM)
+    at.button[0].click().run()
+    i = at.number_input(key="fm_index").value
+    assert 0 <= i < 200 and at.query_params["index"] == str(i)
+
+
+def untrained_run(root, name, model):
+    """A run folder with a freshly initialised checkpoint and no predictions."""
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"model": model, "batch_size": 32, "created": 1.0}))
+    (d / "status.json").write_text(json.dumps({"status": "completed"}))
+    torch.manual_seed(0)
+    runs.save_checkpoint(d / "best.pt", {"model": build(model).state_dict()})
+
+
+def test_feature_maps_every_architecture(tiny_data, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    for m in MODELS:
+        untrained_run(root, f"u-{m}", m)
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(root))
+    for m in MODELS:
+        at = open_page(FM, run=f"u-{m}", index="3")
+        assert not at.error
+        assert "no stored test predictions" in at.info[0].value              # said, and the page goes on
+        convs = [n for n, mod in build(m).named_children() if isinstance(mod, torch.nn.Conv2d)]
+        assert filter_names(at) == convs, m
+        maps = {r["layer"] for r in summary(build(m)) if r["output shape"].count("x") == 2  # C x H x W
+                and r["type"] in ("Conv2d", "BatchNorm2d", "ReLU", "Tanh", "MaxPool2d", "AvgPool2d")}
+        assert map_names(at) == maps, m
+        assert chart_data(at, 0).shape == (10,)
+
+
+def test_feature_maps_broken_checkpoint_and_no_mnist(scratch_runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "no-mnist"))
+    at = open_page(FM)
+    assert any("MNISTVIZ_DATA" in w and "only the filters are shown" in w for w in texts(at.warning))
+    assert filter_names(at) == ["conv1", "conv2", "conv3"] and not map_names(at)
+    (scratch_runs / "tiny-none" / "best.pt").write_bytes(b"not a checkpoint")
+    at = open_page(FM)
+    assert any("cannot be loaded" in w for w in texts(at.warning)) and not filter_names(at)
