@@ -1,0 +1,274 @@
+"""Draw a digit: live classification on a canvas, what the model sees, and My digits (layout only).
+
+Each stroke reruns only the drawing fragment (the canvas sends its image on mouse-up), which prepares
+the drawing the way MNIST was made (mnistviz.preprocess) and classifies it with the picked model.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from mnistviz import charts, mydigits, preprocess, runs
+from mnistviz import inspect as look
+
+CANVAS_PX = 280
+SHOW_PX = 168  # the 28 x 28 input is shown 6x, pixel-sharp
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_model(path: str, stamp: float):
+    """One loaded model per checkpoint version (path + checkpoint mtime)."""
+    return runs.load_model(path)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_imports() -> None:
+    """Import captum (1-5 s) in the background once per server, so the first drawing's attribution does not
+    hold up the next stroke or a Clear."""
+    threading.Thread(target=importlib.import_module, args=("captum.attr",), daemon=True).start()
+
+
+def sharp(image: np.ndarray, px_wide: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so the browser shows pixels instead of a blur."""
+    k = max(1, px_wide // image.shape[1])
+    return np.clip(np.kron(image, np.ones((k, k), np.float32)), 0, 1)
+
+
+def bump_canvas() -> None:
+    """A new key gives a fresh, empty canvas (and a fresh label picker)."""
+    st.session_state["draw_n"] = st.session_state.get("draw_n", 0) + 1
+
+
+def get_model(choice: dict | None):
+    if choice is None:
+        return None
+    try:
+        return cached_model(choice["path"], choice["stamp"])
+    except ValueError as e:  # RunError (missing or broken checkpoint), or a config naming an unknown model
+        st.error(f"The model {choice['name']} cannot be loaded: {e}. Pick another one.")
+        return None
+
+
+def probability_chart(probs: np.ndarray) -> go.Figure:
+    top = int(probs.argmax())
+    fig = go.Figure(go.Bar(x=[str(d) for d in range(10)], y=probs,
+                           marker_color=["#d62728" if d == top else "#7f7f7f" for d in range(10)],
+                           text=[f"{p:.0%}" if p >= 0.01 else "" for p in probs], textposition="outside",
+                           hovertemplate="digit %{x}: %{y:.2%}<extra></extra>"))
+    fig.update_layout(height=230, margin=dict(l=0, r=0, t=10, b=0), yaxis=dict(range=[0, 1.12], tickformat=".0%"),
+                      xaxis=dict(type="category", title="digit"))
+    return fig
+
+
+def attribution_chart(attr: np.ndarray, signed: bool) -> go.Figure:
+    if signed:
+        lim = float(np.abs(attr).max()) or 1.0
+        fig = px.imshow(attr, color_continuous_scale="RdBu_r", zmin=-lim, zmax=lim)
+    else:
+        fig = px.imshow(attr, color_continuous_scale="Inferno", zmin=0)
+    fig.update_layout(height=280, margin=dict(l=0, r=0, t=0, b=0), coloraxis_colorbar=dict(thickness=10))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def what_the_model_sees(model, image: np.ndarray, digit: int) -> None:
+    st.subheader("What the model sees")
+    a, b = st.columns([1, 2])
+    with a:
+        method = st.radio("Attribution", look.METHODS, horizontal=True, key="draw_attr",
+                          format_func=lambda m: m.replace("_", " "),
+                          help="Saliency: how much each pixel's change moves the predicted digit's score. "
+                               "Integrated gradients: each pixel's share of the score, from a black image "
+                               "(red pushes towards the digit, blue away).")
+        attr = look.attribution(model, image, target=digit, method=method)
+        st.plotly_chart(attribution_chart(attr, signed=(method == "integrated_gradients")),
+                        key="draw_attr_chart", config={"displayModeBar": False})
+        st.caption(f"Which pixels made it a {digit}.")
+    with b:
+        maps = look.feature_map_stages(look.stage_outputs(model, image))
+        if not maps:
+            st.info("This model has no convolutional stages to show.")
+            return
+        names = [n for n, _, _ in maps]
+        default = next((i for i, (_, t, _) in enumerate(maps) if t not in ("Conv2d", "BatchNorm2d")), 0)
+        name = st.selectbox("Stage", names, index=default, key="draw_stage",
+                            format_func=lambda n: f"{n} ({dict((m, t) for m, t, _ in maps)[n]})")
+        out = dict((n, o) for n, _, o in maps)[name][0]
+        grid = look.image_grid(out, nrow=8)
+        st.image(sharp(grid, 640), clamp=True,
+                 caption=f"{name}: {out.shape[0]} maps of {out.shape[1]} x {out.shape[2]} for your drawing "
+                         f"(each scaled to its own range; bright = strong)")
+
+
+def save_drawing(image: np.ndarray, n: int) -> None:
+    """Save the current drawing with the label the user gives."""
+    label = st.pills("True label", list(range(10)), key=f"draw_label_{n}",
+                     help="What you meant to draw: saved with the 28 x 28 image to My digits.")
+    if st.button("Save to My digits", disabled=label is None, key=f"draw_save_{n}", icon=":material/save:"):
+        try:
+            ds = mydigits.add(image, label)
+        except mydigits.MyDigitsError as e:
+            st.error(str(e))
+            return
+        st.session_state["draw_saved"] = f"Saved a {label}: My digits now holds {len(ds)}."
+        bump_canvas()
+        st.rerun()  # the whole page: the My digits list below changes
+
+
+@st.fragment
+def drawing(model, model_name: str | None) -> None:
+    n = st.session_state.get("draw_n", 0)
+    left, right = st.columns([1, 1.3], gap="large")
+    with left:
+        pen = st.slider("Pen width", 8, 40, 20, key="draw_pen")
+        try:
+            from streamlit_drawable_canvas import st_canvas
+
+            result = st_canvas(stroke_width=pen, stroke_color="#FFFFFF", background_color="#000000",
+                               height=CANVAS_PX, width=CANVAS_PX, drawing_mode="freedraw", update_streamlit=True,
+                               return_image_data=True, key=f"draw_canvas_{n}")
+            pixels = result.image_data
+        except Exception as e:  # the component missing or broken: say so, the rest of the page works
+            st.error(f"The drawing canvas cannot be shown ({type(e).__name__}: {e}). "
+                     f"Install it with `pip install streamlit-drawable-canvas`.")
+            pixels = None
+        st.button("Clear", on_click=bump_canvas, key="draw_clear", icon=":material/delete:")
+        st.caption("The canvas toolbar has undo and redo.")
+    image = preprocess.canvas_to_mnist(pixels) if pixels is not None else None
+    with right:
+        if msg := st.session_state.pop("draw_saved", None):
+            st.success(msg)
+        if image is None:
+            st.info("Draw a digit 0-9 on the black canvas with the mouse (or a finger). "
+                    "It is classified each time you lift the pen.", icon=":material/draw:")
+            return
+        if model is None:
+            st.image(sharp(image, SHOW_PX), caption="What the model would receive (28 x 28)")
+            return
+        probs = preprocess.classify(model, image)
+        digit = int(probs.argmax())
+        m1, m2, m3 = st.columns([1, 1, 1.2])
+        m1.metric("Prediction", digit)
+        m2.metric("Confidence", f"{probs[digit]:.0%}")
+        m3.image(sharp(image, SHOW_PX), caption="The model's input, 28 x 28")
+        if preprocess.is_unsure(probs):
+            second = int(np.argsort(probs)[-2])
+            st.warning(f"Unsure: {model_name} gives {digit} only {probs[digit]:.0%} (next: {second} at "
+                       f"{probs[second]:.0%}). Try drawing it bigger, clearer or with a thicker pen.",
+                       icon=":material/help:")
+        st.plotly_chart(probability_chart(probs), key="draw_probs", config={"displayModeBar": False})
+        save_drawing(image, n)
+    what_the_model_sees(model, image, digit)
+
+
+def my_digits(choices: list[dict], default_path: str | None) -> None:
+    st.subheader("My digits")
+    st.caption(f"Your own handwriting, saved from the canvas above, to measure models on. "
+               f"Kept in {mydigits.set_path()}.")
+    try:
+        ds = mydigits.load()
+    except mydigits.MyDigitsError as e:
+        st.error(str(e), icon=":material/error:")
+        if st.button("Set the damaged file aside and start a new set", key="mydigits_aside"):
+            moved = mydigits.set_aside()
+            st.session_state["mydigits_msg"] = f"Moved the damaged set to {moved}." if moved else None
+            st.rerun()
+        ds = None
+    if msg := st.session_state.pop("mydigits_msg", None):
+        st.info(msg)
+    tabs = st.tabs(["Saved", "Evaluate a model", "Export / import"])
+    with tabs[0]:
+        if ds is not None and len(ds) == 0:
+            st.info("No saved digits yet: draw one above, pick its true label and press Save to My digits.")
+        elif ds is not None:
+            counts = ds.counts()
+            st.caption(f"{len(ds)} digits: " + ", ".join(f"{d}: {c}" for d, c in enumerate(counts)) +
+                       ". Click tiles to select them for deletion.")
+            order = np.argsort(-ds.created, kind="stable")  # newest first
+            fig = charts.digit_grid(ds.images[order], titles=[str(v) for v in ds.labels[order]], ids=order,
+                                    cols=12, tile_px=56)
+            event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="mydigits_grid",
+                                    config={"displayModeBar": False})
+            picked = sorted({int(p["customdata"]) for p in (event.selection.points if event else [])
+                             if "customdata" in p})
+            if picked and st.button(f"Delete {len(picked)} selected", key="mydigits_delete"):
+                try:
+                    mydigits.remove(picked)
+                except mydigits.MyDigitsError as e:
+                    st.error(str(e))
+                else:
+                    st.rerun()
+    with tabs[1]:
+        if ds is None or len(ds) == 0:
+            st.info("Save some digits first; then any completed run can be measured on them here.")
+        elif not choices:
+            st.info("No completed model to evaluate: train one on the Train page.")
+        else:
+            paths = [c["path"] for c in choices]
+            by_path = {c["path"]: c for c in choices}
+            path = st.selectbox("Model to evaluate", paths, format_func=lambda p: by_path[p]["label"],
+                                index=paths.index(default_path) if default_path in paths else 0,
+                                key="mydigits_model")
+            model = get_model(by_path[path])
+            if model is not None:
+                res = mydigits.evaluate_set(model, ds)
+                c1, c2 = st.columns([1, 2])
+                c1.metric("Accuracy on my digits", f"{res['accuracy']:.1%}",
+                          help=f"{len(ds) - len(res['wrong'])} of {len(ds)} right")
+                fig = px.imshow(res["confusion"], text_auto=True, color_continuous_scale="Blues",
+                                labels=dict(x="predicted", y="true", color="digits"),
+                                x=[str(d) for d in range(10)], y=[str(d) for d in range(10)])
+                fig.update_layout(height=380, margin=dict(l=0, r=0, t=10, b=0), coloraxis_showscale=False)
+                fig.update_xaxes(dtick=1)
+                fig.update_yaxes(dtick=1)
+                c2.plotly_chart(fig, key="mydigits_confusion", config={"displayModeBar": False})
+                wrong = res["wrong"]
+                if len(wrong):
+                    c1.caption("Misread (true → predicted):")
+                    with c1:
+                        st.plotly_chart(charts.digit_grid(
+                            ds.images[wrong], titles=[f"{ds.labels[i]}→{res['preds'][i]}" for i in wrong],
+                            highlight=np.ones(len(wrong), bool), cols=6, tile_px=48), key="mydigits_wrong",
+                            config={"displayModeBar": False})
+    with tabs[2]:
+        if ds is not None and len(ds):
+            st.download_button("Export My digits (.npz)", mydigits.to_bytes(ds), file_name="mydigits.npz",
+                               mime="application/octet-stream", icon=":material/download:", key="mydigits_export")
+        up = st.file_uploader("Import a set exported from mnistviz (.npz)", type=["npz"], key="mydigits_upload")
+        replace = st.radio("Imported digits", ["add to my set", "replace my set"], horizontal=True,
+                           key="mydigits_mode") == "replace my set"
+        if up is not None and st.button("Import", key="mydigits_import", disabled=(ds is None and not replace)):
+            try:
+                new, n_in = mydigits.import_bytes(up.getvalue(), replace=replace, source=f"'{up.name}'")
+            except mydigits.MyDigitsError as e:
+                st.error(str(e), icon=":material/error:")
+            else:
+                st.session_state["mydigits_msg"] = f"Imported {n_in} digits from {up.name}: the set holds {len(new)}."
+                st.rerun()
+        if ds is None:
+            st.caption("The saved set is damaged: importing can only replace it.")
+
+
+st.title("Draw a digit")
+warm_up_imports()
+choices = mydigits.model_choices()
+choice = None
+if not choices:
+    st.warning("No model to classify with: the bundled default model (checkpoints/default) is missing and no run "
+               "has completed. Train one on the Train page; the canvas still shows what a model would receive.")
+else:
+    paths = [c["path"] for c in choices]
+    by_path = {c["path"]: c for c in choices}
+    path = st.selectbox("Model", paths, format_func=lambda p: by_path[p]["label"], key="draw_model",
+                        help="The bundled default model, or any completed run.")
+    choice = by_path[path]
+model = get_model(choice)
+drawing(model, choice["name"] if choice else None)
+st.divider()
+my_digits(choices, choice["path"] if choice else None)

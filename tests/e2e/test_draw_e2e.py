@@ -1,0 +1,89 @@
+"""The Draw page in Chromium: trace a "1" with the mouse, read the Prediction; clear; trace a "0", read it."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import StreamlitServer
+from mnistviz import mydigits
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+WAIT = 30_000  # ms: generous, for a loaded CI machine (the first run also starts torch and loads the model)
+
+# the src of the 28 x 28 "model's input" image: it changes whenever a new drawing has been classified
+INPUT_SRC_JS = """() => {
+  for (const img of document.querySelectorAll('img')) {
+    let p = img;
+    for (let i = 0; i < 5 && p; i++, p = p.parentElement) {
+      if (p.innerText && p.innerText.includes("model's input")) return img.getAttribute('src');
+    }
+  }
+  return null;
+}"""
+
+
+def trace(page, points) -> None:
+    """Press, move through `points` (canvas pixels) in small steps, release. (A stroke starting in the strip
+    under the component's toolbar, top right, y < ~35 px, is lost: keep away from it.)"""
+    box = page.locator("canvas.upper-canvas").bounding_box()
+    page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+    page.mouse.down()
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        for k in range(1, 6):
+            page.mouse.move(box["x"] + x0 + (x1 - x0) * k / 5, box["y"] + y0 + (y1 - y0) * k / 5)
+    page.mouse.up()
+
+
+def settle(page) -> None:
+    """Before the first stroke on a new canvas: click the page (a headless browser loses the first stroke
+    otherwise) and wait until the canvas stops moving (the page may still be laying out around it)."""
+    page.get_by_role("heading", name="Draw a digit").click()
+    # the canvas lives in the component's shadow DOM: a locator reaches it, document.querySelector does not
+    page.locator("canvas.upper-canvas").evaluate("""el => new Promise(resolve => {
+      let last = "";
+      const check = () => {
+        const now = JSON.stringify(el.getBoundingClientRect());
+        if (now === last) resolve(); else { last = now; setTimeout(check, 150); }
+      };
+      check();
+    })""")
+
+
+def prediction(page):
+    return page.locator('[data-testid="stMetric"]', has_text="Prediction").locator('[data-testid="stMetricValue"]')
+
+
+@pytest.fixture
+def server(tmp_path, tiny_data):
+    assert (mydigits.DEFAULT_MODEL / "config.json").exists(), "the bundled default model checkpoints/default is missing"
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    srv = StreamlitServer({"MNISTVIZ_RUNS": str(runs), "MNISTVIZ_DATA": str(tiny_data)})
+    yield srv
+    srv.stop()
+
+
+def test_trace_a_one_then_a_zero(server, page):
+    page.goto(server.url)                                        # the app's own navigation, as a user gets there
+    page.get_by_role("link", name="Draw").click()
+    page.locator("canvas.upper-canvas").wait_for()
+    expect(page.get_by_text("Draw a digit 0-9")).to_be_visible(timeout=WAIT)
+    settle(page)
+
+    trace(page, [(150, 50), (140, 140), (132, 240)])            # a "1", slightly slanted
+    expect(prediction(page)).to_have_text("1", timeout=WAIT)
+    assert page.evaluate(INPUT_SRC_JS)                           # the 28 x 28 input is on screen
+
+    old_canvas = page.locator("canvas.upper-canvas").element_handle()
+    page.get_by_role("button", name="Clear").click()
+    page.wait_for_function("el => !el.isConnected", arg=old_canvas, timeout=WAIT)  # a new canvas replaced it
+    expect(page.get_by_text("Draw a digit 0-9")).to_be_visible(timeout=WAIT)  # a fresh, empty canvas
+    expect(prediction(page)).to_have_count(0, timeout=WAIT)
+    settle(page)
+
+    zero = [(140 - 65 * math.cos(2 * math.pi * k / 32), 140 + 95 * math.sin(2 * math.pi * k / 32)) for k in range(34)]
+    trace(page, zero)
+    expect(prediction(page)).to_have_text("0", timeout=WAIT)
