@@ -14,7 +14,7 @@ from mnistviz import mydigits
 def open_draw(monkeypatch) -> AppTest:
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page("pages/draw.py")
+    at.switch_page("views/draw.py")
     return at.run()
 
 

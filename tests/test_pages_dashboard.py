@@ -42,7 +42,7 @@ def copy_run(fixture_runs: Path, runs_root: Path, name: str) -> None:
 # ---------- Train ----------
 
 def test_invalid_hyperparameters_show_a_message_beside_the_field_and_launch_nothing(tiny_env, app):
-    at = app("pages/train.py")
+    at = app("views/train.py")
     assert not at.error
     at.number_input(key="cfg_lr").set_value(-1.0)
     at.number_input(key="cfg_epochs").set_value(0)
@@ -57,7 +57,7 @@ def test_invalid_hyperparameters_show_a_message_beside_the_field_and_launch_noth
 
 
 def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env, app):
-    at = app("pages/train.py")
+    at = app("views/train.py")
     at.selectbox(key="cfg_preset").set_value("lenet5-sgd").run()
     assert at.selectbox(key="cfg_model").value == "lenet5" and at.number_input(key="cfg_batch_size").value == 32
     assert "61,706" in texts(at.markdown)  # the model summary's total for LeNet-5
@@ -76,13 +76,13 @@ def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env
         time.sleep(0.2)
     assert run.status()["status"] == "completed", (run.path / jobs.LOG_FILE).read_text()
 
-    at.switch_page("pages/home.py").run()
+    at.switch_page("views/home.py").run()
     table = at.dataframe[0].value
     row = table[table["name"] == "ui-run"].iloc[0]
     assert row["status"] == "completed" and row["epochs"] == "1 / 1" and row["model"] == "fast"
     assert at.selectbox(key="_run_picker").value == "ui-run"
 
-    at.switch_page("pages/train.py").run()  # the live view of the finished run
+    at.switch_page("views/train.py").run()  # the live view of the finished run
     assert [m.value for m in at.metric][:2] == ["completed", "1 / 1"]
     assert len(at.get("plotly_chart")) == 1
 
@@ -94,11 +94,11 @@ def test_the_url_selects_the_run_and_a_page_switch_keeps_it(tiny_env, fixture_ru
         copy_run(fixture_runs, tiny_env, name)
     at = app(run="tiny-none")
     assert at.selectbox(key="_run_picker").value == "tiny-none"
-    at.switch_page("pages/data.py").run()
+    at.switch_page("views/data.py").run()
     assert at.selectbox(key="_run_picker").value == "tiny-none"
     assert at.query_params["run"] in ("tiny-none", ["tiny-none"])
     at.selectbox(key="_run_picker").set_value("tiny-aug").run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     assert at.query_params["run"] in ("tiny-aug", ["tiny-aug"])
     assert "Live: tiny-aug" in texts(at.subheader)
 
@@ -133,7 +133,7 @@ def test_runs_page_lists_broken_folders_and_refuses_to_delete_a_running_run(tiny
 # ---------- Data ----------
 
 def test_data_page_shows_class_balance_samples_and_normalization(tiny_env, app):
-    at = app("pages/data.py")
+    at = app("views/data.py")
     counts = at.dataframe[0].value
     assert counts["train"].sum() == 600 and counts["test"].sum() == 200
     assert counts["train %"].sum() == pytest.approx(100, abs=0.1)
@@ -148,10 +148,10 @@ def test_data_page_shows_class_balance_samples_and_normalization(tiny_env, app):
 
 def test_every_page_says_how_to_provide_missing_mnist(tiny_env, tmp_path, monkeypatch, app):
     monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "empty"))
-    for page in ("pages/home.py", "pages/train.py", "pages/data.py"):
+    for page in ("views/home.py", "views/train.py", "views/data.py"):
         at = app(page)
         assert "Put the four IDX files" in texts(at.warning) + texts(at.error), page
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     at.button(key="train_one").click().run()
     assert "Nothing was launched: MNIST not found" in texts(at.error)
     assert runs.list_runs() == ([], [])
@@ -186,7 +186,7 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     elsewhere = train.create_run(train.Config(name="elsewhere", epochs=1), tiny_env)
     elsewhere.write_status(status="running", pid=os.getpid())  # a CLI training in another process: the queue waits
     jobs.submit(train.Config(name="waiting", epochs=1, batch_size=50, val_size=50))
-    at = app("pages/train.py", run="waiting")
+    at = app("views/train.py", run="waiting")
     assert at.metric[0].value == "queued" and "number 1 in the queue" in texts(at.info)
     at.button(key="live_stop").click().run()
     assert "waiting removed from the queue." in texts(at.success)
@@ -198,7 +198,7 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     dead = __import__("subprocess").Popen(["true"])
     dead.wait()
     elsewhere.write_status(status="running", pid=dead.pid)  # its process died without a word
-    at = app("pages/train.py", run="elsewhere")
+    at = app("views/train.py", run="elsewhere")
     assert at.metric[0].value == "interrupted"
     assert "ended without saying so" in texts(at.warning)
     assert at.button(key="live_resume")

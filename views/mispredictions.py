@@ -7,7 +7,7 @@ from mnistviz import analysis
 from mnistviz.charts import digit_grid
 from mnistviz.inspect import enlarge
 from mnistviz.runs import RunError
-from pages._shared import selected_run
+from views._shared import selected_run
 
 MAX_TILES = 256  # one grid image stays quick to draw; narrow the filters to see the rest
 
@@ -157,5 +157,5 @@ with right:
             pf.update_layout(height=200, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(dtick=1, title="digit"),
                              yaxis=dict(range=[0, 1], title="probability", tickformat=".0%"))
             st.plotly_chart(pf, key="mp_probs")
-            st.page_link("pages/feature_maps.py", label=f"Feature maps of image {i}", icon=":material/layers:",
+            st.page_link("views/feature_maps.py", label=f"Feature maps of image {i}", icon=":material/layers:",
                          query_params={"run": run.name, "index": str(i)})

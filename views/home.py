@@ -2,9 +2,8 @@
 import streamlit as st
 
 from mnistviz import charts, jobs, runs
-from pages._shared import all_runs, select_run, selected_run_name, shell_guard
+from views._shared import all_runs, select_run, selected_run_name
 
-shell_guard("pages/home.py")
 
 st.title("Runs")
 good, broken = all_runs()
@@ -62,7 +61,7 @@ if good and name:
                 except (runs.RunError, RuntimeError) as e:
                     st.error(str(e))
     with c3:
-        st.page_link("pages/train.py", label="Curves on the Train page", icon=":material/show_chart:",
+        st.page_link("views/train.py", label="Curves on the Train page", icon=":material/show_chart:",
                      query_params={"run": name})
     with c4:
         with st.popover("Delete", icon=":material/delete:"):

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnistviz import analysis, data, inspect, runs
-from pages._shared import selected_run
+from views._shared import selected_run
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
 

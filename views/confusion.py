@@ -8,7 +8,7 @@ import streamlit as st
 from mnistviz import analysis
 from mnistviz.charts import digit_grid
 from mnistviz.runs import RunError
-from pages._shared import selected_run
+from views._shared import selected_run
 
 MAX_TILES = 128
 CELL = "cf_cell"  # (true, predicted) picked by clicking the heatmap or the most-confused table
@@ -131,5 +131,5 @@ if cell is not None:
             if picked is None:
                 st.caption("Title: test-image index and confidence. Click an image for a link to its feature maps.")
             else:
-                st.page_link("pages/feature_maps.py", label=f"Feature maps of image {picked}",
+                st.page_link("views/feature_maps.py", label=f"Feature maps of image {picked}",
                              icon=":material/layers:", query_params={"run": run.name, "index": str(picked)})

@@ -6,9 +6,8 @@ import time
 import streamlit as st
 
 from mnistviz import augment, charts, data, jobs, models, runs, train
-from pages._shared import require_mnist, select_run, selected_run_name, shell_guard
+from views._shared import require_mnist, select_run, selected_run_name
 
-shell_guard("pages/train.py")
 
 DEFAULTS = dataclasses.asdict(train.Config())
 # the form: Config field -> (label, widget kind, options / help)

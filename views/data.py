@@ -2,9 +2,8 @@
 import streamlit as st
 
 from mnistviz import augment, charts, data
-from pages._shared import require_mnist, shell_guard
+from views._shared import require_mnist
 
-shell_guard("pages/data.py")
 
 
 @st.cache_data(show_spinner="Computing pixel statistics...")

@@ -19,18 +19,6 @@ gc.freeze()
 PICKER = "_run_picker"
 
 
-def shell_guard(page: str) -> None:
-    """Call first in every page, with its path ("pages/train.py").
-
-    On a fresh server (and in every AppTest run), Streamlit runs the pages/ folder in its legacy mode
-    until app.py has called st.navigation once, so a first request for /train runs pages/train.py alone:
-    no sidebar, no run picker. Then the page hands over to app.py, which switches back to it inside the
-    shell, URL kept. app.py sets "_shell" only while it runs."""
-    if not st.session_state.get("_shell"):
-        st.session_state["_after_shell"] = {"page": page, "query": st.query_params.to_dict()}
-        st.switch_page("app.py")
-
-
 def all_runs():
     """(runs, broken) from the run store; re-read on every rerun (it is a directory listing)."""
     return runs.list_runs()

@@ -1,0 +1,270 @@
+"""mnistviz.compare: run selection, curves and tables, disagreements, robustness (hand-made fixtures + the tiny pair)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from mnistviz import compare, runs
+from mnistviz.evaluate import evaluate
+
+
+def onehot_probs(preds, conf=0.9):
+    """N x 10 probabilities putting `conf` on each predicted class (rest spread evenly)."""
+    preds = np.asarray(preds)
+    conf = np.broadcast_to(np.asarray(conf, np.float32), preds.shape)
+    p = np.repeat(((1 - conf) / 9)[:, None], 10, 1).astype(np.float32)
+    p[np.arange(len(preds)), preds] = conf
+    return p
+
+
+# ---------- choosing runs ----------
+
+def summ(name, created, pair=None, augment="none", status="completed", epochs_done=2):
+    return dict(name=name, created=created, pair=pair, augment=augment, status=status, epochs_done=epochs_done)
+
+
+def test_default_selection_prefers_newest_pair_augmented_first():
+    s = [summ("newest", 9), summ("p2-none", 8, "p2"), summ("p2-aug", 7, "p2", "standard"),
+         summ("p1-aug", 6, "p1", "light"), summ("p1-none", 5, "p1")]
+    assert compare.default_selection(s) == ["p2-aug", "p2-none"]
+
+
+def test_default_selection_falls_back_to_newest_completed_runs():
+    s = [summ("running", 9, status="running"), summ("lonely", 8, "p9"), summ("b", 7), summ("a", 6),
+         summ("queued", 5, status="queued", epochs_done=0)]
+    assert compare.default_selection(s) == ["lonely", "b"]
+    # a pair whose second run has no finished epoch is not the default
+    s2 = [summ("x-aug", 9, "px", "standard", "running", 0), summ("x-none", 8, "px"), summ("c", 7)]
+    assert compare.default_selection(s2) == ["x-none", "c"]
+    assert compare.default_selection([summ("only", 1)]) == ["only"]
+    assert compare.default_selection([]) == []
+
+
+def test_parse_run_list_keeps_order_drops_repeats_and_reports_unknown():
+    assert compare.parse_run_list("b, a,b,,zz", ["a", "b", "c"]) == (["b", "a"], ["zz"])
+    assert compare.parse_run_list(None, ["a"]) == ([], [])
+
+
+# ---------- curves and tables ----------
+
+RECS = {
+    "r1": [{"epoch": 1, "train_acc": 0.5, "train_loss": 1.0, "val_acc": 0.6, "val_loss": 0.9,
+            "test_acc": 0.61, "test_loss": 0.8, "train_seconds": 2.0, "images_per_s": 100.0},
+           {"epoch": 2, "train_acc": 0.7, "train_loss": 0.6, "val_acc": 0.8, "val_loss": 0.5,
+            "test_acc": 0.79, "test_loss": 0.55, "train_seconds": 4.0, "images_per_s": 300.0}],
+    "r2": [{"epoch": 1, "train_acc": 0.4, "train_loss": 1.2, "val_acc": None, "val_loss": None,
+            "test_acc": 0.9, "test_loss": 0.3, "train_seconds": 1.5, "images_per_s": 50.0},
+           {"epoch": 2, "train_acc": 0.6, "train_loss": 0.9, "val_acc": None, "val_loss": None,
+            "test_acc": 0.85, "test_loss": 0.4, "train_seconds": 3.0, "images_per_s": 70.0}],
+}
+
+
+def test_epoch_curves_is_tidy_and_skips_missing_values():
+    df = compare.epoch_curves(RECS)
+    assert list(df.columns) == ["run", "epoch", "split", "metric", "value"]
+    assert len(df) == 2 * 6 + 2 * 4  # r2 has no validation values
+    v = df.set_index(["run", "epoch", "split", "metric"]).value
+    assert v[("r1", 2, "validation", "loss")] == 0.5
+    assert v[("r2", 1, "test", "accuracy")] == 0.9
+    assert not ((df.run == "r2") & (df.split == "validation")).any()
+
+
+def test_config_differences_lists_only_fields_that_differ():
+    base = dict(model="fast", augment="none", lr=0.2, epochs=2, target_accuracy=None, name="a", created=1.0, pair="p")
+    other = dict(base, augment="standard", name="b", created=2.0, target_accuracy=0.99)
+    df = compare.config_differences({"a": base, "b": other})
+    assert list(df.index) == ["augment", "target_accuracy"]
+    assert df.loc["augment"].tolist() == ["none", "standard"]
+    assert df.loc["target_accuracy"].tolist() == ["—", "0.99"]
+    assert compare.config_differences({"a": base, "b": dict(base, name="b", created=5.0)}).empty
+
+
+def test_summary_row_final_and_best():
+    row = compare.summary_row("r2", {"model": "fast", "augment": "none", "epochs": 3}, "stopped", RECS["r2"])
+    assert row["epochs"] == 2 and row["planned epochs"] == 3
+    assert row["final test acc"] == 0.85 and row["final test loss"] == 0.4
+    assert row["best test acc"] == 0.9 and row["best epoch"] == 1 and row["test loss at best"] == 0.3
+    assert row["train seconds"] == 3.0 and row["images/s"] == pytest.approx(60.0)
+    empty = compare.summary_row("q", {"model": "fast"}, "queued", [])
+    assert empty["epochs"] == 0 and empty["best test acc"] is None and empty["images/s"] is None
+
+
+# ---------- predictions ----------
+
+LABELS = np.array([0, 1, 2, 3, 4, 5])
+PRED_A = np.array([0, 1, 2, 9, 9, 5])   # wrong on 3, 4
+PRED_B = np.array([0, 7, 8, 3, 9, 5])   # wrong on 1, 2, 4
+CONF_A = np.array([0.9, 0.8, 0.7, 0.6, 0.95, 0.99])
+CONF_B = np.array([0.9, 0.55, 0.85, 0.75, 0.5, 0.99])
+
+
+def test_disagreements_splits_right_wrong_and_orders_by_confident_mistakes():
+    df = compare.disagreements(LABELS, onehot_probs(PRED_A, CONF_A), onehot_probs(PRED_B, CONF_B))
+    assert list(df.columns) == ["index", "label", "pred_a", "conf_a", "pred_b", "conf_b", "right"]
+    # A right, B wrong: images 1 and 2, B's more confident mistake (image 2, 0.85) first; then B right: image 3.
+    # Image 4 (both wrong) and 0, 5 (both right) are not disagreements.
+    assert df["index"].tolist() == [2, 1, 3]
+    assert df["right"].tolist() == ["A", "A", "B"]
+    row = df.iloc[0]
+    assert (row.label, row.pred_a, row.pred_b) == (2, 2, 8)
+    assert row.conf_a == pytest.approx(0.7) and row.conf_b == pytest.approx(0.85)
+    assert df.iloc[2].pred_a == 9 and df.iloc[2].conf_a == pytest.approx(0.6)
+    # swapping the runs swaps the sides
+    swapped = compare.disagreements(LABELS, onehot_probs(PRED_B, CONF_B), onehot_probs(PRED_A, CONF_A))
+    assert swapped["index"].tolist() == [3, 2, 1] and swapped["right"].tolist() == ["A", "B", "B"]
+
+
+def test_disagreements_empty_when_runs_agree_and_refuses_different_test_sets():
+    p = onehot_probs(PRED_A)
+    assert compare.disagreements(LABELS, p, p).empty
+    with pytest.raises(compare.CompareError, match="different test sets"):
+        compare.disagreements(LABELS, p, p[:4])
+
+
+def test_confusion_difference_and_per_class_accuracy():
+    pa, pb = onehot_probs(PRED_A), onehot_probs(PRED_B)
+    d = compare.confusion_difference(LABELS, pa, pb)
+    assert d.shape == (10, 10) and d.sum() == 0  # both count every image once
+    assert d[1, 1] == 1 and d[1, 7] == -1       # A gets the 1 right, B calls it 7
+    assert d[3, 3] == -1 and d[3, 9] == 1       # B gets the 3 right, A calls it 9
+    assert d[4, 9] == 0 and d[0, 0] == 0        # same mistake / same hit cancel
+    acc = compare.per_class_accuracy(LABELS, {"A": pa, "B": pb})
+    assert list(acc.columns) == ["A", "B"] and list(acc.index) == list(range(10))
+    assert acc.loc[1, "A"] == 1.0 and acc.loc[1, "B"] == 0.0 and acc.loc[3, "B"] == 1.0
+    assert np.isnan(acc.loc[6, "A"])  # no test image of digit 6
+
+
+# ---------- distortions ----------
+
+def test_distort_strength_zero_is_identity_and_bad_input_raises():
+    x = torch.rand(5, 1, 28, 28)
+    for kind in compare.DISTORTIONS:
+        assert torch.equal(compare.distort(x, kind, 0), x)
+    with pytest.raises(ValueError, match="unknown distortion"):
+        compare.distort(x, "blur", 1)
+    with pytest.raises(ValueError, match="at least 0"):
+        compare.distort(x, "shift", -1)
+
+
+def test_shift_moves_each_image_by_whole_pixels_in_turn():
+    x = torch.rand(4, 1, 28, 28)
+    out = compare.distort(x, "shift", 3)
+    right, down, left, up = out[:, 0]
+    assert torch.allclose(right[:, 3:], x[0, 0, :, :-3], atol=1e-5) and right[:, :3].abs().max() < 1e-6
+    assert torch.allclose(down[3:], x[1, 0, :-3], atol=1e-5) and down[:3].abs().max() < 1e-6
+    assert torch.allclose(left[:, :-3], x[2, 0, :, 3:], atol=1e-5)
+    assert torch.allclose(up[:-3], x[3, 0, 3:], atol=1e-5)
+
+
+def test_rotate_by_90_degrees_matches_rot90_alternating_direction():
+    x = torch.rand(2, 1, 28, 28)
+    out = compare.distort(x, "rotate", 90)
+    assert torch.allclose(out[0, 0], torch.rot90(x[0, 0], -1), atol=1e-5)  # clockwise
+    assert torch.allclose(out[1, 0], torch.rot90(x[1, 0], 1), atol=1e-5)   # anticlockwise
+    # ink is mostly kept at a small angle, and the image does change
+    small = compare.distort(x, "rotate", 15)
+    assert not torch.allclose(small, x, atol=1e-3)
+
+
+def test_thicken_dilates_a_dot_into_a_square():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 10, 10] = 1
+    for s in (1, 2):
+        out = compare.distort(x, "thicken", s)[0, 0]
+        assert out.sum() == (2 * s + 1) ** 2
+        assert out[10 - s:11 + s, 10 - s:11 + s].min() == 1
+
+
+# ---------- robustness ----------
+
+class CenterPixel(nn.Module):
+    """Predicts 1 when pixel (14, 14) is inked, else 0: a model whose robustness we can work out by hand."""
+    def forward(self, x):
+        on = (x[:, 0, 14, 14] > 0.5).float()
+        logits = torch.zeros(len(x), 10)
+        logits[:, 0], logits[:, 1] = 1 - on, on
+        return logits
+
+
+def test_robustness_known_answers():
+    # 8 images: 4 with a dot on the centre pixel (label 1), 4 blank (label 0); then 4 with a dot 2 pixels right
+    # of the centre, labelled 1.
+    x = torch.zeros(12, 1, 28, 28)
+    x[:4, 0, 14, 14] = 1
+    x[8:, 0, 14, 16] = 1
+    y = torch.tensor([1] * 4 + [0] * 4 + [1] * 4)
+    df = compare.robustness({"centre": CenterPixel()}, x, y,
+                            {"shift": (0, 1, 3), "thicken": (0, 1, 2)})
+    acc = df.set_index(["distortion", "strength"]).accuracy
+    assert list(df.columns) == ["run", "distortion", "strength", "accuracy"] and set(df.run) == {"centre"}
+    assert acc[("shift", 0)] == pytest.approx(8 / 12)   # centre dots and blanks right, off-centre dots wrong
+    assert acc[("shift", 1)] == pytest.approx(4 / 12)   # every dot leaves the centre: only blanks right
+    assert acc[("shift", 3)] == pytest.approx(4 / 12)
+    assert acc[("thicken", 1)] == pytest.approx(8 / 12)  # a 1-pixel dilation does not reach 2 pixels away
+    assert acc[("thicken", 2)] == pytest.approx(1.0)     # a 2-pixel one does
+
+
+def test_robustness_takes_uint8_images_and_shares_each_distorted_set():
+    x = torch.zeros(4, 28, 28, dtype=torch.uint8)
+    x[:2, 14, 14] = 255
+    y = torch.tensor([1, 1, 0, 0])
+    df = compare.robustness({"m1": CenterPixel(), "m2": CenterPixel()}, x, y, {"rotate": (0, 45)})
+    assert len(df) == 4 and (df[df.strength == 0].accuracy == 1.0).all()
+    with pytest.raises(compare.CompareError):
+        compare.robustness({"m": CenterPixel()}, x, y[:3])
+
+
+def test_run_robustness_strength_zero_equals_the_runs_plain_accuracy(fixture_runs, tiny_data):
+    from mnistviz.data import load_mnist
+
+    mn = load_mnist(tiny_data, download=False)
+    dirs = [fixture_runs / "tiny-none", fixture_runs / "tiny-aug"]
+    df = compare.run_robustness(dirs, mn.test_images, mn.test_labels, n=150,
+                                distortions={"shift": (0, 4), "rotate": (0, 30)})
+    assert set(df.run) == {"tiny-none", "tiny-aug"} and len(df) == 8
+    for d in dirs:
+        _, plain, _ = evaluate(runs.load_model(d), mn.test_images[:150], mn.test_labels[:150])
+        got = df[(df.run == d.name) & (df.strength == 0)].accuracy
+        assert len(got) == 2 and got.tolist() == pytest.approx([plain, plain], abs=1e-6)
+    assert df.accuracy.between(0, 1).all()
+
+
+# ---------- run store ----------
+
+def test_load_predictions_summary_and_csv_on_the_fixture_pair(fixture_runs, tmp_path):
+    pair = [runs.Run(fixture_runs / "tiny-aug"), runs.Run(fixture_runs / "tiny-none")]
+    labels, probs, problems = compare.load_predictions(pair)
+    assert problems == {} and list(probs) == ["tiny-aug", "tiny-none"]
+    assert len(labels) == 200 and all(p.shape == (200, 10) for p in probs.values())
+    best = pair[0].epoch_records()[pair[0].best_epoch() - 1]["test_acc"]
+    assert (probs["tiny-aug"].argmax(1) == labels).mean() == pytest.approx(best, abs=1e-6)
+
+    table = compare.summary_table(pair)
+    assert list(table.index) == ["tiny-aug", "tiny-none"] and table.loc["tiny-aug", "augment"] == "standard"
+    assert (table["epochs"] == 2).all() and table["train seconds"].gt(0).all()
+    csv = pd.read_csv(__import__("io").BytesIO(compare.epochs_csv(pair)))
+    assert len(csv) == 4 and {"run", "epoch", "test_acc", "val_loss"} <= set(csv.columns)
+
+    # a run scored on another test set, and one with no predictions, are left out with a reason
+    odd = tmp_path / "odd"
+    shutil.copytree(fixture_runs / "tiny-none", odd)
+    np.save(odd / "test_labels.npy", np.zeros(50, np.uint8))
+    for f in (odd / "preds").glob("*.npy"):
+        np.save(f, np.full((50, 10), 0.1, np.float16))
+    bare = tmp_path / "bare"
+    shutil.copytree(fixture_runs / "tiny-none", bare)
+    shutil.rmtree(bare / "preds")
+    labels, probs, problems = compare.load_predictions(pair + [runs.Run(odd), runs.Run(bare)])
+    assert list(probs) == ["tiny-aug", "tiny-none"]
+    assert "different test set" in problems["odd"] and "no stored test predictions" in problems["bare"]
+
+
+def test_checkpoint_stamp(fixture_runs, tmp_path):
+    run = runs.Run(fixture_runs / "tiny-aug")
+    assert compare.checkpoint_stamp(run) == run.best_ckpt.stat().st_mtime
+    assert compare.checkpoint_stamp(runs.Run(tmp_path)) == 0.0

@@ -1,0 +1,156 @@
+"""The Compare page through streamlit.testing.v1.AppTest on the tiny fixture pair (and copies of it)."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, train_tiny
+from mnistviz import runs
+
+
+def open_compare(monkeypatch, data_root, runs_root, runs_param: str | None = None) -> AppTest:
+    monkeypatch.setenv("MNISTVIZ_DATA", str(data_root))
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(runs_root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    if runs_param is not None:
+        at.query_params["runs"] = runs_param
+    at.switch_page("views/compare.py")
+    return at.run()
+
+
+def charts(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def trace_names(spec: dict) -> set:
+    return {d.get("name") for d in spec["data"] if d.get("name")}
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def test_fixture_pair_is_the_default_and_every_section_shows(monkeypatch, fixture_runs, tiny_data):
+    at = open_compare(monkeypatch, tiny_data, fixture_runs)
+    assert not at.exception and not at.error and not at.warning
+    assert at.multiselect(key="compare_runs").value == ["tiny-aug", "tiny-none"]  # augmented first
+    assert at.query_params["runs"] == "tiny-aug,tiny-none"
+    heads = [h.value for h in at.subheader]
+    assert heads == ["Curves per epoch", "Metrics", "Accuracy per digit", "A = tiny-aug vs B = tiny-none",
+                     "Robustness to distortions"]
+    specs = charts(at)
+    curves = specs[0]
+    assert trace_names(curves) == {"tiny-aug", "tiny-none"}
+    # one colour per run, the same in every chart
+    colour = {}
+    for spec in specs:
+        for d in spec["data"]:
+            c = (d.get("line") or {}).get("color") or (d.get("marker") or {}).get("color")
+            if d.get("name") in ("tiny-aug", "tiny-none") and isinstance(c, str):
+                assert colour.setdefault(d["name"], c) == c
+    assert len(set(colour.values())) == 2
+
+    # the disagreement counts are those of the stored predictions
+    y = np.load(fixture_runs / "tiny-aug" / "test_labels.npy").astype(int)
+    pa, pb = (runs.Run(fixture_runs / n).probs().argmax(1) for n in ("tiny-aug", "tiny-none"))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["A right, B wrong"] == str(int(((pa == y) & (pb != y)).sum()))
+    assert metrics["B right, A wrong"] == str(int(((pb == y) & (pa != y)).sum()))
+
+    summary = at.dataframe[0].value
+    assert list(summary.index) == ["tiny-aug", "tiny-none"] and set(summary.augment) == {"standard", "none"}
+    diff = at.dataframe[1].value
+    assert list(diff.index) == ["augment"]
+    assert [b.proto.label for b in at.get("download_button")] == ["Summary (CSV)", "Every epoch (CSV)"]
+
+    # robustness only on request; then one curve per run in each panel and a CSV
+    assert len(specs) == len(charts(at.run()))
+    at.button(key="compare_robust").click().run()
+    assert not at.exception and not at.error
+    rob = charts(at)[-1]
+    assert trace_names(rob) == {"tiny-aug", "tiny-none"} and len(rob["data"]) == 2 * 3
+    assert "Robustness (CSV)" in [b.proto.label for b in at.get("download_button")]
+
+
+def test_runs_from_the_url_in_order_and_unknown_names_warned(monkeypatch, fixture_runs, tiny_data):
+    at = open_compare(monkeypatch, tiny_data, fixture_runs, "tiny-none,ghost,tiny-aug")
+    assert not at.exception
+    assert at.multiselect(key="compare_runs").value == ["tiny-none", "tiny-aug"]
+    assert "ghost" in texts(at.warning)
+    assert "A = tiny-none vs B = tiny-aug" in [h.value for h in at.subheader]
+    # dropping to one run: guidance, no charts
+    at.multiselect(key="compare_runs").set_value(["tiny-none"]).run()
+    assert not at.exception and "at least two runs" in texts(at.info)
+    assert at.query_params["runs"] == "tiny-none" and not at.get("plotly_chart")
+
+
+def test_no_mnist_still_shows_the_numbers(monkeypatch, fixture_runs, tmp_path):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    at = open_compare(monkeypatch, empty, fixture_runs)
+    assert not at.exception and not at.error
+    info = texts(at.info)
+    assert "images cannot be shown" in info and "MNIST" in info and str(empty) in info
+    assert {m.label for m in at.metric} >= {"A right, B wrong", "B right, A wrong"}
+    # the disagreement rows are shown as a table instead of a gallery
+    names = [c.proto.spec and json.loads(c.proto.spec)["data"][0]["type"] for c in at.get("plotly_chart")]
+    assert "image" not in names
+    assert any("test image" in df.value.columns for df in at.dataframe)
+    at.button(key="compare_robust").click().run()
+    assert not at.exception and "needs the test images" in texts(at.info)
+
+
+def test_odd_runs_different_architecture_and_missing_predictions(monkeypatch, fixture_runs, tiny_data, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    shutil.copytree(fixture_runs / "tiny-none", root / "tiny-none")
+    shutil.copytree(fixture_runs / "tiny-none", root / "no-preds")
+    shutil.rmtree(root / "no-preds" / "preds")
+    train_tiny(root, tiny_data, name="tiny-lenet", model="lenet5", epochs=1, seed=2)
+    at = open_compare(monkeypatch, tiny_data, root, "tiny-lenet,no-preds,tiny-none")
+    assert not at.exception and not at.error
+    assert "Different architectures" in texts(at.caption)
+    assert "no-preds" in texts(at.warning) and "left out of the per-digit" in texts(at.warning)
+    assert "A = tiny-lenet vs B = tiny-none" in [h.value for h in at.subheader]
+    assert trace_names(charts(at)[0]) == {"tiny-lenet", "no-preds", "tiny-none"}
+    at.button(key="compare_robust").click().run()
+    assert not at.exception and not at.error
+    assert trace_names(charts(at)[-1]) == {"tiny-lenet", "no-preds", "tiny-none"}
+
+
+def test_fewer_than_two_runs_offers_to_launch_a_pair(monkeypatch, tiny_data, tmp_path):
+    from mnistviz import jobs
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    # no MNIST: the button says why it cannot queue, and creates nothing
+    at = open_compare(monkeypatch, tmp_path, root)
+    assert not at.exception and "at least two runs" in texts(at.info)
+    at.button(key="compare_launch_pair").click().run()
+    assert "Could not queue the pair" in texts(at.error) and "MNIST" in texts(at.error)
+    assert runs.list_runs(root) == ([], [])
+
+    # with data: an augmented + normal pair of the default recipe is queued
+    at = open_compare(monkeypatch, tiny_data, root)
+    at.button(key="compare_launch_pair").click().run()
+    made = []
+    try:
+        assert not at.exception and not at.error and "Queued" in texts(at.success)
+        made = runs.list_runs(root)[0]
+        assert len(made) == 2 and len({r["pair"] for r in made}) == 1 and made[0]["pair"]
+        assert sorted(r["augment"] for r in made) == ["none", "standard"]
+        assert all(r["model"] == "fast" for r in made)
+    finally:  # the pair trains in the background: stop it, the second (still queued) first
+        for r in sorted(made, key=lambda r: r["augment"] != "none"):
+            try:
+                jobs.stop(r["name"], root)
+            except runs.RunError:
+                pass  # already ended
+        deadline = time.time() + 30
+        while jobs.running(root) and time.time() < deadline:
+            time.sleep(0.2)
