@@ -144,7 +144,7 @@ def test_mispredictions_top_losses_and_image_detail(fixture_env):
     assert f"**true {labels[i]}, predicted {preds[i]}**" in at.markdown[-1].value
     assert chart_data(at, 2) == pytest.approx(probs[i], abs=1e-6)  # ten probabilities
     link = at.get("page_link")[0].proto
-    assert link.page == "feature_maps" and link.query_string == f"run=tiny-none&index={i}"
+    assert link.page == "feature-maps" and link.query_string == f"run=tiny-none&index={i}"
 
 
 def test_mispredictions_without_predictions_or_labels(scratch_runs):

@@ -23,7 +23,7 @@ def test_jump_to_batch_with_most_wrong(fixture_runs, tiny_data, page):
     labels, probs = A.run_predictions(run)
     preds = probs.argmax(1)
     run_bs = run.config()["batch_size"]
-    bs, worst, wrong = worst_batch(labels, preds, [run_bs, 32, 20, 16, 10])
+    bs, worst, wrong = worst_batch(labels, preds, [run_bs, 32, 20, 16, 10, *range(5, 60)])
     n_in_batch = len(labels[worst * bs:(worst + 1) * bs])
 
     server = StreamlitServer({"MNISTVIZ_DATA": str(tiny_data), "MNISTVIZ_RUNS": str(fixture_runs)})
@@ -36,7 +36,7 @@ def test_jump_to_batch_with_most_wrong(fixture_runs, tiny_data, page):
         heading = page.locator('[data-testid="stMain"] h3')
         expect(heading).to_have_text("Batch 0", timeout=30000)  # the first render imports torch
         if bs != run_bs:
-            box = page.get_by_label("Test batch size")
+            box = page.get_by_role("spinbutton", name="Test batch size")
             box.fill(str(bs))
             box.press("Enter")
             expect(page.get_by_text(f"test batch ({bs} images each)")).to_be_visible(timeout=15000)
