@@ -88,21 +88,6 @@ ARM_JS = """(srcJs) => {
 }"""
 
 
-def settle(page) -> None:
-    """Before the first stroke on a new canvas: click the page (a headless browser loses the first stroke
-    otherwise) and wait until the canvas stops moving (the page may still be laying out around it)."""
-    page.get_by_role("heading", name="Draw a digit").click()
-    # the canvas lives in the component's shadow DOM: a locator reaches it, document.querySelector does not
-    page.locator("canvas.upper-canvas").evaluate("""el => new Promise(resolve => {
-      let last = "";
-      const check = () => {
-        const now = JSON.stringify(el.getBoundingClientRect());
-        if (now === last) resolve(); else { last = now; setTimeout(check, 150); }
-      };
-      check();
-    })""")
-
-
 def strokes():
     """Digits as strokes in canvas pixels; a None between digits means Clear."""
     one = [[(150, 50), (140, 140), (132, 240)]]
@@ -118,7 +103,8 @@ def strokes():
 
 
 def bench_browser(n_strokes: int) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+    from canvas import settle, trace  # the e2e tests' canvas helpers
     from conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # the tests' server helper
     from playwright.sync_api import sync_playwright
 
@@ -148,13 +134,7 @@ def bench_browser(n_strokes: int) -> None:
                         settle(page)
                         continue
                     page.evaluate(ARM_JS, SRC_JS)
-                    box = page.locator("canvas.upper-canvas").bounding_box()
-                    page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
-                    page.mouse.down()
-                    for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
-                        for i in range(1, 6):
-                            page.mouse.move(box["x"] + x0 + (x1 - x0) * i / 5, box["y"] + y0 + (y1 - y0) * i / 5)
-                    page.mouse.up()
+                    trace(page, stroke)
                     page.wait_for_function("() => window.__t1 !== null")
                     ms = page.evaluate("() => window.__t1 - window.__t0")
                     if done:  # the very first one also loads the model and warms imports: reported apart

@@ -260,13 +260,3 @@ def run_robustness(run_dirs: list[str | Path], images: torch.Tensor, labels: tor
     checkpoint cannot be loaded."""
     models = {Path(d).name: load_model(d) for d in run_dirs}
     return robustness(models, images[:n], labels[:n], distortions)
-
-
-def checkpoint_stamp(run: Run) -> float:
-    """Modification time of the checkpoint robustness would load (0 when there is none): a cache key."""
-    for p in (run.best_ckpt, run.last_ckpt):
-        try:
-            return p.stat().st_mtime
-        except OSError:
-            continue
-    return 0.0

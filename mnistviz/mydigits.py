@@ -203,17 +203,6 @@ def set_aside(path: Path | None = None) -> Path | None:
 
 # ---------- models and evaluation ----------
 
-def checkpoint_stamp(run_dir) -> float:
-    """Modification time of the checkpoint load_model would read (0 if none): with the path, a cache key."""
-    run = Run(Path(run_dir))
-    for p in (run.best_ckpt, run.last_ckpt):
-        try:
-            return p.stat().st_mtime
-        except OSError:
-            continue
-    return 0.0
-
-
 def model_choices(root: Path | None = None) -> list[dict]:
     """Models to draw with and evaluate: the bundled default (checkpoints/default) first, then every
     completed run of the runs folder, newest first. Each: {name, label, path, stamp}."""
@@ -224,7 +213,7 @@ def model_choices(root: Path | None = None) -> list[dict]:
         acc = summary.get("best_test_acc")
         detail = ", ".join(x for x in (summary.get("model"), f"{acc:.2%} test" if acc is not None else None) if x)
         return {"name": name, "label": f"{name} ({detail})" if detail else name, "path": str(path),
-                "stamp": checkpoint_stamp(path)}
+                "stamp": Run(Path(path)).checkpoint_stamp()}
 
     default = DEFAULT_MODEL.resolve()
     listed = {Path(r["path"]).resolve(): r for r in good}

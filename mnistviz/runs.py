@@ -255,6 +255,17 @@ class Run:
         except (OSError, ValueError):
             raise RunError(f"run {self.name} has no stored test labels (older format); retrain it") from None
 
+    def model_checkpoint(self) -> Path:
+        """The checkpoint load_model reads: best.pt, or last.pt when there is no best yet."""
+        return self.best_ckpt if self.best_ckpt.exists() else self.last_ckpt
+
+    def checkpoint_stamp(self) -> float:
+        """Modification time of model_checkpoint() (0 when there is none): with the path, a cache key."""
+        try:
+            return self.model_checkpoint().stat().st_mtime
+        except OSError:
+            return 0.0
+
     def best_epoch(self) -> int | None:
         recs = [r for r in self.epoch_records() if r.get("test_acc") is not None]
         if not recs:
@@ -334,8 +345,7 @@ def load_model(run_dir) -> torch.nn.Module:
 
     run = Run(Path(run_dir))
     cfg = run.config()
-    ckpt = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
-    state = load_checkpoint(ckpt)
+    state = load_checkpoint(run.model_checkpoint())
     model = build(cfg["model"])
     try:
         model.load_state_dict(state["model"])

@@ -136,14 +136,13 @@ def validate(cfg: Config) -> dict[str, str]:
 # ---------- the loop ----------
 
 def _optimizer(model, cfg: Config):
-    # fused=True: one kernel for all parameters instead of a Python loop over them (matters at batch 32)
     params = model.parameters()
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=cfg.nesterov and cfg.momentum > 0, fused=True)
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _scheduler(opt, cfg: Config, steps_per_epoch: int):

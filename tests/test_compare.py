@@ -266,5 +266,5 @@ def test_load_predictions_summary_and_csv_on_the_fixture_pair(fixture_runs, tmp_
 
 def test_checkpoint_stamp(fixture_runs, tmp_path):
     run = runs.Run(fixture_runs / "tiny-aug")
-    assert compare.checkpoint_stamp(run) == run.best_ckpt.stat().st_mtime
-    assert compare.checkpoint_stamp(runs.Run(tmp_path)) == 0.0
+    assert run.checkpoint_stamp() == run.best_ckpt.stat().st_mtime
+    assert runs.Run(tmp_path).checkpoint_stamp() == 0.0

@@ -175,6 +175,6 @@ def test_model_choices_default_first_then_completed_runs(fixture_runs, tiny_data
 def test_checkpoint_stamp_changes_with_the_checkpoint(fixture_runs, tmp_path):
     run = tmp_path / "r"
     run.mkdir()
-    assert mydigits.checkpoint_stamp(run) == 0.0
+    assert runs.Run(run).checkpoint_stamp() == 0.0
     (run / "best.pt").write_bytes((fixture_runs / "tiny-none" / "best.pt").read_bytes())
-    assert mydigits.checkpoint_stamp(run) > 0
+    assert runs.Run(run).checkpoint_stamp() > 0

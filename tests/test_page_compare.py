@@ -6,7 +6,6 @@ import shutil
 import time
 
 import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, train_tiny

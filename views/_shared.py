@@ -107,3 +107,25 @@ def require_mnist() -> bool:
         st.error(data.missing_message(), icon=":material/dataset:")
         return False
     return True
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_model(path: str, stamp: float):
+    """One loaded model per checkpoint version (path + checkpoint mtime): a new best.pt loads afresh."""
+    return runs.load_model(path)
+
+
+def run_with_predictions(purpose: str) -> tuple[runs.Run, list[int], int]:
+    """The selected run, its epochs with stored test predictions and its best one; otherwise a sentence
+    that ends with `purpose` ("see its confusion matrix") and the page stops."""
+    run = selected_run()
+    if run is None:
+        st.info("No run selected: pick one in the sidebar, or train one on the Train page.")
+        st.stop()
+    epochs = run.pred_epochs()
+    if not epochs:
+        st.warning(f"Run {run.name} has no stored test predictions (trained by an older version, or stopped before "
+                   f"its first epoch ended): retrain it to {purpose}.")
+        st.stop()
+    best = run.best_epoch()
+    return run, epochs, best if best in epochs else epochs[-1]

@@ -275,10 +275,10 @@ st.subheader("Robustness to distortions")
 strengths = "; ".join(f"{k} {', '.join(str(s) for s in v[1:])} {compare.UNITS[k]}" for k, v in compare.DISTORTIONS.items())
 st.caption(f"Each run's best checkpoint evaluated on the first {compare.ROBUSTNESS_IMAGES:,} test images, plain and "
            f"distorted ({strengths}). Takes a few seconds per run; results are kept until a checkpoint changes.")
-ready = [r for r in sel if compare.checkpoint_stamp(r) > 0]
+ready = [r for r in sel if r.checkpoint_stamp() > 0]
 if len(ready) < len(sel):
     st.caption(f"Left out (no checkpoint yet): {', '.join(r.name for r in sel if r not in ready)}.")
-key = (tuple(str(r.path) for r in ready), tuple(compare.checkpoint_stamp(r) for r in ready), str(data.data_root()))
+key = (tuple(str(r.path) for r in ready), tuple(r.checkpoint_stamp() for r in ready), str(data.data_root()))
 if st.button("Run the robustness check", key="compare_robust", disabled=not ready):
     st.session_state["compare_robust_for"] = key
 if st.session_state.get("compare_robust_for") == key:

@@ -8,24 +8,13 @@ import streamlit as st
 from mnistviz import analysis
 from mnistviz.charts import digit_grid
 from mnistviz.runs import RunError
-from views._shared import selected_run
+from views._shared import run_with_predictions
 
 MAX_TILES = 128
 CELL = "cf_cell"  # (true, predicted) picked by clicking the heatmap or the most-confused table
 
 st.title("Confusion")
-run = selected_run()
-if run is None:
-    st.info("No run selected: pick one in the sidebar, or train one on the Train page.")
-    st.stop()
-
-epochs = run.pred_epochs()
-if not epochs:
-    st.warning(f"Run {run.name} has no stored test predictions (trained by an older version, or stopped before "
-               f"its first epoch ended): retrain it to see its confusion matrix.")
-    st.stop()
-best = run.best_epoch()
-best = best if best in epochs else epochs[-1]
+run, epochs, best = run_with_predictions("see its confusion matrix")
 
 top = st.columns([3, 1, 1])
 if len(epochs) > 1:

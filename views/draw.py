@@ -13,17 +13,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnistviz import charts, mydigits, preprocess, runs
+from mnistviz import charts, mydigits, preprocess
 from mnistviz import inspect as look
+from views._shared import cached_model
 
 CANVAS_PX = 280
 SHOW_PX = 168  # the 28 x 28 input is shown 6x, pixel-sharp
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def cached_model(path: str, stamp: float):
-    """One loaded model per checkpoint version (path + checkpoint mtime)."""
-    return runs.load_model(path)
 
 
 @st.cache_resource(show_spinner=False)

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnistviz import analysis, data, inspect, runs
-from views._shared import selected_run
+from views._shared import cached_model, selected_run
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
 
@@ -14,24 +14,8 @@ if run is None:
     st.info("No run selected: pick one in the sidebar, or train one on the Train page.")
     st.stop()
 
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def cached_model(path: str, stamp: tuple):
-    """One loaded model per run checkpoint version (stamp changes when training writes a new best.pt)."""
-    return runs.load_model(path)
-
-
-def checkpoint_stamp(run: runs.Run) -> tuple:
-    ckpt = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
-    try:
-        s = ckpt.stat()
-        return ckpt.name, s.st_mtime_ns, s.st_size
-    except OSError:
-        return ckpt.name, None, None
-
-
 try:
-    model = cached_model(str(run.path), checkpoint_stamp(run))
+    model = cached_model(str(run.path), run.checkpoint_stamp())
     model_name = run.config()["model"]
 except runs.RunError as e:
     st.warning(f"{e}. Feature maps need the run's saved weights: pick another run, or resume or retrain this one.")

@@ -7,23 +7,12 @@ from mnistviz import analysis
 from mnistviz.charts import digit_grid
 from mnistviz.inspect import enlarge
 from mnistviz.runs import RunError
-from views._shared import selected_run
+from views._shared import run_with_predictions
 
 MAX_TILES = 256  # one grid image stays quick to draw; narrow the filters to see the rest
 
 st.title("Mispredictions")
-run = selected_run()
-if run is None:
-    st.info("No run selected: pick one in the sidebar, or train one on the Train page.")
-    st.stop()
-
-epochs = run.pred_epochs()
-if not epochs:
-    st.warning(f"Run {run.name} has no stored test predictions (trained by an older version, or stopped before "
-               f"its first epoch ended): retrain it to look at its mispredictions.")
-    st.stop()
-best = run.best_epoch()
-best = best if best in epochs else epochs[-1]
+run, epochs, best = run_with_predictions("look at its mispredictions")
 
 top = st.columns([2, 1, 1])
 if len(epochs) > 1:
