@@ -31,6 +31,18 @@ def image_grid(images, cols: int = 8, scale: int = 3) -> np.ndarray:
     return (grid.permute(1, 2, 0).clamp(0, 1) * 255).to(torch.uint8).numpy()
 
 
+def png_data_uri(rgb: np.ndarray) -> str:
+    """H x W x 3 uint8 -> "data:image/png;base64,..." for go.Image(source=...)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def digit_grid(images, titles=None, highlight=None, ids=None, cols: int = 8, tile_px: int = 84) -> go.Figure:
     """A grid of digits as ONE image (fast to draw), with a red frame on highlighted tiles.
 
@@ -58,14 +70,16 @@ def digit_grid(images, titles=None, highlight=None, ids=None, cols: int = 8, til
         ty.append(r * th + band / 2)
     titles = [""] * n if titles is None else [str(t) for t in titles]
     ids = list(range(n)) if ids is None else [int(i) for i in ids]
-    fig = go.Figure(go.Image(z=mosaic, hoverinfo="skip"))
+    # as a PNG data URI: a z array would go to the browser as JSON, three numbers per pixel (slow for big grids)
+    fig = go.Figure(go.Image(source=png_data_uri(mosaic), hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=xs, y=ty, mode="text", text=titles, hoverinfo="skip",
                              textfont=dict(size=10, color=["rgb(%d,%d,%d)" % (WRONG if v else RIGHT) for v in hl])))
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", customdata=ids, hovertext=titles, hoverinfo="text",
                              marker=dict(size=tile_px * 0.8, opacity=0.01, symbol="square", color="white"),
                              name="digits"))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
+    # fixed ranges: otherwise autorange pads for the invisible markers and the grid shrinks inside blank margins
+    fig.update_xaxes(visible=False, range=[-0.5, mosaic.shape[1] - 0.5])
+    fig.update_yaxes(visible=False, range=[mosaic.shape[0] - 0.5, -0.5])
     scale = tile_px / tw
     fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=0, b=0), dragmode=False,
                       width=int(cols * tw * scale), height=int(rows * th * scale), clickmode="event+select")
