@@ -61,7 +61,7 @@ class Config:
 
 # The seed experiments, plus the default and the best recipe found here (see README).
 PRESETS = {
-    "default": dict(desc="fast CNN, SGD nesterov one-cycle, batch 256, 2 epochs: 99% in about 11 s on 2 cores"),
+    "default": dict(desc="fast CNN, SGD nesterov one-cycle, batch 256, 2 epochs: 99% in about 10 s on 2 cores"),
     "default-model": dict(desc="fast CNN, 16 epochs with light augmentation: how checkpoints/default was trained",
                           epochs=16, augment="light"),
     "best": dict(desc="wide CNN (16/32/64 filters), 16 epochs with light augmentation: the best recipe found",
