@@ -65,16 +65,6 @@ def bench_inprocess() -> None:
               f"naive resize + inference {naive:.2f} ms; ratio {ours / naive:.2f}x; predicts {pred} for a 4")
 
 
-SRC_JS = """() => {
-  for (const img of document.querySelectorAll('img')) {
-    let p = img;
-    for (let i = 0; i < 5 && p; i++, p = p.parentElement) {
-      if (p.innerText && p.innerText.includes("model's input")) return img.getAttribute('src');
-    }
-  }
-  return null;
-}"""
-
 ARM_JS = """(srcJs) => {
   const src = eval(srcJs);
   const old = src();
@@ -104,7 +94,7 @@ def strokes():
 
 def bench_browser(n_strokes: int) -> None:
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
-    from canvas import settle, trace  # the e2e tests' canvas helpers
+    from canvas import INPUT_SRC_JS, settle, trace  # the e2e tests' canvas helpers
     from conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # the tests' server helper
     from playwright.sync_api import sync_playwright
 
@@ -133,7 +123,7 @@ def bench_browser(n_strokes: int) -> None:
                         page.get_by_text("Draw a digit 0-9").wait_for()
                         settle(page)
                         continue
-                    page.evaluate(ARM_JS, SRC_JS)
+                    page.evaluate(ARM_JS, INPUT_SRC_JS)
                     trace(page, stroke)
                     page.wait_for_function("() => window.__t1 !== null")
                     ms = page.evaluate("() => window.__t1 - window.__t0")

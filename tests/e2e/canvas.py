@@ -1,5 +1,16 @@
 """Drawing on streamlit-drawable-canvas from Playwright: shared by the Draw e2e test and bench/draw_latency.py."""
 
+# the src of the 28 x 28 "model's input" image: it changes whenever a new drawing has been classified
+INPUT_SRC_JS = """() => {
+  for (const img of document.querySelectorAll('img')) {
+    let p = img;
+    for (let i = 0; i < 5 && p; i++, p = p.parentElement) {
+      if (p.innerText && p.innerText.includes("model's input")) return img.getAttribute('src');
+    }
+  }
+  return null;
+}"""
+
 
 def trace(page, points) -> None:
     """Press, move through `points` (canvas pixels) in small steps, release. (A stroke starting in the strip

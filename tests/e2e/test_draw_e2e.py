@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from canvas import settle, trace
+from canvas import INPUT_SRC_JS, settle, trace
 from conftest import StreamlitServer
 from mnistviz import mydigits
 
@@ -13,17 +13,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 WAIT = 30_000  # ms: generous, for a loaded CI machine (the first run also starts torch and loads the model)
-
-# the src of the 28 x 28 "model's input" image: it changes whenever a new drawing has been classified
-INPUT_SRC_JS = """() => {
-  for (const img of document.querySelectorAll('img')) {
-    let p = img;
-    for (let i = 0; i < 5 && p; i++, p = p.parentElement) {
-      if (p.innerText && p.innerText.includes("model's input")) return img.getAttribute('src');
-    }
-  }
-  return null;
-}"""
 
 
 def prediction(page):
