@@ -93,19 +93,11 @@ def _busy(run: Run, raw: dict | None = None) -> bool:
     return False
 
 
-def _run_folders(root: Path):
-    if not root.is_dir():
-        return
-    for p in sorted(root.iterdir()):
-        if p.is_dir() and not p.name.startswith((".", "_")):
-            yield Run(p)
-
-
 def running(root=None) -> list[str]:
     """Names of the runs training (or starting) now, most recently started first."""
     root = runs.runs_dir(root)
     out = []
-    for run in _run_folders(root):
+    for run in map(Run, runs.run_folders(root)):
         raw = run.raw_status()
         if _busy(run, raw):
             out.append((raw.get("started") or raw.get("launched") or 0, run.name))
@@ -140,7 +132,7 @@ def _settle_dead_launches(root: Path, finished: str | None = None) -> None:
     """A run we launched whose trainer ended before training started (bad config, missing data): failed,
     with the log's last error. `finished` names a run whose trainer is known to have ended (the launcher's
     own follow-up tick, while the launcher process itself is still alive)."""
-    for run in _run_folders(root):
+    for run in map(Run, runs.run_folders(root)):
         raw = run.raw_status()
         if raw.get("status") != "queued" or not raw.get("launcher_pid"):
             continue

@@ -220,6 +220,9 @@ class Run:
         self.preds_dir.mkdir(exist_ok=True)
         atomic_save(lambda f: np.save(f, probs.astype(np.float16)), self.preds_dir / f"epoch_{epoch:03d}.npy")
 
+    def save_test_labels(self, labels: np.ndarray) -> None:
+        atomic_save(lambda f: np.save(f, labels.astype(np.uint8)), self.path / "test_labels.npy")
+
     def pred_epochs(self) -> list[int]:
         if not self.preds_dir.is_dir():
             return []
@@ -287,15 +290,18 @@ class Run:
         }
 
 
+def run_folders(root: Path | None = None) -> list[Path]:
+    """Every folder of the runs folder that is a run, well-formed or not ("_" and "." names are ours)."""
+    root = runs_dir(root)
+    if not root.is_dir():
+        return []
+    return [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith((".", "_"))]
+
+
 def list_runs(root: Path | None = None) -> tuple[list[dict], list[dict]]:
     """(runs, broken): summaries newest first, and {name, path, error} for folders that cannot be read."""
-    root = runs_dir(root)
     good, broken = [], []
-    if not root.is_dir():
-        return good, broken
-    for p in sorted(root.iterdir()):
-        if not p.is_dir() or p.name.startswith((".", "_")):
-            continue
+    for p in run_folders(root):
         try:
             good.append(Run(p).summary())
         except RunError as e:

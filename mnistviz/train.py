@@ -24,7 +24,8 @@ from . import augment as aug
 from .data import MNISTMissing, load_mnist, split_validation
 from .evaluate import evaluate
 from .models import MODELS, build
-from .runs import Run, RunError, check_name, load_checkpoint, run_path, runs_dir, save_checkpoint
+from .runs import (Run, RunError, atomic_write_json, check_name, load_checkpoint, run_path, runs_dir,
+                   save_checkpoint)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "onecycle")
@@ -217,8 +218,7 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
         state.update(ck["state"])
         run.truncate_metrics(state["global_step"])
     else:
-        import numpy as np
-        np.save(run.path / "test_labels.npy", data.test_labels.numpy().astype(np.uint8))
+        run.save_test_labels(data.test_labels.numpy())
 
     def checkpoint(path):
         save_checkpoint(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -351,7 +351,6 @@ def create_run(cfg: Config, root=None) -> Run:
     except FileExistsError:
         raise RunError(f"a run named {cfg.name!r} exists; pick another --name or continue it with --resume {cfg.name}") from None
     run = Run(path)
-    from .runs import atomic_write_json
     atomic_write_json(run.config_file, dataclasses.asdict(cfg))
     run.write_status(status="queued", pid=None)
     return run

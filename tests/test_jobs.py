@@ -39,7 +39,7 @@ def training_elsewhere(root, name="cli-run"):
 def root(tiny_env):
     yield tiny_env
     # end every process these tests started (launchers and trainers in this runs folder), never others
-    for run in jobs._run_folders(tiny_env):
+    for run in map(runs.Run, runs.run_folders(tiny_env)):
         raw = run.raw_status()
         for key, kill in (("pid", os.kill), ("launcher_pid", os.killpg)):
             pid = raw.get(key)

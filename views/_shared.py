@@ -58,6 +58,7 @@ def sidebar() -> None:
     keeps the selection (a page switch clears the query string: it is put back here)."""
     jobs.tick()  # any rerun keeps the training queue moving
     good, broken = all_runs()
+    training = jobs.active()
     by_name = {r["name"]: r for r in good}
     names = list(by_name)
     url = st.query_params.get("run")
@@ -69,8 +70,7 @@ def sidebar() -> None:
         else:
             unknown = url
     if current not in by_name:
-        running = jobs.active()
-        current = running if running in by_name else (names[0] if names else None)
+        current = training if training in by_name else (names[0] if names else None)
     if st.session_state.get(PICKER) != current:
         st.session_state[PICKER] = current  # before the widget exists: allowed, and it shows the selection
     with st.sidebar:
@@ -89,7 +89,6 @@ def sidebar() -> None:
         if broken:
             st.caption(f"{len(broken)} broken run folder(s): see the Runs page.")
         waiting = jobs.queue()
-        training = jobs.active()
         if training or waiting:
             st.caption(f"Training: {training or 'nothing'}" + (f" · {len(waiting)} queued" if waiting else ""))
         root = data.data_root()
