@@ -51,3 +51,39 @@ def test_summary_total_matches_parameter_count():
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model"):
         models.build("resnet")
+
+
+def test_fast_tanh_matches_torch_tanh_forward_and_backward():
+    x = torch.linspace(-12, 12, 2001).repeat(3, 1).requires_grad_()
+    y = models.Tanh()(x)
+    y.sum().backward()
+    ref_x = x.detach().clone().requires_grad_()
+    ref = torch.tanh(ref_x)
+    ref.sum().backward()
+    assert torch.allclose(y, ref, atol=2e-7, rtol=0)
+    assert torch.allclose(x.grad, ref_x.grad, atol=1e-6, rtol=0)
+    assert isinstance(models.Tanh(), nn.Tanh)
+
+
+@pytest.mark.parametrize("kw,size", [({}, 5), ({"padding": 2}, 5), ({}, 9), ({"stride": 2}, 5)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv2d_matrix_path_matches_nn_conv2d(kw, size, channels_last):
+    """conv3 (kernel = whole input) runs as a matrix product: same outputs and gradients as nn.Conv2d."""
+    torch.manual_seed(0)
+    ours = models.Conv2d(16, 120, 5, **kw)
+    ref = nn.Conv2d(16, 120, 5, **kw)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 16, size, size)
+    if channels_last:
+        ours, ref = ours.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a, b = ours(xa), ref(xb)
+    assert a.shape == b.shape
+    assert torch.allclose(a, b, atol=1e-5)
+    g = torch.randn_like(b)
+    a.backward(g)
+    b.backward(g)
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
+    assert torch.allclose(ours.weight.grad, ref.weight.grad, atol=1e-4)
+    assert torch.allclose(ours.bias.grad, ref.bias.grad, atol=1e-4)
