@@ -77,6 +77,14 @@ def map_names(at):
     return {m.value.split("**")[1] for m in at.markdown if m.value.startswith("**") and " · " in m.value}
 
 
+def open_tab(at, label) -> AppTest:
+    """Switch the Feature maps page's tabs (only the open tab's content is computed)."""
+    at.session_state["fm_tab"] = label
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def image_options(at):
     """Test-image indices offered by the 'Image' picker (the grid's images, in order)."""
     return [int(o.split(":")[0][1:]) for o in at.selectbox(key="mp_image").options[1:]]
@@ -217,11 +225,18 @@ def test_feature_maps_from_url_index(fixture_env, tiny_data):
     assert not at.warning and not at.error
     assert at.number_input(key="fm_index").value == 5
     assert at.markdown[0].value.startswith(f"**True {int(test_labels[5])};")
-    assert filter_names(at) == ["conv1", "conv2", "conv3"]               # the fast model's filters
+    # first render: the Feature maps tab only, no chart, nothing computed for the other tabs
     assert map_names(at) == {f"{s}{k}" for s in ("conv", "bn", "act", "pool") for k in (1, 2, 3)}  # its maps
-    assert chart_data(at, 0).shape == (10,)
-    at.radio(key="fm_method").set_value("integrated_gradients").run()
-    assert not at.exception and chart_data(at, 1, 0, "z").shape == (28, 28)
+    assert not filter_names(at) and not at.get("plotly_chart")
+    at.toggle(key="fm_scale_each").set_value(False).run()
+    assert open_tab(at, "Filters") and filter_names(at) == ["conv1", "conv2", "conv3"]  # the fast model's
+    assert not map_names(at)
+    assert chart_data(open_tab(at, "Class scores"), 0).shape == (10,)
+    open_tab(at, "Attribution").radio(key="fm_method").set_value("integrated_gradients").run()
+    assert not at.exception and chart_data(at, 0, 0, "z").shape == (28, 28)
+    # widgets in a closed tab keep their values
+    assert open_tab(at, "Feature maps").toggle(key="fm_scale_each").value is False
+    assert open_tab(at, "Attribution").radio(key="fm_method").value == "integrated_gradients"
 
 
 @pytest.mark.parametrize("raw,shown,msg", [("5000", 199, "out of range"), ("-3", 0, "out of range"),
@@ -260,12 +275,13 @@ def test_feature_maps_every_architecture(tiny_data, tmp_path, monkeypatch):
         at = open_page(FM, run=f"u-{m}", index="3")
         assert not at.error
         assert "no stored test predictions" in at.info[0].value              # said, and the page goes on
-        convs = [n for n, mod in build(m).named_children() if isinstance(mod, torch.nn.Conv2d)]
-        assert filter_names(at) == convs, m
         maps = {r["layer"] for r in summary(build(m)) if r["output shape"].count("x") == 2  # C x H x W
                 and r["type"] in ("Conv2d", "BatchNorm2d", "ReLU", "Tanh", "MaxPool2d", "AvgPool2d")}
         assert map_names(at) == maps, m
-        assert chart_data(at, 0).shape == (10,)
+        convs = [n for n, mod in build(m).named_children() if isinstance(mod, torch.nn.Conv2d)]
+        assert filter_names(open_tab(at, "Filters")) == convs, m
+        assert chart_data(open_tab(at, "Class scores"), 0).shape == (10,)
+        assert chart_data(open_tab(at, "Attribution"), 0, 0, "z").shape == (28, 28)
 
 
 def test_feature_maps_broken_checkpoint_and_no_mnist(scratch_runs, tmp_path, monkeypatch):

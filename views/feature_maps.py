@@ -7,6 +7,7 @@ from mnistviz import analysis, data, inspect, runs
 from views._shared import cached_model, selected_run
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
+TABS = ["Feature maps", "Filters", "Class scores", "Attribution"]
 
 st.title("Feature maps")
 run = selected_run()
@@ -85,68 +86,93 @@ if mnist is not None:
             sp = int(stored[1][i].argmax())
             st.caption(f"Stored prediction at the best epoch: {sp} ({stored[1][i, sp]:.1%}).")
 
-    tabs = st.tabs(["Feature maps", "Filters", "Class scores", "Attribution"])
+    # only the open tab's content is computed and sent (the first render carries no plotly chart);
+    # the open tab is kept in the URL (?fm_tab=Filters) like the image index
+    tabs = st.tabs(TABS, key="fm_tab", bind="query-params")
 else:
     tabs = [None, st.container(), None, None]
 
+
+def shown(tab) -> bool:
+    return tab is not None and getattr(tab, "open", None) is not False  # a plain container (no MNIST): shown
+
+
+def kept(key: str, default):
+    """A widget in a tab keeps its value while another tab is open (Streamlit forgets the state of a
+    widget that a rerun did not draw): restore it from a shadow copy before the widget is made."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(f"_{key}", default)
+
+
+def keep(key: str):
+    st.session_state[f"_{key}"] = st.session_state[key]
+
+
 # ---- filters (need no image) ----
-with tabs[1]:
-    filters = inspect.conv_filters(model)
-    if not filters:
-        st.info(f"Model {model_name} has no convolution layers.")
-    for name, w in filters.items():
-        o, ci, k, _ = w.shape
-        layout = "rows of 8 filters" if ci == 1 else "one row per filter, one column per input channel"
-        st.markdown(f"**{name}**: {o} filters of {ci}×{k}×{k} ({layout}; each kernel on its own grey scale, "
-                    f"white = largest weight)")
-        grid = inspect.filter_grid(w)
-        st.image(inspect.enlarge(grid, min(900, 12 * max(grid.shape))))
+if shown(tabs[1]):
+    with tabs[1]:
+        filters = inspect.conv_filters(model)
+        if not filters:
+            st.info(f"Model {model_name} has no convolution layers.")
+        for name, w in filters.items():
+            o, ci, k, _ = w.shape
+            layout = "rows of 8 filters" if ci == 1 else "one row per filter, one column per input channel"
+            st.markdown(f"**{name}**: {o} filters of {ci}×{k}×{k} ({layout}; each kernel on its own grey scale, "
+                        f"white = largest weight)")
+            grid = inspect.filter_grid(w)
+            st.image(inspect.enlarge(grid, min(900, 12 * max(grid.shape))))
 
 if mnist is None:
     st.stop()
 
 # ---- feature maps after every conv / batch norm / activation / pooling stage ----
-with tabs[0]:
-    outs = inspect.stage_outputs(model, x)
-    each = st.toggle("Each map on its own grey scale", value=True, key="fm_scale_each",
-                     help="On: every map stretched to its own range (shows its pattern). Off: one scale per stage "
-                          "(shows which maps respond most).")
-    st.caption("White = strongest output; a flat map shows as mid-grey.")
-    cols = st.columns(2)
-    for k, (name, kind, o) in enumerate(inspect.feature_map_stages(outs)):
-        c_, h, w_ = o.shape[1:]
-        grid = inspect.image_grid(o[0], nrow=16 if c_ > 32 else 8, scale_each=each)
-        with cols[k % 2]:
-            st.markdown(f"**{name}** · {kind} · {c_}×{h}×{w_}")
-            st.image(inspect.enlarge(grid, min(640, 8 * max(grid.shape))))
+if shown(tabs[0]):
+    with tabs[0]:
+        outs = inspect.stage_outputs(model, x)
+        kept("fm_scale_each", True)
+        each = st.toggle("Each map on its own grey scale", key="fm_scale_each", on_change=keep, args=("fm_scale_each",),
+                         help="On: every map stretched to its own range (shows its pattern). Off: one scale per "
+                              "stage (shows which maps respond most).")
+        st.caption("White = strongest output; a flat map shows as mid-grey.")
+        cols = st.columns(2)
+        for k, (name, kind, o) in enumerate(inspect.feature_map_stages(outs)):
+            c_, h, w_ = o.shape[1:]
+            grid = inspect.image_grid(o[0], nrow=16 if c_ > 32 else 8, scale_each=each)
+            with cols[k % 2]:
+                st.markdown(f"**{name}** · {kind} · {c_}×{h}×{w_}")
+                st.image(inspect.enlarge(grid, min(640, 8 * max(grid.shape))))
 
 # ---- final layer ----
-with tabs[2]:
-    last, kind, _ = outs[-1]
-    colors = ["#268bd2" if d == true else "#dc322f" if d == pred else "#93a1a1" for d in range(10)]
-    fig = go.Figure(go.Bar(x=list(range(10)), y=logits, marker_color=colors, customdata=now,
-                           hovertemplate="digit %{x}: output %{y:.3f}, probability %{customdata:.2%}<extra></extra>"))
-    fig.update_layout(height=300, margin=dict(l=0, r=0, t=30, b=0), title=f"{last} ({kind}) outputs",
-                      xaxis=dict(dtick=1, title="digit"), yaxis_title="output (logit)")
-    st.plotly_chart(fig, key="fm_logits")
-    st.caption("Blue: the true digit; red: the prediction when it is wrong. Hover for the softmax probability.")
+if shown(tabs[2]):
+    with tabs[2]:
+        last, layer = inspect.stages(model)[-1]
+        colors = ["#268bd2" if d == true else "#dc322f" if d == pred else "#93a1a1" for d in range(10)]
+        fig = go.Figure(go.Bar(x=list(range(10)), y=logits, marker_color=colors, customdata=now,
+                               hovertemplate="digit %{x}: output %{y:.3f}, probability %{customdata:.2%}"
+                                             "<extra></extra>"))
+        fig.update_layout(height=300, margin=dict(l=0, r=0, t=30, b=0), title=f"{last} ({type(layer).__name__}) outputs",
+                          xaxis=dict(dtick=1, title="digit"), yaxis_title="output (logit)")
+        st.plotly_chart(fig, key="fm_logits")
+        st.caption("Blue: the true digit; red: the prediction when it is wrong. Hover for the softmax probability.")
 
 # ---- attribution ----
-with tabs[3]:
-    a = st.columns([2, 1])
-    method = a[0].radio("Method", inspect.METHODS, horizontal=True, key="fm_method",
-                        format_func=lambda m: m.replace("_", " ").capitalize())
-    target = a[1].selectbox("Explain the score of digit", list(range(10)), index=pred, key=f"fm_target_{i}")
-    attr = inspect.attribution(model, x, target=target, method=method)
-    signed = method == "integrated_gradients"
-    lim = float(np.abs(attr).max()) or 1.0
-    heat = go.Figure(go.Heatmap(z=attr, colorscale="RdBu_r" if signed else "Reds", zmin=-lim if signed else 0,
-                                zmax=lim, hovertemplate="x %{x}, y %{y}: %{z:.4f}<extra></extra>"))
-    heat.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
-    heat.update_xaxes(visible=False, constrain="domain")
-    heat.update_layout(height=340, width=380, margin=dict(l=0, r=0, t=0, b=0))
-    b1, b2 = st.columns([1, 2])
-    b1.image(inspect.enlarge(mnist.test_images[i].numpy(), 280), caption="input")
-    b2.plotly_chart(heat, key="fm_attr", width="content")
-    st.caption("Saliency: how much each pixel changes the digit's score (|gradient|). Integrated gradients: "
-               "each pixel's share of the score relative to a black image; red adds, blue subtracts.")
+if shown(tabs[3]):
+    with tabs[3]:
+        a = st.columns([2, 1])
+        kept("fm_method", inspect.METHODS[0])
+        method = a[0].radio("Method", inspect.METHODS, horizontal=True, key="fm_method", on_change=keep,
+                            args=("fm_method",), format_func=lambda m: m.replace("_", " ").capitalize())
+        target = a[1].selectbox("Explain the score of digit", list(range(10)), index=pred, key=f"fm_target_{i}")
+        attr = inspect.attribution(model, x, target=target, method=method)
+        signed = method == "integrated_gradients"
+        lim = float(np.abs(attr).max()) or 1.0
+        heat = go.Figure(go.Heatmap(z=attr, colorscale="RdBu_r" if signed else "Reds", zmin=-lim if signed else 0,
+                                    zmax=lim, hovertemplate="x %{x}, y %{y}: %{z:.4f}<extra></extra>"))
+        heat.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
+        heat.update_xaxes(visible=False, constrain="domain")
+        heat.update_layout(height=340, width=380, margin=dict(l=0, r=0, t=0, b=0))
+        b1, b2 = st.columns([1, 2])
+        b1.image(inspect.enlarge(mnist.test_images[i].numpy(), 280), caption="input")
+        b2.plotly_chart(heat, key="fm_attr", width="content")
+        st.caption("Saliency: how much each pixel changes the digit's score (|gradient|). Integrated gradients: "
+                   "each pixel's share of the score relative to a black image; red adds, blue subtracts.")
