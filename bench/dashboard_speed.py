@@ -11,8 +11,9 @@ images/s is the trainer's own figure (training steps only: no start-up, no evalu
 metrics.jsonl. Prints every pair, the median ratio dashboard / CLI and the ratio of each side's best round (the
 target is >= 0.95; on a shared 2-core VM one side's images/s varies by +-10% between rounds), and the CPU
 the UI itself used meanwhile (Streamlit server, Chromium), which does not depend on what else the machine runs.
-Then (--pages, default) the first render of every page in a warm app: a new browser session opening the
-page's URL, until Streamlit reports the script finished (target <= 1 s).
+Then (--pages, default) the first render of every page in a warm app, until its script has finished, its charts
+are drawn and its images loaded: opening the page's URL in a new browser session, and clicking its sidebar link
+in an open one (target <= 1 s).
 """
 import argparse
 import json
@@ -202,13 +203,12 @@ def main():
     cfg = {**BASE, "epochs": str(args.epochs), "limit_train": str(args.limit_train)}
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; fast model, batch 256, "
           f"{args.epochs} epoch(s), {'all' if not args.limit_train else args.limit_train} training images")
-    ratios, clis, dashes = [], [], []
+    clis, dashes = [], []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         for k in range(args.rounds):
             cli = cli_run(Path(tmp), f"cli-{k}", cfg)
             dash, redraws, server, chromium = dashboard_run(Path(tmp), f"dash-{k}", cfg, browser)
-            ratios.append(dash / cli)
             clis.append(cli)
             dashes.append(dash)
             print(f"round {k + 1} (load average {os.getloadavg()[0]:.1f}): CLI alone {cli:8.0f} images/s | dashboard + browser watching {dash:8.0f} images/s "
@@ -218,6 +218,7 @@ def main():
             shutil.copytree(ROOT / "checkpoints" / "default", Path(tmp) / "default")
         times = page_render_times(Path(tmp), browser) if args.pages else {}
         browser.close()
+    ratios = [d / c for d, c in zip(dashes, clis)]
     median = statistics.median(ratios) if ratios else None
     if ratios:
         print(f"median ratio dashboard / CLI: {median:.3f}; best of {len(ratios)} each: CLI {max(clis):.0f}, "

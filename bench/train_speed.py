@@ -9,8 +9,8 @@ by +-30% from minute to minute, and noise only ever adds time, to both sides ali
 The reference times only its training loop (its dataset is built before the clock starts); mnistviz reports
 train_seconds (training steps only, no start-up, no evaluation).
 """
-import statistics
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
