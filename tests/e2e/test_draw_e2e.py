@@ -38,7 +38,8 @@ def test_trace_a_one_then_a_zero(server, page):
 
     trace(page, [(150, 50), (140, 140), (132, 240)])            # a "1", slightly slanted
     expect(prediction(page)).to_have_text("1", timeout=WAIT)
-    assert page.evaluate(INPUT_SRC_JS)                           # the 28 x 28 input is on screen
+    # the 28 x 28 input follows the metric in the same rerun: wait for it rather than race it
+    assert page.wait_for_function(INPUT_SRC_JS, timeout=WAIT).json_value()
 
     old_canvas = page.locator("canvas.upper-canvas").element_handle()
     page.get_by_role("button", name="Clear").click()
