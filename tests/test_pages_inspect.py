@@ -103,6 +103,9 @@ def test_mispredictions_default_batch_and_bars(fixture_env):
     assert chart_data(at, 0).tolist() == wrong.tolist()           # one bar per test batch
     assert texts(at.subheader) == ["Batch 0"]
     assert image_options(at) == list(range(bs))                          # the grid shows the whole batch
+    assert not at.dataframe                                              # the table only on request
+    at.toggle(key="mp_as_table").set_value(True).run()
+    assert at.dataframe[0].value["index"].tolist() == list(range(bs))
 
 
 def test_mispredictions_most_wrong_button(fixture_env):

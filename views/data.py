@@ -28,10 +28,10 @@ left, right = st.columns([3, 2])
 left.bar_chart(balance[["train_pct", "test_pct"]].rename(columns={"train_pct": "train %", "test_pct": "test %"}),
                stack=False, x_label="digit", y_label="% of the split", color=[charts.SPLIT_COLORS["train"],
                                                                              charts.SPLIT_COLORS["test"]])
-right.dataframe(balance.rename(columns={"train_count": "train", "train_pct": "train %",
-                                        "test_count": "test", "test_pct": "test %"}),
-                width="stretch", column_config={"train %": st.column_config.NumberColumn(format="%.2f"),
-                                                "test %": st.column_config.NumberColumn(format="%.2f")})
+# a static table (ten rows): st.dataframe's grid would load its own JavaScript on the page's first render
+right.table(balance.rename(columns={"train_count": "train", "train_pct": "train %",
+                                   "test_count": "test", "test_pct": "test %"})
+            .style.format({"train": "{:,}", "test": "{:,}", "train %": "{:.2f}", "test %": "{:.2f}"}))
 
 st.subheader("Samples and augmentation")
 c1, c2, c3 = st.columns([2, 2, 1])

@@ -75,7 +75,7 @@ bars = go.Figure(go.Bar(x=np.arange(n_batches), y=wrong, marker_color=colors,
 bars.add_vrect(x0=current - 0.5, x1=current + 0.5, fillcolor="#dc322f", opacity=0.12, line_width=0)  # even at 0
 bars.update_layout(height=220, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=f"test batch ({bs} images each)",
                    yaxis_title="wrong", clickmode="event+select", dragmode=False, bargap=0.1)
-st.plotly_chart(bars, key="mp_bars", on_select=on_bar_click, selection_mode="points")
+st.plotly_chart(bars, key="mp_bars", on_select=on_bar_click, selection_mode="points", config={"displayModeBar": False})
 
 worst = int(wrong.argmax())
 c = st.columns([1, 1, 2])
@@ -118,9 +118,12 @@ with left:
             big = len(shown) > 64  # smaller tiles, same ~540 px width: fits the left column without shrinking
             fig = digit_grid(images[shown["index"].to_numpy()], titles=titles, highlight=~shown["correct"].to_numpy(),
                              ids=shown["index"], cols=10 if big else 8, tile_px=54 if big else 68)
-            st.plotly_chart(fig, key="mp_grid", on_select=on_tile_click, selection_mode="points", width="content")
+            st.plotly_chart(fig, key="mp_grid", on_select=on_tile_click, selection_mode="points", width="content",
+                            config={"displayModeBar": False})
             st.caption("Red frame: wrong. Title: true → predicted, confidence. Click an image to look at it.")
-        with st.expander("As a table", expanded=images is None):
+        # a toggle rather than a collapsed expander: an expander's content renders (and loads the grid's
+        # JavaScript) even while it is closed, and the page's first render does not need it
+        if images is None or st.toggle("Show as a table", key="mp_as_table"):
             st.dataframe(shown.drop(columns=["batch"]), hide_index=True,
                          column_config={"confidence": st.column_config.NumberColumn(format="percent"),
                                         "loss": st.column_config.NumberColumn(format="%.3f")})
