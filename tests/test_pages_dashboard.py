@@ -135,6 +135,7 @@ def test_runs_page_lists_broken_folders_and_refuses_to_delete_a_running_run(tiny
 def test_data_page_shows_class_balance_samples_and_normalization(tiny_env, app):
     at = app("views/data.py")
     counts = at.table[0].value
+    assert counts["digit"].tolist() == list(range(10))
     assert counts["train"].sum() == 600 and counts["test"].sum() == 200
     assert counts["train %"].sum() == pytest.approx(100, abs=0.1)
     assert len(at.get("vega_lite_chart")) == 1  # the class balance bars

@@ -29,9 +29,10 @@ left.bar_chart(balance[["train_pct", "test_pct"]].rename(columns={"train_pct": "
                stack=False, x_label="digit", y_label="% of the split", color=[charts.SPLIT_COLORS["train"],
                                                                              charts.SPLIT_COLORS["test"]])
 # a static table (ten rows): st.dataframe's grid would load its own JavaScript on the page's first render
+# (the digit as a column: st.table hides an index that counts 0, 1, 2...)
 right.table(balance.rename(columns={"train_count": "train", "train_pct": "train %",
-                                   "test_count": "test", "test_pct": "test %"})
-            .style.format({"train": "{:,}", "test": "{:,}", "train %": "{:.2f}", "test %": "{:.2f}"}))
+                                   "test_count": "test", "test_pct": "test %"}).reset_index()
+            .style.format({"train": "{:,}", "test": "{:,}", "train %": "{:.2f}", "test %": "{:.2f}"}), hide_index=True)
 
 st.subheader("Samples and augmentation")
 c1, c2, c3 = st.columns([2, 2, 1])
