@@ -59,9 +59,11 @@ class StopAfter(train.StopRequested):
         return self.n < 0
 
 
-def test_stop_then_resume_reaches_planned_epochs_with_same_metrics(tiny_env):
-    ref, _ = _run(tiny_env, epochs=3, augment="light", model="net-320", seed=3)
-    cfg = train.Config(**{**TINY, "epochs": 3, "augment": "light", "model": "net-320", "seed": 3})
+@pytest.mark.parametrize("optimizer,lr", [("sgd", train.Config.lr), ("adamw", 1e-3)])
+def test_stop_then_resume_reaches_planned_epochs_with_same_metrics(tiny_env, optimizer, lr):
+    over = {"epochs": 3, "augment": "light", "model": "net-320", "seed": 3, "optimizer": optimizer, "lr": lr}
+    ref, _ = _run(tiny_env, **over, name=f"ref-{optimizer}")
+    cfg = train.Config(**{**TINY, **over})
     run = train.create_run(cfg, tiny_env)
     res = train.train_run(run, stop=StopAfter(15))  # 10 steps per epoch: stops mid-epoch 2
     assert res["status"] == "stopped" and run.status()["status"] == "stopped"
