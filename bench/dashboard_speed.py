@@ -68,6 +68,23 @@ def descendants(pid: int) -> set[int]:
     return out
 
 
+class UICpu:
+    """CPU the UI uses from now on: the Streamlit server, and the browser (this process's other descendants, but
+    not the server's, nor the pids in `exclude`). `percent()` gives both in % of one core since creation."""
+
+    def __init__(self, srv: StreamlitServer, exclude=()):
+        self.server = srv.proc.pid
+        self.browser = descendants(os.getpid()) - descendants(self.server) - {self.server, *exclude}
+        self.t0, self.start = time.time(), self._seconds()
+
+    def _seconds(self) -> tuple[float, float]:
+        return cpu_seconds(self.server), sum(cpu_seconds(p) for p in self.browser)
+
+    def percent(self) -> tuple[float, float]:
+        wall = time.time() - self.t0
+        return tuple(100 * (now - then) / wall for now, then in zip(self._seconds(), self.start))
+
+
 def images_per_s(run_dir: Path) -> float:
     """Training images per second of training time over the whole run (steps only)."""
     epochs = runs.Run(run_dir).epoch_records()
@@ -105,16 +122,12 @@ def dashboard_run(runs_dir: Path, name: str, cfg: dict, browser) -> tuple[float,
             expect(field).to_have_value(value)
         page.get_by_role("button", name="Train", exact=True).click()
         expect(page.get_by_role("heading", name=f"Live: {name}")).to_be_visible(timeout=30000)
-        browser_pids = descendants(os.getpid()) - descendants(srv.proc.pid) - {srv.proc.pid}
-        t0 = time.time()
-        ui0 = cpu_seconds(srv.proc.pid), sum(cpu_seconds(p) for p in browser_pids)
+        ui = UICpu(srv)
         # count the live view's updates in the page itself (no polling from here): each new Step value
         page.evaluate(COUNT_UPDATES_JS)
         status = page.locator('[data-testid="stMetric"]', has_text="Status").locator('[data-testid="stMetricValue"]')
         expect(status).to_have_text("completed", timeout=3600_000)
-        wall = time.time() - t0
-        server = 100 * (cpu_seconds(srv.proc.pid) - ui0[0]) / wall
-        chromium = 100 * (sum(cpu_seconds(p) for p in browser_pids) - ui0[1]) / wall
+        server, chromium = ui.percent()
         return images_per_s(runs_dir / name), page.evaluate("() => window.__stepUpdates"), server, chromium
     finally:
         ctx.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from dashboard_speed import cpu_seconds, descendants  # noqa: E402
+from dashboard_speed import UICpu  # noqa: E402
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
 
 STEPS_PER_EPOCH = 215  # 55,000 images at batch 256
@@ -72,13 +72,9 @@ def watch(browser, seconds: float, epochs_done: int) -> tuple[float, float]:
             page.goto(srv.url + "/train?run=live")
             page.get_by_role("heading", name="Live: live").wait_for(timeout=60000)
             time.sleep(8)  # past the first render: the steady state is what a training competes with
-            browser_pids = descendants(os.getpid()) - descendants(srv.proc.pid) - {srv.proc.pid, child.pid}
-            c0 = cpu_seconds(srv.proc.pid), sum(cpu_seconds(p) for p in browser_pids)
-            t0 = time.time()
+            ui = UICpu(srv, exclude={child.pid})
             time.sleep(seconds)
-            wall = time.time() - t0
-            return (100 * (cpu_seconds(srv.proc.pid) - c0[0]) / wall,
-                    100 * (sum(cpu_seconds(p) for p in browser_pids) - c0[1]) / wall)
+            return ui.percent()
         finally:
             ctx.close()
             if srv:

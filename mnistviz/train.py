@@ -138,7 +138,7 @@ def validate(cfg: Config) -> dict[str, str]:
 
 def _optimizer(model, cfg: Config):
     # fused: one kernel per step for all parameters; on CPU 2.5-3x faster than foreach (LeNet-5: SGD with momentum
-    # 160 -> 60 us a step, Adam 355 -> 140 us), the same update and the same state_dict keys
+    # 160 -> 60 us a step, Adam 355 -> 140 us); the same update rule and state_dict keys (rounding can differ)
     params = model.parameters()
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
