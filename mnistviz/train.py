@@ -248,12 +248,12 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
                     break
                 t0 = time.perf_counter()
                 idx = perm[i * bs:(i + 1) * bs]
-                xb = x_tr[idx].unsqueeze(1).float().div_(255)
+                xb = x_tr.index_select(0, idx).unsqueeze(1).float().div_(255)  # 3x cheaper than x_tr[idx]
                 if cfg.augment != "none":
                     gen.manual_seed((cfg.seed * 1000003 + epoch) * 100003 + i)  # per step: resumable mid-epoch
                     xb = aug.augment(xb, level, gen)
                 xb = xb.contiguous(memory_format=torch.channels_last)
-                yb = y_tr[idx]
+                yb = y_tr.index_select(0, idx)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
