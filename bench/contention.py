@@ -11,7 +11,8 @@ luck. Here each "on" window is compared with the "off" windows just before and a
 The training is the default recipe's model and batch (fast, 256, SGD nesterov, two threads) on random pixels,
 in its own process. Loads:
   dashboard  a Streamlit server and headless Chromium showing the Train page's live view of a stand-in running
-             run (bench/live_view_cpu.py's), against Chromium on about:blank
+             run (bench/live_view_cpu.py's), against the Runs page (a table, idle once drawn); switched with
+             sidebar clicks in one session
   burst10    a process burning 20% of one core as 10 ms every 50 ms
   burst50    the same 20% of one core as 50 ms every 250 ms
 The burners take the same CPU in different patterns: if a training lost only the CPU a load takes, both would
@@ -30,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BURSTS = {"burst10": (0.010, 0.050), "burst50": (0.050, 0.250)}
-SETTLE = 1.5  # seconds dropped at the start of every window (a page load, a process start)
+SETTLE = 1.5  # seconds dropped at the start of every window (a page's first render, a process start)
 
 
 def probe(out: str, seconds: float) -> None:
@@ -84,7 +85,7 @@ class Burner:
 
 
 class Dashboard:
-    """A stand-in running run, a Streamlit server, Chromium: on = the Train page watching it, off = about:blank."""
+    """A stand-in running run, a Streamlit server, Chromium: on = the Train page watching it, off = the Runs page."""
 
     def __init__(self, tmp: str):
         from playwright.sync_api import sync_playwright
@@ -103,15 +104,20 @@ class Dashboard:
         self.pw = sync_playwright().start()
         self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         self.page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
-        self.on()  # warm the server's page scripts once
-        self.off()
-
-    def on(self):
         self.page.goto(self.srv.url + "/train?run=live")
         self.page.get_by_role("heading", name="Live: live").wait_for(timeout=60000)
+        self.off()
 
-    def off(self):
-        self.page.goto("about:blank")
+    def nav(self, title):
+        self.page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+
+    def on(self):  # the sidebar's Train link (the run stays selected: it is in the URL)
+        self.nav("Train")
+        self.page.get_by_role("heading", name="Live: live").wait_for(timeout=60000)
+
+    def off(self):  # the Runs page: a table, idle once drawn
+        self.nav("Runs")
+        self.page.get_by_role("heading", name="Live: live").wait_for(state="detached", timeout=60000)
 
     def close(self):
         self.browser.close()
