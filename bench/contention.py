@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 BURSTS = {"burst10": (0.010, 0.050), "burst50": (0.050, 0.250)}
 SETTLE = 1.5  # seconds dropped at the start of every window (a page's first render, a process start)
 
@@ -88,18 +89,14 @@ class Dashboard:
     """A stand-in running run, a Streamlit server, Chromium: on = the Train page watching it, off = the Runs page."""
 
     def __init__(self, tmp: str):
+        from live_view_cpu import start_stand_in
         from playwright.sync_api import sync_playwright
 
         from tests.conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitServer
 
         if not CHROMIUM:
             raise SystemExit("no chromium: apt-get install -y chromium")
-        self.child = subprocess.Popen([sys.executable, str(ROOT / "bench" / "live_view_cpu.py"), "--stand-in", tmp])
-        deadline = time.time() + 60
-        while not (Path(tmp) / "live" / "status.json").exists():
-            if self.child.poll() is not None or time.time() > deadline:
-                raise SystemExit("the stand-in run did not start")
-            time.sleep(0.1)
+        self.child = start_stand_in(tmp)
         self.srv = StreamlitServer({"MNISTVIZ_RUNS": tmp})
         self.pw = sync_playwright().start()
         self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

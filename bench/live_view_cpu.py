@@ -55,18 +55,25 @@ def stand_in(runs_dir: str, epochs_done: int) -> None:
                              global_step=g, images_per_s=9000.0, eta_s=(total - g) / 14, progress=g / total)
 
 
+def start_stand_in(runs_dir: str, epochs_done: int = 3) -> subprocess.Popen:
+    """The stand-in as a child process, once its run shows as running in `runs_dir` (a run named "live")."""
+    child = subprocess.Popen([sys.executable, __file__, "--stand-in", runs_dir, "--epochs-done", str(epochs_done)])
+    deadline = time.time() + 60
+    while not (Path(runs_dir) / "live" / "status.json").exists():
+        if child.poll() is not None or time.time() > deadline:
+            child.kill()
+            raise SystemExit("the stand-in run did not start")
+        time.sleep(0.1)
+    return child
+
+
 def watch(browser, seconds: float, epochs_done: int) -> tuple[float, float]:
     """One round: a fresh runs folder, the stand-in, a server, the Train page; (server %, Chromium %) of one core."""
     with tempfile.TemporaryDirectory() as tmp:
-        child = subprocess.Popen([sys.executable, __file__, "--stand-in", tmp, "--epochs-done", str(epochs_done)])
+        child = start_stand_in(tmp, epochs_done)
         srv = None
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
-            deadline = time.time() + 60
-            while not (Path(tmp) / "live" / "status.json").exists():
-                if child.poll() is not None or time.time() > deadline:
-                    raise SystemExit("the stand-in run did not start")
-                time.sleep(0.1)
             srv = StreamlitServer({"MNISTVIZ_RUNS": tmp})
             page = ctx.new_page()
             page.goto(srv.url + "/train?run=live")
