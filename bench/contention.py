@@ -8,8 +8,8 @@ On this kind of shared 2-core VM the same training runs +-15% faster or slower f
 than the effect measured here, so timing one whole training against another (bench/dashboard_speed.py) needs
 luck. Here each "on" window is compared with the "off" windows just before and after it (median of those ratios).
 
-The training is the default recipe's model and batch (fast, 256, SGD nesterov, two threads) on random pixels,
-in its own process. Loads:
+The training is the default recipe's model, optimizer and batch size (train.Config(): fast, SGD nesterov, 256), two
+threads, on random pixels, in its own process. Loads:
   dashboard  a Streamlit server and headless Chromium showing the Train page's live view of a stand-in running
              run (bench/live_view_cpu.py's), against the Runs page (a table, idle once drawn); switched with
              sidebar clicks in one session
@@ -36,17 +36,20 @@ SETTLE = 1.5  # seconds dropped at the start of every window (a page's first ren
 
 
 def probe(out: str, seconds: float) -> None:
-    """The child: train the fast model on random pixels for `seconds`, then write every step's end time."""
+    """The child: train the default recipe's model with its optimizer and batch size on random pixels for `seconds`,
+    then write every step's end time."""
     import torch
     import torch.nn.functional as F
 
+    from mnistviz import train
     from mnistviz.models import build
 
     torch.manual_seed(0)
-    model = build("fast").to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, fused=True)
-    x = torch.rand(256, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (256,))
+    cfg = train.Config()
+    model = build(cfg.model).to(memory_format=torch.channels_last)
+    opt = train._optimizer(model, cfg)
+    x = torch.rand(cfg.batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (cfg.batch_size,))
     ends, stop = [], time.time() + seconds
     while time.time() < stop:
         loss = F.cross_entropy(model(x), y)
