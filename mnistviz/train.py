@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import augment as aug
+from . import augment as aug, fastgrad
 from .data import MNISTMissing, load_mnist, split_validation
 from .evaluate import evaluate
 from .models import MODELS, build
@@ -235,6 +235,9 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
         bar = tqdm(total=total_steps, initial=state["global_step"], unit="step", file=sys.stderr,
                    dynamic_ncols=True, leave=False)
     level = aug.LEVELS[cfg.augment]
+    # the plain models (LeNet-5, net-320...) backpropagate without autograd's graph: same gradients,
+    # about 20% less time per LeNet-5 step (mnistviz/fastgrad.py)
+    handrun = fastgrad.supports(model)
     gen = torch.Generator()
     last_beat = 0.0
     status = "completed"
@@ -254,10 +257,13 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
                     xb = aug.augment(xb, level, gen)
                 xb = xb.contiguous(memory_format=torch.channels_last)
                 yb = y_tr.index_select(0, idx)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if handrun:
+                    logits, loss = fastgrad.loss_and_grads(model, xb, yb, cfg.label_smoothing)
+                else:
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
                 opt.step()
                 lr = sched.get_last_lr()[0]
                 sched.step()

@@ -1,0 +1,85 @@
+"""fastgrad's hand-run backward against autograd: same loss, logits and gradients for every model it takes."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistviz import fastgrad, models
+
+SUPPORTED = ["lenet5", "lenet5-relu", "net-320", "single-conv"]
+
+
+def _autograd(model, x, y, eps):
+    model.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=eps)
+    loss.backward()
+    return logits.detach(), loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _compare(model, x, y, eps):
+    ref_logits, ref_loss, ref_grads = _autograd(model, x, y, eps)
+    for p in model.parameters():  # stale gradients must be replaced, not added to
+        p.grad = torch.full_like(p, 7.0)
+    logits, loss = fastgrad.loss_and_grads(model, x, y, eps)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(loss, ref_loss)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref_grads[n], rtol=1e-4, atol=1e-6, msg=lambda m: f"{n}: {m}")
+        assert p.grad.stride() == p.stride(), n
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_gradients_match_autograd(name, channels_last, eps):
+    torch.manual_seed(0)
+    model = models.build(name)
+    x = torch.rand(8, 1, 28, 28)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (8,))
+    assert fastgrad.supports(model)
+    _compare(model, x, y, eps)
+
+
+def test_torch_layers_with_strides_and_padding():
+    """Plain nn.Conv2d / nn.Tanh, strided and padded pooling, a conv without bias, a conv whose input needs a gradient."""
+    torch.manual_seed(1)
+    model = nn.Sequential(models.Normalize(), nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.Tanh(),
+                          nn.MaxPool2d(3, stride=2, padding=1), nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.ReLU(),
+                          nn.AvgPool2d(2, stride=1, padding=1, count_include_pad=False), nn.Flatten(),
+                          nn.Linear(6 * 8 * 8, 10))
+    assert fastgrad.supports(model)
+    _compare(model, torch.rand(5, 1, 28, 28), torch.randint(0, 10, (5,)), 0.05)
+
+
+@pytest.mark.parametrize("name", ["fast", "wide", "cnn-32-64"])
+def test_batchnorm_and_dropout_models_use_autograd(name):
+    assert not fastgrad.supports(models.build(name))
+
+
+def test_frozen_parameters_use_autograd():
+    model = models.build("lenet5")
+    model.conv1.weight.requires_grad_(False)
+    assert not fastgrad.supports(model)
+
+
+def test_an_sgd_step_on_either_path_gives_the_same_weights():
+    torch.manual_seed(2)
+    a = models.build("lenet5").to(memory_format=torch.channels_last)
+    b = models.build("lenet5").to(memory_format=torch.channels_last)
+    b.load_state_dict(a.state_dict())
+    opt_a = torch.optim.SGD(a.parameters(), lr=0.05, momentum=0.9, fused=True)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9, fused=True)
+    for _ in range(5):
+        x = torch.rand(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (16,))
+        opt_a.zero_grad(set_to_none=True)
+        F.cross_entropy(a(x), y).backward()
+        opt_a.step()
+        fastgrad.loss_and_grads(b, x, y)
+        opt_b.step()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=lambda m: f"{n}: {m}")
