@@ -3,6 +3,7 @@ plus the figure and table builders they use."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -13,6 +14,13 @@ from streamlit.testing.v1 import AppTest
 from mnistviz import charts, data, jobs, runs
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def live_stats(at) -> dict:
+    """The Train page's live numbers (one markdown element of data-stat cells): label -> value."""
+    cells = [re.findall(r'data-stat="([^"]+)"><div class="mv-label">[^<]*</div><div class="mv-value">([^<]*)</div>',
+                        m.value) for m in at.markdown]
+    return dict(c for cs in cells for c in cs)
 
 
 @pytest.fixture
@@ -83,7 +91,8 @@ def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env
     assert at.selectbox(key="_run_picker").value == "ui-run"
 
     at.switch_page("views/train.py").run()  # the live view of the finished run
-    assert [m.value for m in at.metric][:2] == ["completed", "1 / 1"]
+    stats = live_stats(at)
+    assert (stats["Status"], stats["Epoch"]) == ("completed", "1 / 1")
     assert len(at.get("plotly_chart")) == 1
 
 
@@ -188,10 +197,10 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     elsewhere.write_status(status="running", pid=os.getpid())  # a CLI training in another process: the queue waits
     jobs.submit(train.Config(name="waiting", epochs=1, batch_size=50, val_size=50))
     at = app("views/train.py", run="waiting")
-    assert at.metric[0].value == "queued" and "number 1 in the queue" in texts(at.info)
+    assert live_stats(at)["Status"] == "queued" and "number 1 in the queue" in texts(at.info)
     at.button(key="live_stop").click().run()
     assert "waiting removed from the queue." in texts(at.success)
-    assert at.metric[0].value == "stopped" and jobs.queue() == []
+    assert live_stats(at)["Status"] == "stopped" and jobs.queue() == []
     at.button(key="live_resume").click().run()
     assert "queued to continue" in texts(at.success) and jobs.queue() == ["waiting"]
     jobs.stop("waiting")  # before "elsewhere" ends, so the queue never starts it
@@ -200,7 +209,7 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     dead.wait()
     elsewhere.write_status(status="running", pid=dead.pid)  # its process died without a word
     at = app("views/train.py", run="elsewhere")
-    assert at.metric[0].value == "interrupted"
+    assert live_stats(at)["Status"] == "interrupted"
     assert "ended without saying so" in texts(at.warning)
     assert at.button(key="live_resume")
     assert jobs.active() is None and jobs.queue() == []

@@ -1,7 +1,8 @@
 """Train: every hyperparameter of the trainer, presets, launch (one run or an augmented + normal pair), and a
-live view of the selected run that re-reads its status.json and metrics.jsonl every second."""
+live view of the selected run: its numbers re-read from status.json every second, its curves and epoch table
+from metrics.jsonl every 10 s while it trains."""
 import dataclasses
-import time
+import html
 
 import streamlit as st
 
@@ -85,20 +86,9 @@ def _resume(name):
         st.session_state["live_msg"] = ("error", str(e))
 
 
-CHART_EVERY_S = 3.0
-
-
-def _chart_points(name, x, state, steps, epochs):
-    """The records the curves show. Streamlit redraws a plotly chart from scratch whenever its figure changes
-    (~0.1 s of browser CPU for this one), so while a run trains the per-step curve advances every
-    CHART_EVERY_S seconds rather than every second; a finished epoch, a new run or the end shows at once."""
-    snap = st.session_state.get("_chart_snap")
-    now = time.time()
-    if (snap is None or snap["key"] != (name, x) or state != "running" or now - snap["t"] >= CHART_EVERY_S
-            or len(epochs) != snap["epochs"]):
-        snap = {"key": (name, x), "t": now, "steps": len(steps), "epochs": len(epochs)}
-        st.session_state["_chart_snap"] = snap
-    return steps[:snap["steps"]], epochs[:snap["epochs"]]
+# how often the curves and the epoch table refresh while a run trains (see the live view below); TensorBoard's
+# default is 30 s
+CURVES_EVERY_S = 10.0
 
 
 def _ms(seconds) -> str:
@@ -169,66 +159,66 @@ with st.expander(f"Model summary: {st.session_state[_key('model')]}"):
 
 
 # ---------- live view ----------
+# Three parts, refreshed at different rates, because every rerun of a part costs the browser CPU that a training
+# on the same 2 cores then lacks (bench/contention.py): the numbers rerun every second; the curves and epoch table
+# every CURVES_EVERY_S seconds (redrawing them is ~0.2 s of browser CPU each time); the heading, messages and
+# Stop / Resume only when the run's state changes, which reruns the whole page.
+
+_STAT_STYLE = ("<style>.mv-stats{display:flex;flex-wrap:wrap;gap:0.5rem 2.5rem;margin:0.25rem 0 0.75rem}"
+               ".mv-stat .mv-label{font-size:0.875rem;opacity:0.7}.mv-stat .mv-value{font-size:1.75rem;line-height:1.3}"
+               ".mv-stat .mv-sub{font-size:0.8rem;opacity:0.6}</style>")
+
+
+def _stat_row(stats) -> str:
+    """(label, value[, note]) tuples as one row of metric-style numbers in ONE markdown element (and no st.progress,
+    whose animated bar alone costs the browser ~4% of a core at one refresh a second): six st.metric in
+    columns cost the browser about 2.5% of a core more at one refresh a second (bench/live_view_cpu.py)."""
+    cells = []
+    for label, value, *note in stats:
+        sub = f'<div class="mv-sub">{html.escape(note[0])}</div>' if note else ""
+        cells.append(f'<div class="mv-stat" data-stat="{html.escape(label)}"><div class="mv-label">{html.escape(label)}'
+                     f'</div><div class="mv-value">{html.escape(value)}</div>{sub}</div>')
+    return _STAT_STYLE + '<div class="mv-stats">' + "".join(cells) + "</div>"
+
 
 def _busy_state():
     return jobs.active(), tuple(jobs.queue())
 
 
-def live_view(seen):
+def live_numbers(name, state_seen, busy_seen):
     jobs.tick()  # keeps the queue moving while someone watches
-    now = _busy_state()
-    if now != seen:
-        st.rerun()  # a run started or ended: refresh the sidebar and this view's refresh rate
-    name = selected_run_name() or now[0]
+    if _busy_state() != busy_seen:
+        st.rerun()  # a run started or ended: refresh the sidebar, the buttons and the refresh rates
     if not name:
-        st.info("No run selected. Launch one above, or pick one in the sidebar.")
         return
     try:
         run = runs.get_run(name)
         cfg = run.config()
-    except runs.RunError as e:
-        st.warning(str(e))
-        return
+    except runs.RunError:
+        st.rerun()  # deleted or broken since: the page says so
     status = run.status()
     state = status.get("status", "failed")
+    if state != state_seen:
+        st.rerun()
+    epochs = run.epoch_records()
+    progress = float(status.get("progress") or 0.0)
+    ips = status.get("images_per_s") or (epochs[-1]["images_per_s"] if epochs else None)
+    best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
+    st.markdown(_stat_row([
+        ("Status", state),
+        ("Epoch", f"{len(epochs)} / {cfg.get('epochs')}"),
+        ("Step", f"{status.get('global_step', 0):,}", f"of {status.get('total_steps', 0):,} · {progress:.0%}"),
+        ("ETA", _ms(status.get("eta_s")) if state == "running" else "–"),
+        ("Images/s", f"{ips:,.0f}" if ips else "–"),
+        ("Best test acc", f"{best:.2%}" if best is not None else "–"),
+    ]), unsafe_allow_html=True)
+
+
+def live_curves(run):
     epochs = run.epoch_records()
     steps = run.step_records()
-
-    st.subheader(f"Live: {name}")
-    m = st.columns([1.4, 1, 1, 1, 1, 1.2])
-    m[0].metric("Status", state)
-    m[1].metric("Epoch", f"{len(epochs)} / {cfg.get('epochs')}")
-    # numbers only, no st.progress: its animated bar alone costs the browser ~4% of a core at one refresh a second
-    progress = float(status.get("progress") or 0.0)
-    m[2].metric("Step", f"{status.get('global_step', 0):,}",
-                delta=f"of {status.get('total_steps', 0):,} · {progress:.0%}", delta_color="off", delta_arrow="off")
-    m[3].metric("ETA", _ms(status.get("eta_s")) if state == "running" else "–")
-    ips = status.get("images_per_s") or (epochs[-1]["images_per_s"] if epochs else None)
-    m[4].metric("Images/s", f"{ips:,.0f}" if ips else "–")
-    best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
-    m[5].metric("Best test acc", f"{best:.2%}" if best is not None else "–")
-
-    if state == "queued":
-        q = jobs.queue()
-        where = f"number {q.index(name) + 1} in the queue" if name in q else "starting"
-        st.info(f"{name} is queued ({where}); it starts when the training before it ends.")
-    elif state in ("interrupted", "failed"):
-        st.warning(f"{name} is {state}: {status.get('error') or 'no reason recorded'}. "
-                   f"Resume continues from its last checkpoint.")
-
-    a, b, _ = st.columns([1, 1, 4])
-    if state in ("queued", "running"):
-        a.button("Stop", icon=":material/stop:", key="live_stop", on_click=_stop, args=(name,),
-                 help="Training stops at the current step and saves a checkpoint; Resume continues from it.")
-    if state in jobs.RESUMABLE:
-        b.button("Resume", icon=":material/play_arrow:", key="live_resume", on_click=_resume, args=(name,))
-    msg = st.session_state.pop("live_msg", None)
-    if msg:
-        (st.error if msg[0] == "error" else st.success)(msg[1])
-
     if steps or epochs:
         x = st.radio("x axis", ["epoch", "step"], horizontal=True, key="curve_x", label_visibility="collapsed")
-        steps, epochs = _chart_points(name, x, state, steps, epochs)
         st.plotly_chart(charts.training_curves_spec(steps, epochs, x=x), key="live_curves", width="stretch",
                         config={"displaylogo": False})
     else:
@@ -243,11 +233,47 @@ def live_view(seen):
                         **{c: st.column_config.NumberColumn(format="%.4f")
                            for c in ("train loss", "val loss", "test loss")}})
 
-    q = jobs.queue()
-    if q or now[0]:
-        st.caption("Training now: " + (now[0] or "nothing") + (" · queue: " + ", ".join(q) if q else ""))
+
+def live_section():
+    busy = _busy_state()
+    every = 1.0 if any(busy) else 5.0  # while nothing trains, only to notice a run started elsewhere
+    name = selected_run_name() or busy[0]
+    run = state = None
+    if not name:
+        st.info("No run selected. Launch one above, or pick one in the sidebar.")
+    else:
+        try:
+            run = runs.get_run(name)
+            run.config()
+        except runs.RunError as e:
+            st.warning(str(e))
+            run = None
+    if run is None:
+        st.fragment(live_numbers, run_every=every)(None, None, busy)
+        return
+    status = run.status()
+    state = status.get("status", "failed")
+    st.subheader(f"Live: {name}")
+    st.fragment(live_numbers, run_every=every)(name, state, busy)
+    if state == "queued":
+        q = jobs.queue()
+        where = f"number {q.index(name) + 1} in the queue" if name in q else "starting"
+        st.info(f"{name} is queued ({where}); it starts when the training before it ends.")
+    elif state in ("interrupted", "failed"):
+        st.warning(f"{name} is {state}: {status.get('error') or 'no reason recorded'}. "
+                   f"Resume continues from its last checkpoint.")
+    a, b, _ = st.columns([1, 1, 4])
+    if state in ("queued", "running"):
+        a.button("Stop", icon=":material/stop:", key="live_stop", on_click=_stop, args=(name,),
+                 help="Training stops at the current step and saves a checkpoint; Resume continues from it.")
+    if state in jobs.RESUMABLE:
+        b.button("Resume", icon=":material/play_arrow:", key="live_resume", on_click=_resume, args=(name,))
+    msg = st.session_state.pop("live_msg", None)
+    if msg:
+        (st.error if msg[0] == "error" else st.success)(msg[1])
+    if any(busy):
+        st.caption("Training now: " + (busy[0] or "nothing") + (" · queue: " + ", ".join(busy[1]) if busy[1] else ""))
+    st.fragment(live_curves, run_every=CURVES_EVERY_S if state == "running" else None)(run)
 
 
-seen = _busy_state()
-# every second while something trains or waits; every 5 s otherwise (to notice a run started elsewhere)
-st.fragment(live_view, run_every=1.0 if any(seen) else 5.0)(seen)
+live_section()

@@ -29,7 +29,7 @@ def server(tmp_path, tiny_data):
 
 
 def status(page):
-    return page.locator('[data-testid="stMetric"]', has_text="Status").locator('[data-testid="stMetricValue"]')
+    return page.locator('[data-stat="Status"] .mv-value')
 
 
 def test_launch_from_the_train_page_and_watch_it_live(server, page):
