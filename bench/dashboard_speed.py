@@ -1,6 +1,6 @@
 """Does watching a training in the dashboard slow it down? The CLI alone vs a run launched from the Train page
-while headless Chromium watches its live view (the fragment re-reading status.json and metrics.jsonl every
-second, the plotly curves redrawn), side by side in one go, on real MNIST.
+while headless Chromium watches its live view (its numbers re-read every second, its plotly curves redrawn every
+10 s), side by side in one go, on real MNIST.
 
     MNISTVIZ_DATA=../shared/data python bench/dashboard_speed.py [--rounds 3] [--epochs 1] [--limit-train 0]
     MNISTVIZ_DATA=../shared/data python bench/dashboard_speed.py --rounds 0   # page renders only, on checkpoints/default
@@ -35,7 +35,7 @@ COUNT_UPDATES_JS = """() => {
   window.__stepUpdates = 0;
   let last = null;
   new MutationObserver(() => {
-    const m = [...document.querySelectorAll('[data-testid="stMetric"]')].find(e => e.innerText.startsWith("Step"));
+    const m = document.querySelector('[data-stat="Step"] .mv-value');
     const v = m ? m.innerText : null;
     if (v !== last) { last = v; window.__stepUpdates++; }
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
@@ -125,7 +125,7 @@ def dashboard_run(runs_dir: Path, name: str, cfg: dict, browser) -> tuple[float,
         ui = UICpu(srv)
         # count the live view's updates in the page itself (no polling from here): each new Step value
         page.evaluate(COUNT_UPDATES_JS)
-        status = page.locator('[data-testid="stMetric"]', has_text="Status").locator('[data-testid="stMetricValue"]')
+        status = page.locator('[data-stat="Status"] .mv-value')
         expect(status).to_have_text("completed", timeout=3600_000)
         server, chromium = ui.percent()
         return images_per_s(runs_dir / name), page.evaluate("() => window.__stepUpdates"), server, chromium
