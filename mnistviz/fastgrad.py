@@ -158,7 +158,7 @@ def loss_and_grads(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor,
     g.view(-1).index_add_(0, y + torch.arange(0, n * c, c), torch.full((n,), eps - 1.0))
     g.div_(n)
     # stages before the first one with parameters need no input gradient
-    first = next(i for i, s in enumerate(model) if any(True for _ in s.parameters()))
+    first = next((i for i, s in enumerate(model) if any(True for _ in s.parameters())), len(backs))
     for i in range(len(backs) - 1, first - 1, -1):
         g = backs[i](g, i > first)
     return logits, loss

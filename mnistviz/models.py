@@ -60,9 +60,9 @@ class Conv2d(nn.Conv2d):
 
     def matrix_operands(self, x):
         """(input, weight, channels_last) with input and weight as the matrices of that product, or None
-        when the kernel does not cover the input. When both are channels-last (the trainer's layout) both are flattened in (h, w, c) order,
-        a view of each: flatten(1) would copy the weight every step and its gradient back (about 6% of
-        a LeNet-5 step at batch 32)."""
+        when the kernel does not cover the input. When both are channels-last (the trainer's layout), both
+        are flattened in (h, w, c) order, a view of each: flatten(1) would copy the weight every step and
+        its gradient back (about 6% of a LeNet-5 step at batch 32)."""
         w = self.weight
         if not (x.dim() == 4 and x.shape[-2:] == w.shape[-2:] and self.padding == (0, 0)
                 and self.dilation == (1, 1) and self.groups == 1 and self.padding_mode == "zeros"):
