@@ -170,9 +170,9 @@ _STAT_STYLE = ("<style>.mv-stats{display:flex;flex-wrap:wrap;gap:0.5rem 2.5rem;m
 
 
 def _stat_row(stats) -> str:
-    """(label, value[, note]) tuples as one row of metric-style numbers in ONE markdown element (and no st.progress,
-    whose animated bar alone costs the browser ~4% of a core at one refresh a second): six st.metric in
-    columns cost the browser about 2.5% of a core more at one refresh a second (bench/live_view_cpu.py)."""
+    """(label, value[, note]) tuples as one row of metric-style numbers, in ONE markdown element. At one refresh a
+    second, six st.metric in columns cost the browser about 2.5% of a core more (bench/live_view_cpu.py), and an
+    st.progress bar's animation alone about 4%."""
     cells = []
     for label, value, *note in stats:
         sub = f'<div class="mv-sub">{html.escape(note[0])}</div>' if note else ""
@@ -238,7 +238,7 @@ def live_section():
     busy = _busy_state()
     every = 1.0 if any(busy) else 5.0  # while nothing trains, only to notice a run started elsewhere
     name = selected_run_name() or busy[0]
-    run = state = None
+    run = None
     if not name:
         st.info("No run selected. Launch one above, or pick one in the sidebar.")
     else:
