@@ -17,6 +17,10 @@ CHART_POINTS_JS = """() => {
   if (!el || !el.data) return -1;
   return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
 }"""
+STATUS_JS = """() => {
+  const el = document.querySelector('[data-stat="Status"] .mv-value');
+  return el ? el.textContent : null;
+}"""
 
 
 @pytest.fixture
@@ -36,8 +40,9 @@ def test_launch_from_the_train_page_and_watch_it_live(server, page):
     srv, runs = server
     page.goto(srv.url + "/train")
     expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60000)
-    # tiny data: 11 steps an epoch, a point every 2 steps; 40 epochs take several seconds, long enough to watch
-    for label, value in (("Epochs", "40"), ("Batch size", "50"), ("Validation images", "50"),
+    # tiny data: 11 steps an epoch, a point every 2 steps; 300 epochs train for about 30 s here, long enough for
+    # the curves to refresh twice (every CURVES_EVERY_S = 10 s) while the run is still running
+    for label, value in (("Epochs", "300"), ("Batch size", "50"), ("Validation images", "50"),
                          ("Log every N steps", "2"), ("Run name", "live-e2e")):
         field = page.get_by_label(label, exact=True)
         field.fill(value)
@@ -47,17 +52,20 @@ def test_launch_from_the_train_page_and_watch_it_live(server, page):
     expect(page.get_by_text("Launched: live-e2e")).to_be_visible(timeout=30000)
     expect(page.get_by_role("heading", name="Live: live-e2e")).to_be_visible()
 
-    # the fragment re-reads metrics.jsonl every second: the chart shows up, then grows while training runs
+    # the curves fragment re-reads metrics.jsonl every CURVES_EVERY_S seconds while the run trains: the chart shows
+    # up, then grows while the status still says running (the full rerun at completion, which redraws the chart
+    # too, does not count)
     page.wait_for_function(f"({CHART_POINTS_JS})() > 0", timeout=60000, polling=200)
     first = page.evaluate(CHART_POINTS_JS)
-    page.wait_for_function(f"({CHART_POINTS_JS})() > {first}", timeout=60000, polling=200)
-    expect(status(page)).to_have_text("completed", timeout=90000)
+    page.wait_for_function(f"({CHART_POINTS_JS})() > {first} && ({STATUS_JS})() === 'running'", timeout=60000,
+                           polling=100)
+    expect(status(page)).to_have_text("completed", timeout=120000)
 
     cfg = json.loads((runs / "live-e2e" / "config.json").read_text())
-    assert (cfg["epochs"], cfg["batch_size"], cfg["val_size"]) == (40, 50, 50)
+    assert (cfg["epochs"], cfg["batch_size"], cfg["val_size"]) == (300, 50, 50)
     records = [json.loads(line) for line in (runs / "live-e2e" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in records if "epoch" in r]
-    assert len(epochs) == 40
+    assert len(epochs) == 300
     # the final chart holds every record: per-step points (x2 panels) and per-epoch points (3 splits x 2 panels)
     steps = len(records) - len(epochs)
     page.wait_for_function(f"({CHART_POINTS_JS})() == {2 * steps + 6 * len(epochs)}", timeout=10000)
