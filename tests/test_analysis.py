@@ -66,6 +66,7 @@ def test_per_class_metrics_by_hand():
     assert list(m.index) == list(range(10)) and m.index.name == "digit"
     assert m.loc[0, "count"] == 2 and m.loc[2, "count"] == 3
     assert m.loc[0, "accuracy"] == pytest.approx(0.5)
+    assert m.loc[2, "accuracy"] == pytest.approx(1 / 3)  # its precision is 1: accuracy is not precision
     assert m.loc[2, "recall"] == pytest.approx(1 / 3)
     assert m.loc[2, "wrong"] == 2
     # precision of 1: predicted 1 four times (0->1, 1->1, 1->1, 2->1), right twice
@@ -166,11 +167,12 @@ def make_run(tmp_path, probs=None, labels=None, epochs=(1, 2), best=2):
 
 
 def test_run_predictions_default_best_and_epoch(tmp_path):
-    run = make_run(tmp_path, labels=np.arange(6).astype(np.uint8))
+    run = make_run(tmp_path, labels=np.arange(6).astype(np.uint8), epochs=(1, 2, 3), best=2)
     labels, probs = A.run_predictions(run)
     assert labels.dtype == np.int64 and labels.tolist() == list(range(6))
-    assert A.predictions(probs)[0].tolist() == [2] * 6       # best epoch 2 predicts 2 everywhere
+    assert A.predictions(probs)[0].tolist() == [2] * 6       # best epoch 2 (not the last, 3) predicts 2 everywhere
     assert A.predictions(A.run_predictions(run, 1)[1])[0].tolist() == [1] * 6
+    assert A.predictions(A.run_predictions(run, 3)[1])[0].tolist() == [3] * 6
 
 
 def test_run_predictions_clear_errors(tmp_path):
@@ -206,6 +208,8 @@ def test_test_images_for(tiny_data, tmp_path, fixture_runs):
     assert msg is None and imgs.shape == (len(labels), 28, 28) and imgs.dtype == np.uint8
     assert np.array_equal(imgs, data.load_mnist(tiny_data).test_images.numpy())
     imgs, msg = A.test_images_for(labels[:-1], tiny_data)
+    assert imgs is None and "not the one this run was evaluated on" in msg
+    imgs, msg = A.test_images_for((labels + 1) % 10, tiny_data)  # same length, other labels
     assert imgs is None and "not the one this run was evaluated on" in msg
     imgs, msg = A.test_images_for(labels, tmp_path / "nowhere")
     assert imgs is None and "MNISTVIZ_DATA" in msg

@@ -69,4 +69,5 @@ def test_launch_from_the_train_page_and_watch_it_live(server, page):
     # the final chart holds every record: per-step points (x2 panels) and per-epoch points (3 splits x 2 panels)
     steps = len(records) - len(epochs)
     page.wait_for_function(f"({CHART_POINTS_JS})() == {2 * steps + 6 * len(epochs)}", timeout=10000)
-    expect(page.get_by_text("Epoch").first).to_be_visible()
+    expect(page.locator('[data-stat="Epoch"] .mv-value')).to_have_text("300 / 300")
+    expect(page.get_by_text("Per epoch: seconds spent training and evaluating")).to_be_visible()  # the epoch table
