@@ -1,6 +1,7 @@
 """mnistviz.compare: run selection, curves and tables, disagreements, robustness (hand-made fixtures + the tiny pair)."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -183,9 +184,11 @@ def test_thicken_dilates_a_dot_into_a_square():
 # ---------- robustness ----------
 
 class CenterPixel(nn.Module):
-    """Predicts 1 when pixel (14, 14) is inked, else 0: a model whose robustness we can work out by hand."""
+    """Predicts 1 when pixel (14, 14) is inked, else 0: a model whose robustness we can work out by hand.
+    Only values in (0.5, 1] count as ink, so images left at 0-255 (not divided by 255) read as blank."""
     def forward(self, x):
-        on = (x[:, 0, 14, 14] > 0.5).float()
+        c = x[:, 0, 14, 14]
+        on = ((c > 0.5) & (c <= 1 + 1e-5)).float()
         logits = torch.zeros(len(x), 10)
         logits[:, 0], logits[:, 1] = 1 - on, on
         return logits
@@ -209,12 +212,24 @@ def test_robustness_known_answers():
     assert acc[("thicken", 2)] == pytest.approx(1.0)     # a 2-pixel one does
 
 
-def test_robustness_takes_uint8_images_and_shares_each_distorted_set():
+def test_robustness_takes_uint8_images_and_shares_each_distorted_set(monkeypatch):
     x = torch.zeros(4, 28, 28, dtype=torch.uint8)
     x[:2, 14, 14] = 255
     y = torch.tensor([1, 1, 0, 0])
+    made = []
+    real_distort = compare.distort
+
+    def counting_distort(images, kind, strength):
+        made.append((kind, strength))
+        return real_distort(images, kind, strength)
+
+    monkeypatch.setattr(compare, "distort", counting_distort)
     df = compare.robustness({"m1": CenterPixel(), "m2": CenterPixel()}, x, y, {"rotate": (0, 45)})
+    # 255 read as 1.0: the inked centre pixels count (CenterPixel ignores values above 1)
     assert len(df) == 4 and (df[df.strength == 0].accuracy == 1.0).all()
+    # one distorted set per strength, shared by both models (not one per model)
+    assert made == [("rotate", 0), ("rotate", 45)]
+    assert sorted(df.run) == ["m1", "m1", "m2", "m2"]
     with pytest.raises(compare.CompareError):
         compare.robustness({"m": CenterPixel()}, x, y[:3])
 
@@ -249,6 +264,22 @@ def test_load_predictions_summary_and_csv_on_the_fixture_pair(fixture_runs, tmp_
     assert (table["epochs"] == 2).all() and table["train seconds"].gt(0).all()
     csv = pd.read_csv(__import__("io").BytesIO(compare.epochs_csv(pair)))
     assert len(csv) == 4 and {"run", "epoch", "test_acc", "val_loss"} <= set(csv.columns)
+
+    # the default predictions are the best epoch's, not the last one's: a copy whose epoch 1 scores best
+    early = tmp_path / "early"
+    shutil.copytree(fixture_runs / "tiny-aug", early)
+    recs = runs.read_jsonl(early / "metrics.jsonl")
+    top = max(r["test_acc"] for r in recs if "epoch" in r)
+    for r in recs:
+        if r.get("epoch") == 1:
+            r["test_acc"] = top + 0.01
+    (early / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    er = runs.Run(early)
+    assert er.best_epoch() == 1 and er.pred_epochs() == [1, 2]
+    assert not np.array_equal(er.probs(1), er.probs(2))  # else best and last could not be told apart
+    _, probs, problems = compare.load_predictions([er])
+    assert problems == {} and np.array_equal(probs["early"], er.probs(1))
+    assert compare.summary_table([er]).loc["early", "best epoch"] == 1
 
     # a run scored on another test set, and one with no predictions, are left out with a reason
     odd = tmp_path / "odd"

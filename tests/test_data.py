@@ -19,7 +19,15 @@ def test_loads_idx_files_through_torchvision(tiny_data):
 def test_class_balance_counts_and_percentages(tiny_data):
     df = data.class_balance(data.load_mnist(tiny_data, download=False))
     assert df["train_count"].sum() == 600 and df["test_count"].sum() == 200
-    assert df.loc[3, "train_count"] == 60 and df.loc[3, "train_pct"] == 10.0
+    # uneven labels, so equal counts or swapped digits would show
+    d = data.MNIST(torch.zeros(5, 28, 28, dtype=torch.uint8), torch.tensor([0, 0, 0, 1, 9]),
+                   torch.zeros(1, 28, 28, dtype=torch.uint8), torch.tensor([2]), tiny_data)
+    df = data.class_balance(d)
+    assert df.index.tolist() == list(range(10))
+    assert df["train_count"].tolist() == [3, 1, 0, 0, 0, 0, 0, 0, 0, 1]
+    assert df["train_pct"].tolist() == [60.0, 20.0, 0, 0, 0, 0, 0, 0, 0, 20.0]
+    assert df["test_count"].tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+    assert df["test_pct"].tolist() == [0, 0, 100.0, 0, 0, 0, 0, 0, 0, 0]
 
 
 def test_validation_split_is_seeded_and_disjoint():

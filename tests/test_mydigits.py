@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -177,4 +178,10 @@ def test_checkpoint_stamp_changes_with_the_checkpoint(fixture_runs, tmp_path):
     run.mkdir()
     assert runs.Run(run).checkpoint_stamp() == 0.0
     (run / "best.pt").write_bytes((fixture_runs / "tiny-none" / "best.pt").read_bytes())
-    assert runs.Run(run).checkpoint_stamp() > 0
+    first = runs.Run(run).checkpoint_stamp()
+    assert first > 0
+    # the checkpoint rewritten (here: its modification time moved): a new stamp, so a new cache key
+    os.utime(run / "best.pt", (1e9, 1e9))
+    assert runs.Run(run).checkpoint_stamp() == 1e9 != first
+    os.utime(run / "best.pt", (1e9 + 60, 1e9 + 60))
+    assert runs.Run(run).checkpoint_stamp() == 1e9 + 60

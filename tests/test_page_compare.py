@@ -67,10 +67,11 @@ def test_fixture_pair_is_the_default_and_every_section_shows(monkeypatch, fixtur
     assert list(diff.index) == ["augment"]
     assert [b.proto.label for b in at.get("download_button")] == ["Summary (CSV)", "Every epoch (CSV)"]
 
-    # robustness only on request; then one curve per run in each panel and a CSV
-    assert len(specs) == len(charts(at.run()))
+    # robustness only on request: the click adds exactly one chart (one curve per run in each panel) and a CSV
+    before = len(specs)
     at.button(key="compare_robust").click().run()
     assert not at.exception and not at.error
+    assert len(charts(at)) == before + 1
     rob = charts(at)[-1]
     assert trace_names(rob) == {"tiny-aug", "tiny-none"} and len(rob["data"]) == 2 * 3
     assert "Robustness (CSV)" in [b.proto.label for b in at.get("download_button")]

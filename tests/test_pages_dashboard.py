@@ -2,12 +2,15 @@
 plus the figure and table builders they use."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import struct
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -121,10 +124,13 @@ def test_runs_page_lists_broken_folders_and_refuses_to_delete_a_running_run(tiny
     copy_run(fixture_runs, tiny_env, "tiny-aug")
     busy = runs.get_run("tiny-aug")
     busy.write_status(status="running", pid=os.getpid())  # training in another process (here: this one)
+    # distinct creation times, newest not first by name, so the newest-first order is the only one that passes
+    for name, created in (("tiny-none", 2_000_000_000.0), ("tiny-aug", 1_000_000_000.0)):
+        cfg_file = tiny_env / name / "config.json"
+        cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "created": created}))
 
     at = app(run="tiny-aug")
-    assert at.dataframe[0].value["name"].tolist() == ["tiny-aug", "tiny-none"] or \
-        sorted(at.dataframe[0].value["name"]) == ["tiny-aug", "tiny-none"]
+    assert at.dataframe[0].value["name"].tolist() == ["tiny-none", "tiny-aug"]  # newest first
     assert "half-written" in texts(at.warning) and "config.json is missing" in texts(at.warning)
     at.button(key="home_delete").click().run()
     assert "is running; stop it before deleting it" in texts(at.error)
@@ -141,12 +147,23 @@ def test_runs_page_lists_broken_folders_and_refuses_to_delete_a_running_run(tiny
 
 # ---------- Data ----------
 
-def test_data_page_shows_class_balance_samples_and_normalization(tiny_env, app):
+def test_data_page_shows_class_balance_samples_and_normalization(tiny_env, tmp_path, monkeypatch, app):
+    # the tiny data with uneven labels (the fixture's are 60 / 20 of every digit), so wrong or swapped counts show
+    from conftest import write_idx
+
+    raw = tmp_path / "uneven" / "MNIST" / "raw"
+    write_idx(raw)
+    train_n, test_n = [150, 100, 80, 60, 50, 50, 40, 30, 25, 15], [5, 10, 15, 20, 25, 30, 35, 40, 15, 5]
+    for prefix, n in (("train", train_n), ("t10k", test_n)):
+        labels = np.repeat(np.arange(10, dtype=np.uint8), n)
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, len(labels)) + labels.tobytes())
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "uneven"))
     at = app("views/data.py")
     counts = at.table[0].value
     assert counts["digit"].tolist() == list(range(10))
-    assert counts["train"].sum() == 600 and counts["test"].sum() == 200
-    assert counts["train %"].sum() == pytest.approx(100, abs=0.1)
+    assert counts["train"].tolist() == train_n and counts["test"].tolist() == test_n
+    assert counts["train %"].tolist() == pytest.approx([c * 100 / 600 for c in train_n], abs=0.01)
+    assert counts["test %"].tolist() == pytest.approx([c * 100 / 200 for c in test_n], abs=0.01)
     assert len(at.get("vega_lite_chart")) == 1  # the class balance bars
     assert len(at.get("image")) == 2  # originals beside augmented
     values = [m.value for m in at.metric]

@@ -114,9 +114,15 @@ def test_classify_and_unsure(fixture_runs):
     from mnistviz.runs import load_model
 
     model = load_model(fixture_runs / "tiny-none")
-    probs = preprocess.classify(model, canvas_to_mnist(draw(TWO, 200, 40, 40)))
+    image = canvas_to_mnist(draw(TWO, 200, 40, 40))
+    probs = preprocess.classify(model, image)
     assert probs.shape == (10,) and probs.dtype == np.float32 and np.isclose(probs.sum(), 1, atol=1e-5)
     assert not model.training
+    # a model left in train mode is still classified in eval mode (BatchNorm's running statistics, not the
+    # one image's) and handed back in train mode
+    model.train()
+    assert np.allclose(preprocess.classify(model, image), probs, atol=1e-6)
+    assert model.training
     assert preprocess.is_unsure(np.full(10, 0.1)) and not preprocess.is_unsure(np.eye(10)[3])
 
 

@@ -94,8 +94,14 @@ def test_probs_missing_and_wrong_shape(tmp_path):
     run.save_probs(1, np.full((5, 10), 0.1, np.float32))
     assert run.probs(1).shape == (5, 10) and run.probs(1).dtype == np.float32
     (run.preds_dir / "epoch_002.npy").write_bytes(b"junk")
-    with pytest.raises(runs.RunError):
+    with pytest.raises(runs.RunError, match="predictions for epoch 2 cannot be read"):
         run.probs(2)
+    run.save_probs(3, np.zeros((5, 9), np.float32))  # readable, but not N x 10
+    with pytest.raises(runs.RunError, match=r"predictions for epoch 3 have shape \(5, 9\), expected N x 10"):
+        run.probs(3)
+    run.save_probs(4, np.zeros(10, np.float32))  # 1-D
+    with pytest.raises(runs.RunError, match=r"predictions for epoch 4 have shape \(10,\), expected N x 10"):
+        run.probs(4)
 
 
 def test_delete_refuses_running(tmp_path):

@@ -59,7 +59,7 @@ def test_launch_from_the_train_page_and_watch_it_live(server, page):
     first = page.evaluate(CHART_POINTS_JS)
     page.wait_for_function(f"({CHART_POINTS_JS})() > {first} && ({STATUS_JS})() === 'running'", timeout=60000,
                            polling=100)
-    expect(status(page)).to_have_text("completed", timeout=120000)
+    expect(status(page)).to_have_text("completed", timeout=300000)
 
     cfg = json.loads((runs / "live-e2e" / "config.json").read_text())
     assert (cfg["epochs"], cfg["batch_size"], cfg["val_size"]) == (300, 50, 50)
