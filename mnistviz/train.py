@@ -207,7 +207,7 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
     # what an uninterrupted one would (the w_* window feeds the next step record)
     state = dict(epoch=0, step_in_epoch=0, global_step=0, train_seconds=0.0, best_acc=-1.0,
                  ep_loss=0.0, ep_correct=0, ep_seen=0, ep_seconds=0.0,
-                 w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
+                 w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0, w_steps=0)
     if resume and not run.last_ckpt.exists():  # a queued run (or one that died before its first checkpoint)
         resume = False
         run.truncate_metrics(0)
@@ -238,6 +238,18 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
     # the plain models (LeNet-5, net-320...) backpropagate without autograd's graph: same gradients, a LeNet-5
     # step about a fifth faster measured alone, an epoch 5-7% faster in this loop (mnistviz/fastgrad.py)
     handrun = fastgrad.supports(model)
+
+    def log_window(epoch_progress, lr):
+        # one point of the per-step curve: the mean over the last log_every steps. Windows run across epoch
+        # boundaries, so no point stands for a window of one or two steps (such points made spikes at every epoch)
+        run.append_metrics([{"step": state["global_step"], "epoch_progress": round(epoch_progress, 4),
+                             "train_loss": state["w_loss"] / state["w_seen"],
+                             "train_acc": state["w_correct"] / state["w_seen"],
+                             "lr": lr, "images_per_s": state["w_seen"] / max(state["w_seconds"], 1e-9),
+                             "time": time.time()}])
+        state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0, w_steps=0)
+
+    lr = sched.get_last_lr()[0]
     gen = torch.Generator()
     last_beat = 0.0
     status = "completed"
@@ -282,16 +294,12 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
                 state["w_correct"] += correct
                 state["w_seen"] += b
                 state["w_seconds"] += dt
+                state["w_steps"] += 1
                 if bar:
                     bar.update(1)
                 g = state["global_step"]
-                if g % cfg.log_every == 0 or i == steps_per_epoch - 1:
-                    run.append_metrics([{"step": g, "epoch_progress": round(epoch + (i + 1) / steps_per_epoch, 4),
-                                         "train_loss": state["w_loss"] / state["w_seen"],
-                                         "train_acc": state["w_correct"] / state["w_seen"],
-                                         "lr": lr, "images_per_s": state["w_seen"] / max(state["w_seconds"], 1e-9),
-                                         "time": time.time()}])
-                    state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
+                if state["w_steps"] >= cfg.log_every:
+                    log_window(epoch + (i + 1) / steps_per_epoch, lr)
                 now = time.time()
                 if now - last_beat >= 0.5:
                     last_beat = now
@@ -326,7 +334,9 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
             if cfg.target_accuracy is not None and test_acc >= cfg.target_accuracy:
                 break
         if status == "stopped":
-            checkpoint(run.last_ckpt)
+            checkpoint(run.last_ckpt)  # a partial window stays in the checkpoint: resuming continues it
+        elif state["w_seen"]:
+            log_window(state["epoch"], lr)  # the run's last steps, fewer than log_every
     finally:
         if bar:
             bar.close()

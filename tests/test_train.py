@@ -32,6 +32,15 @@ def test_loss_falls_on_a_small_subset(tiny_env):
     assert len(run.test_labels()) == 200
 
 
+def test_step_points_average_whole_windows_across_epochs(tiny_env):
+    # 500 training images at batch 50: 10 steps an epoch; a point every 4 steps, windows running across epoch
+    # ends (a point for a 2-step tail at each epoch end was a visible spike), and the run's last 2 steps at the end
+    run, res = _run(tiny_env, epochs=3, log_every=4, model="net-320")
+    steps = run.step_records()
+    assert [r["step"] for r in steps] == [4, 8, 12, 16, 20, 24, 28, 30]
+    assert [r["epoch_progress"] for r in steps] == [0.4, 0.8, 1.2, 1.6, 2.0, 2.4, 2.8, 3]
+
+
 METRIC_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
