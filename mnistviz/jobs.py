@@ -10,7 +10,9 @@ it alone):
 The trailing `jobs tick` starts the next queued run as soon as this one ends, so the queue moves with no
 browser open; pages call `tick()` too (harmless: every tick holds `<runs>/_queue.lock`). Nothing here
 keeps state in memory: "is something running" is read from the run folders' status.json (status + pid
-liveness), so a restarted app, a second tab or this module in another process all see the same thing.
+liveness, and that the pid is still our trainer or launcher: runs.trainer_running), so a restarted app, a
+second tab or this module in another process all see the same thing. The run folders are the source of
+truth for the queue too: an unreadable `_queue.json` is rebuilt from the runs whose status is queued.
 """
 from __future__ import annotations
 
@@ -63,33 +65,100 @@ def _locked(root: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _read_queue(root: Path) -> list[str]:
+def _read_queue(root: Path) -> list[str] | None:
+    """The queue file's names; [] when there is no file; None when it cannot be read (torn, garbage, a
+    directory...): then the queue is rebuilt from the run folders (_queued_runs)."""
     try:
         q = runs.read_json(root / QUEUE_FILE)
-    except (FileNotFoundError, ValueError):
+    except FileNotFoundError:
         return []
+    except (OSError, ValueError):  # IsADirectoryError, PermissionError, torn or non-UTF-8 JSON
+        return None
     names = q.get("queue") if isinstance(q, dict) else None
-    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    return names
+
+
+def _queued_runs(root: Path) -> list[str]:
+    """The runs whose status is queued and that were not launched yet, oldest first (by config created)."""
+    waiting = []
+    for run in map(Run, runs.run_folders(root)):
+        raw = run.raw_status()
+        if raw.get("status") != "queued" or raw.get("launcher_pid"):
+            continue
+        try:
+            runs.check_name(run.name)
+        except RunError:
+            continue  # a folder renamed by hand: listed as broken, never started
+        try:
+            created = float(run.config().get("created") or 0)
+        except RunError:
+            created = float("inf")  # still queued: its start fails with the reason in its status
+        waiting.append((created, run.name))
+    return [n for _, n in sorted(waiting)]
 
 
 def _write_queue(root: Path, names: list[str]) -> None:
-    runs.atomic_write_json(root / QUEUE_FILE, {"queue": names})
+    path = root / QUEUE_FILE
+    if path.is_dir() and not path.is_symlink():  # cannot be replaced by a file: keep it, beside, as it is
+        path.rename(root / f"{QUEUE_FILE}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
+    runs.atomic_write_json(path, {"queue": names})
+
+
+def _current_queue(root: Path) -> tuple[list[str], str | None]:
+    """(names, note). Call under _locked(root). An unreadable queue file is rebuilt from the runs whose status is
+    queued and written back; `note` then says so, in a sentence for the user."""
+    names = _read_queue(root)
+    if names is not None:
+        return names, None
+    names = _queued_runs(root)
+    what = f"the {len(names)} run(s) marked queued ({', '.join(names)}), oldest first" if names else \
+        "the runs marked queued (there are none)"
+    try:
+        _write_queue(root, names)
+    except OSError as e:
+        return names, (f"The training queue file {root / QUEUE_FILE} cannot be read nor rewritten ({e}); fix its "
+                       f"permissions or remove it: meanwhile the queue is {what}.")
+    return names, f"The training queue file {root / QUEUE_FILE} could not be read, so it was rebuilt from {what}."
+
+
+def repair_queue(root=None) -> str | None:
+    """Rebuild an unreadable queue file from the run folders; a sentence saying so, or None if it was fine."""
+    root = runs.runs_dir(root)
+    if not root.is_dir() or _read_queue(root) is not None:
+        return None
+    with _locked(root):
+        return _current_queue(root)[1]
 
 
 def queue(root=None) -> list[str]:
-    """Names waiting to start, first to start first."""
-    return _read_queue(runs.runs_dir(root))
+    """Names waiting to start, first to start first (from the run folders when the queue file is unreadable)."""
+    root = runs.runs_dir(root)
+    names = _read_queue(root)
+    return names if names is not None else _queued_runs(root)
 
 
 # ---------- what is running ----------
 
+def _launcher_alive(name: str, raw: dict) -> bool:
+    """The launch of run `name` (its `sh -c ... mnistviz.train ...`, later `python -m mnistviz.jobs tick
+    --finished NAME`) is still alive: the pid lives and its command line names the run and mnistviz, so a pid
+    reused by an unrelated process is not taken for it. Where the command line cannot be read: pid liveness."""
+    pid = raw.get("launcher_pid")
+    if not runs.pid_alive(pid):
+        return False
+    args = runs.pid_cmdline(pid)
+    return args is None or (name in args and any("mnistviz" in a for a in args))
+
+
 def _busy(run: Run, raw: dict | None = None) -> bool:
-    """Training (status running, pid alive) or starting (launched by us, launcher still alive)."""
+    """Training (status running, our trainer alive) or starting (launched by us, launcher still alive)."""
     raw = raw if raw is not None else run.raw_status()
     if raw.get("status") == "running":
-        return runs.pid_alive(raw.get("pid"))
+        return runs.trainer_running(raw)
     if raw.get("status") == "queued":
-        return runs.pid_alive(raw.get("launcher_pid"))
+        return _launcher_alive(run.name, raw)
     return False
 
 
@@ -136,7 +205,7 @@ def _settle_dead_launches(root: Path, finished: str | None = None) -> None:
         raw = run.raw_status()
         if raw.get("status") != "queued" or not raw.get("launcher_pid"):
             continue
-        if run.name == finished or not runs.pid_alive(raw["launcher_pid"]):
+        if run.name == finished or not _launcher_alive(run.name, raw):
             why = _log_tail(run) or "the training process ended before it started"
             run.write_status(status="failed", error=why, launcher_pid=None, ended=time.time())
 
@@ -168,7 +237,7 @@ def tick(root=None, finished: str | None = None) -> str | None:
         return None
     with _locked(root):
         _settle_dead_launches(root, finished)
-        names = _read_queue(root)
+        names, _ = _current_queue(root)
         if not names or len(running(root)) >= max_jobs():
             return None
         started, keep = None, []
@@ -184,7 +253,10 @@ def tick(root=None, finished: str | None = None) -> str | None:
                     started = name
                 continue
             keep.append(name)
-        _write_queue(root, keep)
+        try:
+            _write_queue(root, keep)
+        except OSError:
+            pass  # an unwritable queue file: the statuses say the same (_queued_runs); repair_queue tells the user
         return started
 
 
@@ -192,7 +264,7 @@ def tick(root=None, finished: str | None = None) -> str | None:
 
 def _enqueue(root: Path, names: list[str]) -> None:
     with _locked(root):
-        q = _read_queue(root)
+        q, _ = _current_queue(root)
         _write_queue(root, q + [n for n in names if n not in q])
 
 
@@ -254,9 +326,9 @@ def stop(name: str, root=None) -> str:
         raw = run.raw_status()
         status = run.status().get("status")
         if status == "queued":
-            _write_queue(root, [n for n in _read_queue(root) if n != name])
+            _write_queue(root, [n for n in _current_queue(root)[0] if n != name])
             launcher = raw.get("launcher_pid")
-            if runs.pid_alive(launcher):  # launched, still starting: end the whole launch (trainer + shell)
+            if _launcher_alive(name, raw):  # launched, still starting: end the whole launch (trainer + shell)
                 try:
                     os.killpg(launcher, signal.SIGTERM)
                 except (ProcessLookupError, PermissionError):
@@ -264,8 +336,12 @@ def stop(name: str, root=None) -> str:
             run.write_status(status="stopped", launcher_pid=None, ended=time.time())
             msg = f"{name} removed from the queue."
         elif status == "running":
+            pid = raw.get("pid")
+            if runs.is_trainer(pid) is False and runs.pid_alive(pid):  # alive, not `python -m mnistviz.train`
+                raise RunError(f"run {name} trains inside process {pid}, which is not a mnistviz.train process, "
+                               f"so it is not signalled from here; stop it where it was started")
             try:
-                os.kill(raw["pid"], signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             msg = f"Stopping {name}: it saves a checkpoint at the current step, then you can resume it."

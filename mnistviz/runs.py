@@ -16,6 +16,7 @@ write; a reader skips a torn last line.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -30,7 +31,13 @@ import torch
 PROJECT = Path(__file__).resolve().parent.parent
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "interrupted")
 ACTIVE = ("queued", "running")
-HEARTBEAT_STALE_S = 120  # a "running" run whose heartbeat is this old and whose pid is gone is interrupted
+# A "running" run counts as running while its pid is alive AND that process is our trainer (its command line
+# runs mnistviz.train), or, where that cannot be told (no /proc, or training inside another program such as a
+# notebook), while its heartbeat is younger than this. The trainer beats every 0.5 s during steps but not while
+# it evaluates and checkpoints at an epoch's end, which can take many seconds for a big model: the command line
+# is the primary signal, so a healthy `python -m mnistviz.train` is never declared dead however long that takes.
+HEARTBEAT_STALE_S = 120
+TRAINER_MARKS = ("mnistviz.train", "mnistviz/train.py")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -99,14 +106,18 @@ def append_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a .jsonl file, one a line; a torn line (crash mid-append) or a line that is valid
+    JSON but not an object (42, [1, 2]) is skipped."""
     out = []
     try:
         with open(path, "rb") as f:
             for line in f:
                 try:
-                    out.append(json.loads(line))
+                    rec = json.loads(line)
                 except ValueError:
                     continue  # a torn last line from a crash mid-append
+                if isinstance(rec, dict):
+                    out.append(rec)
     except FileNotFoundError:
         pass
     return out
@@ -133,6 +144,51 @@ def pid_alive(pid) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def pid_cmdline(pid) -> list[str] | None:
+    """The arguments process `pid` was started with, or None when they cannot be read (no /proc)."""
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except (OSError, TypeError, ValueError):
+        return None
+
+
+def is_trainer(pid) -> bool | None:
+    """Is process `pid` alive and running mnistviz.train? True / False, or None when it is alive but its
+    command line cannot be read. A pid from an old status.json may belong to an unrelated process by now
+    (the trainer was killed, the pid reused, e.g. after a container restart)."""
+    if not pid_alive(pid):
+        return False
+    args = pid_cmdline(pid)
+    if args is None:
+        return None
+    return any(mark in a for a in args for mark in TRAINER_MARKS)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    """A number that is not NaN or infinite (an int of any size is finite: no float conversion)."""
+    return _number(v) and (isinstance(v, int) or math.isfinite(v))
+
+
+def heartbeat_fresh(st: dict, now: float | None = None) -> bool:
+    """status.json was written by its trainer less than HEARTBEAT_STALE_S ago ("heartbeat", else "updated")."""
+    beats = [v for v in (st.get("heartbeat"), st.get("updated")) if _finite(v)]
+    return bool(beats) and (now or time.time()) - max(beats) < HEARTBEAT_STALE_S
+
+
+def trainer_running(st: dict) -> bool:
+    """A status.json's pid is alive and is our trainer: its command line runs mnistviz.train, or (where that
+    cannot be read, or it trains inside another program) its heartbeat is fresh."""
+    pid = st.get("pid")
+    if not pid_alive(pid):
+        return False
+    return is_trainer(pid) is True or heartbeat_fresh(st)
 
 
 # ---------- one run ----------
@@ -169,6 +225,13 @@ class Run:
             raise RunError(f"run {self.name}: config.json is not valid JSON ({e})") from None
         if not isinstance(cfg, dict) or "model" not in cfg:
             raise RunError(f"run {self.name}: config.json has no model")
+        if not isinstance(cfg["model"], str) or not cfg["model"]:
+            raise RunError(f"run {self.name}: config.json's model is {cfg['model']!r}, not a model name; "
+                           f"write one such as \"fast\" there, or delete the run")
+        created = cfg.get("created")
+        if created is not None and not (_number(created) and 0 <= created < 9e9):
+            raise RunError(f"run {self.name}: config.json's created is {created!r}, not a time in seconds since "
+                           f"1970; write one such as {int(time.time())} there, or delete the run")
         return cfg
 
     def raw_status(self) -> dict:
@@ -181,11 +244,22 @@ class Run:
             return {"status": "failed", "error": f"status.json is not valid JSON ({e})"}
 
     def status(self) -> dict:
-        """The status file, with a running run whose process is gone reported as interrupted."""
+        """The status file for display: a running run whose trainer is gone reported as interrupted (also when
+        its old pid now belongs to another process), an unknown status as failed, badly typed numbers dropped."""
         st = self.raw_status()
-        if st.get("status") == "running" and not pid_alive(st.get("pid")):
-            st = {**st, "status": "interrupted",
-                  "error": st.get("error") or "the training process ended without saying so (killed or crashed)"}
+        if st.get("status") not in STATUSES:
+            what = f"status {st['status']!r}, which this version does not know" if "status" in st else "no status"
+            st = {"status": "failed", "error": f"status.json has {what}; resume or delete the run"}
+        for k in _STATUS_NUMBERS:
+            if k in st and not _number(st[k]):
+                del st[k]
+        if st.get("error") is not None and not isinstance(st["error"], str):
+            st["error"] = str(st["error"])
+        if st.get("status") == "running" and not trainer_running(st):
+            why = "the training process ended without saying so (killed or crashed)"
+            if pid_alive(st.get("pid")):
+                why += f"; its process id {st['pid']} now belongs to another program"
+            st = {**st, "status": "interrupted", "error": st.get("error") or why}
         return st
 
     def write_status(self, **fields) -> dict:
@@ -201,17 +275,26 @@ class Run:
         return read_jsonl(self.metrics_file)
 
     def epoch_records(self) -> list[dict]:
-        return [r for r in self.metrics() if "epoch" in r]
+        """Epoch records (whole-number "epoch" from 1), keeping only numeric values: a value of another type
+        (a hand-edited "test_acc": "0.9") is left out rather than crash every page that formats it."""
+        out = []
+        for r in self.metrics():
+            e = r.get("epoch")
+            if _finite(e) and (isinstance(e, int) or e.is_integer()) and e >= 1:
+                out.append({**_numbers_only(r), "epoch": int(e)})
+        return out
 
     def step_records(self) -> list[dict]:
-        return [r for r in self.metrics() if "epoch" not in r and "step" in r]
+        """Step records (a numeric "step", no "epoch"), keeping only numeric values."""
+        return [_numbers_only(r) for r in self.metrics()
+                if "epoch" not in r and _finite(r.get("step"))]
 
     def append_metrics(self, records: list[dict]) -> None:
         append_jsonl(self.metrics_file, records)
 
     def truncate_metrics(self, step: int) -> None:
         """Keep only records up to global step `step` (used by --resume after a crash)."""
-        keep = [r for r in self.metrics() if r.get("step", 0) <= step]
+        keep = [r for r in self.metrics() if not _number(r.get("step", 0)) or r.get("step", 0) <= step]
         atomic_write_bytes(self.metrics_file,
                            "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep).encode())
 
@@ -282,12 +365,38 @@ class Run:
         epochs = self.epoch_records()
         accs = [r["test_acc"] for r in epochs if r.get("test_acc") is not None]
         return {
-            "name": self.name, "model": cfg.get("model"), "augment": cfg.get("augment"),
-            "optimizer": cfg.get("optimizer"), "epochs_done": len(epochs), "epochs": cfg.get("epochs"),
+            "name": self.name, "model": cfg["model"], "augment": _text(cfg.get("augment")),
+            "optimizer": _text(cfg.get("optimizer")), "epochs_done": len(epochs),
+            "epochs": cfg.get("epochs") if _number(cfg.get("epochs")) else None,
             "best_test_acc": max(accs) if accs else None, "last_test_acc": accs[-1] if accs else None,
             "status": st.get("status"), "error": st.get("error"), "created": cfg.get("created"),
-            "pair": cfg.get("pair"), "path": str(self.path),
+            "pair": _text(cfg.get("pair")), "path": str(self.path),
         }
+
+
+_STATUS_NUMBERS = ("pid", "launcher_pid", "heartbeat", "updated", "started", "launched", "ended", "epoch", "step",
+                   "global_step", "total_steps", "steps_per_epoch", "epochs", "progress", "eta_s", "images_per_s")
+
+
+def _numbers_only(rec: dict) -> dict:
+    """A metrics record without its non-numeric values, and without accuracies that are not finite."""
+    return {k: v for k, v in rec.items()
+            if _number(v) and (_finite(v) or not k.endswith("_acc"))}
+
+
+def _text(v) -> str | None:
+    return v if v is None or isinstance(v, str) else str(v)
+
+
+def bad_name_message(name: str) -> str:
+    """Why a folder of the runs folder whose name is not a valid run name cannot be opened, and what to do."""
+    better = re.sub(r"\.\.+", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", name)).strip("-._")[:100]
+    try:
+        hint = f" (e.g. {check_name(better)})"
+    except RunError:
+        hint = ""
+    return (f"the folder name {name!r} is not a valid run name: rename the folder{hint} using only letters, "
+            f"digits, '.', '_' or '-', starting with a letter or digit")
 
 
 def run_folders(root: Path | None = None) -> list[Path]:
@@ -302,6 +411,11 @@ def list_runs(root: Path | None = None) -> tuple[list[dict], list[dict]]:
     """(runs, broken): summaries newest first, and {name, path, error} for folders that cannot be read."""
     good, broken = [], []
     for p in run_folders(root):
+        try:
+            check_name(p.name)
+        except RunError:
+            broken.append({"name": p.name, "path": str(p), "error": bad_name_message(p.name)})
+            continue
         try:
             good.append(Run(p).summary())
         except RunError as e:
@@ -323,9 +437,28 @@ def delete_run(name: str, root: Path | None = None) -> None:
     run = get_run(name, root)
     if run.status().get("status") in ACTIVE:
         raise RunError(f"run {name} is {run.status()['status']}; stop it before deleting it")
+    _delete(run.path)
+
+
+def delete_folder(path, root: Path | None = None) -> None:
+    """Delete a folder of the runs folder given by its path: for a broken folder, whose name may not even be a
+    valid run name (so get_run and delete_run refuse it). Refused while a trainer or a launch still uses it."""
+    root = runs_dir(root)
+    path = Path(path)
+    if path.name in ("", ".", "..") or path.parent.resolve() != root or not path.is_dir():
+        raise RunError(f"{path} is not a folder of the runs folder {root}; nothing was deleted")
+    raw = Run(path).raw_status()
+    if (raw.get("status") == "running" and trainer_running(raw)) or \
+            (raw.get("status") == "queued" and pid_alive(raw.get("launcher_pid"))):
+        raise RunError(f"the folder {path.name!r} is in use by a training process; wait for it to end, then "
+                       f"delete the folder")
+    _delete(path)
+
+
+def _delete(path: Path) -> None:
     # rename first so a half-deleted folder never looks like a run
-    trash = run.path.with_name(f".deleting-{run.name}-{os.getpid()}")
-    os.replace(run.path, trash)
+    trash = path.with_name(f".deleting-{re.sub(r'[^A-Za-z0-9._-]', '_', path.name)}-{os.getpid()}")
+    os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -347,10 +480,13 @@ def load_checkpoint(path: Path) -> dict:
 
 def load_model(run_dir) -> torch.nn.Module:
     """CONTRACT: the run's best checkpoint as a module in eval mode: N x 1 x 28 x 28 in [0, 1] -> logits."""
-    from .models import build
+    from .models import MODELS, build
 
     run = Run(Path(run_dir))
     cfg = run.config()
+    if cfg["model"] not in MODELS:  # e.g. a run made by another version of mnistviz
+        raise RunError(f"run {run.name} uses the model {cfg['model']!r}, which this version of mnistviz does not "
+                       f"have (it has {', '.join(MODELS)}); open it with the version that trained it, or retrain it")
     state = load_checkpoint(run.model_checkpoint())
     model = build(cfg["model"])
     try:

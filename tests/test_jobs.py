@@ -28,11 +28,26 @@ def wait_for(cond, timeout=60, what="condition"):
 
 
 def training_elsewhere(root, name="cli-run"):
-    """A run trained by another process (as `python -m mnistviz.train` in a terminal would): status running
-    with a live pid, here this test process. While it runs, the queue must wait."""
+    """A run trained outside the queue: status running with a live pid (here this test process, training
+    "inside another program", so alive by its fresh heartbeat). While it runs, the queue must wait."""
     run = train.create_run(train.Config(name=name, **QUICK), root)
-    run.write_status(status="running", pid=os.getpid(), started=time.time())
+    run.write_status(status="running", pid=os.getpid(), started=time.time(), heartbeat=time.time())
     return run
+
+
+@pytest.fixture
+def procs():
+    """Unrelated real processes (each in its own process group) a test starts; all ended afterwards."""
+    started = []
+
+    def start(*argv):
+        p = subprocess.Popen(list(argv), start_new_session=True)
+        started.append(p)
+        return p
+    yield start
+    for p in started:
+        p.kill()
+        p.wait()
 
 
 @pytest.fixture
@@ -41,9 +56,10 @@ def root(tiny_env):
     # end every process these tests started (launchers and trainers in this runs folder), never others
     for run in map(runs.Run, runs.run_folders(tiny_env)):
         raw = run.raw_status()
-        for key, kill in (("pid", os.kill), ("launcher_pid", os.killpg)):
+        for key, kill, ours in (("pid", os.kill, lambda r, raw: runs.is_trainer(raw.get("pid"))),
+                                ("launcher_pid", os.killpg, lambda r, raw: jobs._launcher_alive(r.name, raw))):
             pid = raw.get(key)
-            if pid and pid != os.getpid() and runs.pid_alive(pid):
+            if pid and pid != os.getpid() and ours(run, raw):
                 try:
                     kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
@@ -145,5 +161,91 @@ def test_resume_refuses_completed_and_queued(root):
     blocker.write_status(status="completed")
     with pytest.raises(runs.RunError, match="completed"):
         jobs.resume("cli-run")
+    jobs.stop(waiting.name)
+    assert jobs.queue() == []
+
+
+# ---------- bad input: a reused pid, an unreadable queue file ----------
+
+DAY_AGO = time.time() - 86400
+
+
+def test_a_reused_pid_neither_blocks_the_queue_nor_gets_signalled(root, procs):
+    # "ghost" was killed (OOM, container restart) while training; its pid now belongs to an unrelated process
+    other = procs("sleep", "300")
+    ghost = train.create_run(train.Config(name="ghost", **QUICK), root)
+    runs.atomic_write_json(ghost.status_file, {"status": "running", "pid": other.pid, "heartbeat": DAY_AGO})
+    assert ghost.status()["status"] == "interrupted"
+    assert jobs.active() is None
+
+    nxt = jobs.submit(train.Config(name="next", **QUICK))  # the queue is not blocked: it starts now
+    assert nxt.raw_status()["launcher_pid"] and jobs.queue() == []
+    with pytest.raises(runs.RunError, match="ghost is interrupted, not queued or running"):
+        jobs.stop("ghost")
+    jobs.resume("ghost")  # not "still running": queued behind next, and both complete
+    wait_for(lambda: ghost.raw_status()["status"] == "completed", 120, "ghost to be resumed and complete")
+    assert nxt.raw_status()["status"] == "completed"
+    assert other.poll() is None  # never signalled
+
+    # a launch whose launcher died and whose pid (= process group) went to another process: stop spares it
+    stray = procs("sleep", "300")
+    late = train.create_run(train.Config(name="late", **QUICK), root)
+    late.write_status(status="queued", launcher_pid=stray.pid, launched=DAY_AGO)
+    jobs._enqueue(root, ["late"])
+    assert jobs.running() == []
+    assert "late removed from the queue" in jobs.stop("late")
+    time.sleep(0.3)
+    assert stray.poll() is None
+
+
+def test_stop_never_signals_a_process_that_is_not_a_trainer(root, procs):
+    # status running with a fresh heartbeat, but the pid is not `python -m mnistviz.train` (training inside a
+    # notebook, or a pid reused within HEARTBEAT_STALE_S of a kill): SIGTERM would end that program, not a run
+    other = procs("sleep", "300")
+    run = train.create_run(train.Config(name="elsewhere", **QUICK), root)
+    run.write_status(status="running", pid=other.pid, heartbeat=time.time())
+    assert run.status()["status"] == "running" and jobs.active() == "elsewhere"
+    with pytest.raises(runs.RunError, match=f"run elsewhere trains inside process {other.pid}, which is not a "
+                                            f"mnistviz.train process, so it is not signalled from here"):
+        jobs.stop("elsewhere")
+    time.sleep(0.3)
+    assert other.poll() is None
+
+
+def test_an_unreadable_queue_file_is_rebuilt_from_the_queued_runs(root):
+    blocker = training_elsewhere(root)
+    older = jobs.submit(train.Config(name="b-older", **QUICK))  # names in the other order than submission
+    newer = jobs.submit(train.Config(name="a-newer", **QUICK))
+    stopped = jobs.submit(train.Config(name="c-stopped", **QUICK))
+    jobs.stop(stopped.name)
+    qf = root / jobs.QUEUE_FILE
+    assert json.loads(qf.read_text()) == {"queue": ["b-older", "a-newer"]}
+    qf.write_text('{"queue": ["b-old')  # torn
+    assert jobs.queue() == ["b-older", "a-newer"]  # read-only: from the runs' statuses, oldest first
+    note = jobs.repair_queue()
+    assert note == (f"The training queue file {qf} could not be read, so it was rebuilt from the 2 run(s) marked "
+                    f"queued (b-older, a-newer), oldest first.")
+    assert json.loads(qf.read_text()) == {"queue": ["b-older", "a-newer"]} and jobs.repair_queue() is None
+
+    qf.write_text("garbage")  # and tick (the launcher's, with no page open) rebuilds it too: the queue moves
+    blocker.write_status(status="completed")
+    assert jobs.tick() == "b-older"
+    assert jobs.queue() == ["a-newer"]
+    wait_for(lambda: newer.raw_status()["status"] == "completed", 120, "both queued runs to complete")
+    assert older.raw_status()["status"] == "completed" and stopped.raw_status()["status"] == "stopped"
+
+
+def test_a_queue_file_that_is_a_directory_is_moved_aside_not_raised(root):
+    training_elsewhere(root)  # so nothing starts
+    waiting = train.create_run(train.Config(name="waiting", **QUICK), root)
+    qf = root / jobs.QUEUE_FILE
+    qf.mkdir()
+    (qf / "keep.txt").write_text("whatever was here")
+    assert jobs.queue() == ["waiting"]
+    assert jobs.tick() is None  # no IsADirectoryError
+    assert json.loads(qf.read_text()) == {"queue": ["waiting"]}
+    aside = [p for p in root.iterdir() if p.name.startswith(jobs.QUEUE_FILE + ".unreadable-")]
+    assert len(aside) == 1 and (aside[0] / "keep.txt").read_text() == "whatever was here"  # nothing lost
+    assert [r["name"] for r in runs.list_runs()[0]] == ["waiting", "cli-run"]  # not taken for a run
     jobs.stop(waiting.name)
     assert jobs.queue() == []

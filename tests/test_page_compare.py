@@ -154,3 +154,45 @@ def test_fewer_than_two_runs_offers_to_launch_a_pair(monkeypatch, tiny_data, tmp
         deadline = time.time() + 30
         while jobs.running(root) and time.time() < deadline:
             time.sleep(0.2)
+
+
+# ---------- bad input on disk ----------
+
+def _edit_config(run_dir, **fields):
+    f = run_dir / "config.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), **fields}))
+
+
+def test_misnamed_and_badly_typed_folders_are_left_out(monkeypatch, fixture_runs, tiny_data, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    for name in ("tiny-none", "tiny-aug"):
+        shutil.copytree(fixture_runs / name, root / name)
+    # a copy made in a file manager, the newest member of the pair: the default pair would pick it
+    shutil.copytree(fixture_runs / "tiny-aug", root / "tiny-aug (copy)")
+    _edit_config(root / "tiny-aug (copy)", created=time.time())
+    shutil.copytree(fixture_runs / "tiny-none", root / "listed-model")
+    _edit_config(root / "listed-model", model=["fast"], created=time.time())
+    at = open_compare(monkeypatch, tiny_data, root)
+    assert not at.exception and not at.error
+    assert [o.split(" · ")[0] for o in at.multiselect(key="compare_runs").options] == ["tiny-aug", "tiny-none"]
+    assert at.multiselect(key="compare_runs").value == ["tiny-aug", "tiny-none"]
+    assert "A = tiny-aug vs B = tiny-none" in [h.value for h in at.subheader]
+    at = open_compare(monkeypatch, tiny_data, root, "tiny-aug (copy),tiny-none,tiny-aug")
+    assert not at.exception
+    assert at.multiselect(key="compare_runs").value == ["tiny-none", "tiny-aug"]
+    assert "No run named tiny-aug (copy)" in texts(at.warning)
+
+
+def test_robustness_of_a_run_with_an_unknown_model_says_so(monkeypatch, fixture_runs, tiny_data, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    for name in ("tiny-none", "tiny-aug"):
+        shutil.copytree(fixture_runs / name, root / name)
+    _edit_config(root / "tiny-none", model="resnet-from-v9")  # a run made by another version
+    at = open_compare(monkeypatch, tiny_data, root)
+    assert not at.exception and "Different architectures" in texts(at.caption)
+    at.button(key="compare_robust").click().run()
+    assert not at.exception
+    assert ("The robustness check failed: run tiny-none uses the model 'resnet-from-v9', which this version of "
+            "mnistviz does not have") in texts(at.error)

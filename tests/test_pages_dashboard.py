@@ -123,7 +123,7 @@ def test_runs_page_lists_broken_folders_and_refuses_to_delete_a_running_run(tiny
     (tiny_env / "half-written").mkdir()
     copy_run(fixture_runs, tiny_env, "tiny-aug")
     busy = runs.get_run("tiny-aug")
-    busy.write_status(status="running", pid=os.getpid())  # training in another process (here: this one)
+    busy.write_status(status="running", pid=os.getpid(), heartbeat=time.time())  # training elsewhere (here: this process)
     # distinct creation times, newest not first by name, so the newest-first order is the only one that passes
     for name, created in (("tiny-none", 2_000_000_000.0), ("tiny-aug", 1_000_000_000.0)):
         cfg_file = tiny_env / name / "config.json"
@@ -211,7 +211,7 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     from mnistviz import train
 
     elsewhere = train.create_run(train.Config(name="elsewhere", epochs=1), tiny_env)
-    elsewhere.write_status(status="running", pid=os.getpid())  # a CLI training in another process: the queue waits
+    elsewhere.write_status(status="running", pid=os.getpid(), heartbeat=time.time())  # training elsewhere: the queue waits
     jobs.submit(train.Config(name="waiting", epochs=1, batch_size=50, val_size=50))
     at = app("views/train.py", run="waiting")
     assert live_stats(at)["Status"] == "queued" and "number 1 in the queue" in texts(at.info)
@@ -230,3 +230,90 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     assert "ended without saying so" in texts(at.warning)
     assert at.button(key="live_resume")
     assert jobs.active() is None and jobs.queue() == []
+
+
+# ---------- bad input on disk: every page still opens, says what is wrong, and loses nothing ----------
+
+def test_a_folder_with_an_invalid_name_is_listed_broken_and_deleted_from_the_runs_page(tiny_env, fixture_runs, app):
+    copy_run(fixture_runs, tiny_env, "tiny-none")
+    shutil.copytree(fixture_runs / "tiny-none", tiny_env / "tiny-none (copy)")  # a copy made in a file manager
+    cfg_file = tiny_env / "tiny-none (copy)" / "config.json"
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "created": time.time()}))  # the newest
+    (tiny_env / "-dash").mkdir()
+    for page in ("views/home.py", "views/train.py", "views/confusion.py", "views/mispredictions.py"):
+        at = app(page)  # no ?run=: the first run is picked, and it is never the misnamed folder
+        picker = at.selectbox(key="_run_picker")
+        assert (picker.value, len(picker.options)) == ("tiny-none", 1), page
+        assert "No run selected" not in texts(at.info), page
+    at = app()
+    assert at.dataframe[0].value["name"].tolist() == ["tiny-none"]
+    shown = texts(at.warning)
+    assert "'tiny-none (copy)' is not a valid run name: rename the folder (e.g. tiny-none-copy)" in shown
+    assert "'-dash' is not a valid run name: rename the folder (e.g. dash)" in shown
+    at.button(key="del_broken_tiny-none (copy)").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert not (tiny_env / "tiny-none (copy)").exists() and (tiny_env / "tiny-none").is_dir()
+    at.button(key="del_broken_-dash").click().run()
+    assert not (tiny_env / "-dash").exists() and [p.name for p in runs.run_folders(tiny_env)] == ["tiny-none"]
+    assert not [p for p in tiny_env.iterdir() if p.name.startswith(".")]  # no half-deleted folder left
+
+
+def test_one_badly_typed_value_breaks_only_its_own_run(tiny_env, fixture_runs, app):
+    for name in ("tiny-none", "tiny-aug"):
+        copy_run(fixture_runs, tiny_env, name)
+    shutil.copytree(fixture_runs / "tiny-none", tiny_env / "odd-model")
+    for name, field, value in (("tiny-aug", "created", "2024-01-01"), ("odd-model", "model", ["fast"])):
+        cfg_file = tiny_env / name / "config.json"
+        cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), field: value}))
+    metrics = tiny_env / "tiny-none" / "metrics.jsonl"
+    metrics.write_text(re.sub(r'"test_acc":([0-9.]+)', r'"test_acc":"\1"', metrics.read_text()))  # text, not numbers
+    for page in ("views/home.py", "views/train.py", "views/draw.py"):
+        at = app(page)
+        picker = at.selectbox(key="_run_picker")
+        assert (picker.value, len(picker.options)) == ("tiny-none", 1), page
+    at = app()
+    shown = texts(at.warning)
+    assert "run tiny-aug: config.json's created is '2024-01-01', not a time in seconds since 1970" in shown
+    assert "run odd-model: config.json's model is ['fast'], not a model name" in shown
+    assert "best test accuracy none recorded" in texts(at.sidebar.caption)
+    assert at.dataframe[0].value["name"].tolist() == ["tiny-none"]
+
+
+def test_a_queue_file_that_is_a_directory_is_rebuilt_and_said(tiny_env, app):
+    from mnistviz import train
+
+    elsewhere = train.create_run(train.Config(name="elsewhere", epochs=1), tiny_env)
+    elsewhere.write_status(status="running", pid=os.getpid(), heartbeat=time.time())  # so nothing starts
+    train.create_run(train.Config(name="waiting", epochs=1), tiny_env)  # status queued
+    (tiny_env / jobs.QUEUE_FILE).mkdir()
+    (tiny_env / jobs.QUEUE_FILE / "notes.txt").write_text("mine")
+    at = app()
+    assert "could not be read, so it was rebuilt from the 1 run(s) marked queued (waiting)" in texts(at.sidebar.warning)
+    at = app("views/train.py", run="waiting")
+    assert "waiting is queued (number 1 in the queue)" in texts(at.info)
+    assert jobs.queue() == ["waiting"]
+    aside = next(tiny_env.glob(jobs.QUEUE_FILE + ".unreadable-*"))
+    assert (aside / "notes.txt").read_text() == "mine"
+    jobs.stop("waiting")
+
+
+def test_a_reused_pid_is_interrupted_on_the_train_page_and_offers_resume_not_stop(tiny_env, app):
+    import subprocess
+
+    from mnistviz import train
+
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        ghost = train.create_run(train.Config(name="ghost", epochs=1), tiny_env)
+        runs.atomic_write_json(ghost.status_file, {"status": "running", "pid": other.pid,
+                                                   "heartbeat": time.time() - 86400})
+        at = app("views/train.py", run="ghost")
+        assert live_stats(at)["Status"] == "interrupted"
+        assert f"its process id {other.pid} now belongs to another program" in texts(at.warning)
+        keys = [b.key for b in at.button]
+        assert "live_resume" in keys and "live_stop" not in keys
+        assert "Training:" not in texts(at.sidebar.caption)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

@@ -1,5 +1,10 @@
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -55,11 +60,13 @@ def test_good_names(tmp_path):
     assert runs.run_path("lenet5-aug_1.2", tmp_path) == (tmp_path / "lenet5-aug_1.2").resolve()
 
 
-def _fake_run(root, name, status="completed", pid=None):
+def _fake_run(root, name, status="completed", pid=None, **fields):
     d = root / name
     d.mkdir()
     runs.atomic_write_json(d / "config.json", {"model": "fast", "augment": "none", "epochs": 2, "created": 1.0})
-    runs.atomic_write_json(d / "status.json", {"status": status, "pid": pid})
+    if status == "running":
+        fields.setdefault("heartbeat", time.time())  # a trainer beats while it runs
+    runs.atomic_write_json(d / "status.json", {"status": status, "pid": pid, **fields})
     return runs.Run(d)
 
 
@@ -77,8 +84,6 @@ def test_broken_folder_listed_as_broken_others_fine(tmp_path):
 
 
 def test_dead_pid_reported_interrupted(tmp_path):
-    import subprocess
-    import sys
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     run = _fake_run(tmp_path, "r", status="running", pid=p.pid)
@@ -145,3 +150,136 @@ def test_checkpoint_with_code_is_refused(tmp_path):
     with pytest.raises(runs.RunError, match="cannot be loaded"):
         runs.load_model(run.path)
     assert not (tmp_path / "pwned").exists()
+
+
+# ---------- bad input: a reused pid, odd folder names, badly typed values, non-object lines ----------
+
+DAY_AGO = time.time() - 86400
+
+
+@pytest.fixture
+def procs():
+    """Real processes a test starts (a pid for a status.json to point at); all ended afterwards."""
+    started = []
+
+    def start(*argv):
+        p = subprocess.Popen(list(argv), start_new_session=True)
+        started.append(p)
+        return p
+    yield start
+    for p in started:
+        p.kill()
+        p.wait()
+
+
+def test_reused_pid_is_interrupted_but_a_long_evaluation_is_not(tmp_path, procs):
+    # killed by the OOM killer, then the pid went to an unrelated process: not running, whatever the pid says
+    other = procs("sleep", "300")
+    ghost = _fake_run(tmp_path, "ghost", status="running", pid=other.pid, heartbeat=DAY_AGO)
+    st = ghost.status()
+    assert st["status"] == "interrupted"
+    assert "ended without saying so" in st["error"] and f"{other.pid} now belongs to another program" in st["error"]
+    # a real `python -m mnistviz.train` beats only between steps: evaluating a big model for minutes is not death
+    evaluating = procs(sys.executable, "-c", "import time; time.sleep(300)", "-m", "mnistviz.train")
+    slow = _fake_run(tmp_path, "slow", status="running", pid=evaluating.pid, heartbeat=DAY_AGO)
+    assert slow.status()["status"] == "running"
+    # training inside another program (a notebook; here this test process): alive while its heartbeat is fresh
+    assert _fake_run(tmp_path, "inproc", status="running", pid=os.getpid()).status()["status"] == "running"
+    stale = _fake_run(tmp_path, "stale", status="running", pid=os.getpid(),
+                      heartbeat=time.time() - runs.HEARTBEAT_STALE_S - 5)
+    assert stale.status()["status"] == "interrupted"
+    good, _ = runs.list_runs(tmp_path)
+    assert {r["name"]: r["status"] for r in good} == {"ghost": "interrupted", "slow": "running",
+                                                       "inproc": "running", "stale": "interrupted"}
+    runs.delete_run("ghost", tmp_path)  # interrupted: deletable
+    assert other.poll() is None  # and nobody signalled the unrelated process
+
+
+@pytest.mark.parametrize("bad", ["tiny-none (copy)", "tiny none", "-dash"])
+def test_folder_with_an_invalid_name_is_broken_and_deletable_by_path(tmp_path, bad):
+    _fake_run(tmp_path, "good")
+    shutil.copytree(tmp_path / "good", tmp_path / bad)
+    good, broken = runs.list_runs(tmp_path)
+    assert [r["name"] for r in good] == ["good"]
+    assert [b["name"] for b in broken] == [bad]
+    msg = broken[0]["error"]
+    assert "is not a valid run name: rename the folder" in msg and repr(bad) in msg
+    suggested = re.search(r"\(e\.g\. ([^)]+)\)", msg).group(1)
+    assert runs.check_name(suggested) == suggested  # the name it suggests is one get_run accepts
+    with pytest.raises(runs.RunError):
+        runs.delete_run(bad, tmp_path)  # by name it cannot be reached...
+    runs.delete_folder(broken[0]["path"], tmp_path)  # ...by path it can
+    assert not (tmp_path / bad).exists() and (tmp_path / "good").is_dir()
+    assert [p.name for p in tmp_path.iterdir()] == ["good"]
+    with pytest.raises(runs.RunError, match="not a folder of the runs folder"):
+        runs.delete_folder(tmp_path.parent, tmp_path)
+    assert (tmp_path / "good").is_dir()
+
+
+def test_delete_folder_refuses_a_folder_a_trainer_uses(tmp_path, procs):
+    trainer = procs(sys.executable, "-c", "import time; time.sleep(300)", "-m", "mnistviz.train")
+    _fake_run(tmp_path, "busy (renamed)", status="running", pid=trainer.pid, heartbeat=DAY_AGO)
+    with pytest.raises(runs.RunError, match="in use by a training process"):
+        runs.delete_folder(tmp_path / "busy (renamed)", tmp_path)
+    assert (tmp_path / "busy (renamed)").is_dir()
+
+
+def test_load_model_of_an_unknown_architecture_is_a_run_error(tmp_path):
+    from mnistviz import models
+    run = _fake_run(tmp_path, "future")
+    runs.save_checkpoint(run.best_ckpt, {"model": models.build("fast").state_dict()})
+    cfg = run.config()
+    runs.atomic_write_json(run.config_file, {**cfg, "model": "resnet-from-v9"})
+    with pytest.raises(runs.RunError, match=r"run future uses the model 'resnet-from-v9', which this version of "
+                                            r"mnistviz does not have \(it has fast, "):
+        runs.load_model(run.path)
+
+
+def test_one_badly_typed_value_breaks_only_its_run(tmp_path):
+    for name in ("ok", "date", "listmodel", "strings"):
+        _fake_run(tmp_path, name)
+    cfg = runs.read_json(tmp_path / "ok" / "config.json")
+    runs.atomic_write_json(tmp_path / "date" / "config.json", {**cfg, "created": "2024-01-01"})
+    runs.atomic_write_json(tmp_path / "listmodel" / "config.json", {**cfg, "model": ["fast"]})
+    runs.append_jsonl(tmp_path / "strings" / "metrics.jsonl", [
+        {"step": 2, "train_loss": "0.5", "train_acc": 0.5},
+        {"epoch": 1, "step": 2, "test_acc": "0.9", "test_loss": 0.3},
+        {"epoch": 2, "step": 4, "test_acc": 0.95, "val_acc": None, "lr": "fast"},
+        {"epoch": "3", "step": 6, "test_acc": 0.99},  # not a whole number: not an epoch record
+        {"epoch": 4, "step": 8, "test_acc": float("nan")},
+        {"step": "8", "train_acc": 0.7},
+        {"step": 10 ** 400, "train_acc": 10 ** 400}])  # absurd, but JSON allows it and float() overflows
+    good, broken = runs.list_runs(tmp_path)
+    assert sorted(r["name"] for r in good) == ["ok", "strings"]
+    why = {b["name"]: b["error"] for b in broken}
+    assert why["date"] == ("run date: config.json's created is '2024-01-01', not a time in seconds since 1970; "
+                           f"write one such as {why['date'].split('such as ')[1].split()[0]} there, or delete the run")
+    assert why["listmodel"].startswith("run listmodel: config.json's model is ['fast'], not a model name")
+    run = runs.Run(tmp_path / "strings")
+    assert run.epoch_records() == [{"epoch": 1, "step": 2, "test_loss": 0.3},
+                                   {"epoch": 2, "step": 4, "test_acc": 0.95},
+                                   {"epoch": 4, "step": 8}]
+    assert run.step_records() == [{"step": 2, "train_acc": 0.5}, {"step": 10 ** 400, "train_acc": 10 ** 400}]
+    s = next(r for r in good if r["name"] == "strings")
+    assert (s["best_test_acc"], s["last_test_acc"], s["epochs_done"]) == (0.95, 0.95, 3)
+    assert run.best_epoch() == 2
+    with pytest.raises(runs.RunError, match="not a model name"):
+        runs.load_model(tmp_path / "listmodel")
+
+
+def test_badly_typed_status_fields_are_dropped(tmp_path):
+    run = _fake_run(tmp_path, "r", status="stopped", progress="half", global_step="12", error=["x"])
+    st = run.status()
+    assert st["status"] == "stopped" and "progress" not in st and "global_step" not in st and st["error"] == "['x']"
+    runs.atomic_write_json(run.status_file, {"status": ["running"], "pid": os.getpid()})
+    assert run.status() == {"status": "failed", "error": "status.json has status ['running'], which this version "
+                                                        "does not know; resume or delete the run"}
+
+
+def test_non_object_metrics_lines_are_skipped(tmp_path):
+    run = _fake_run(tmp_path, "r")
+    runs.append_jsonl(run.metrics_file, [{"step": 1}, 42, [1, 2], "text", None, {"epoch": 1, "step": 2,
+                                                                                  "test_acc": 0.5}])
+    assert runs.read_jsonl(run.metrics_file) == [{"step": 1}, {"epoch": 1, "step": 2, "test_acc": 0.5}]
+    good, broken = runs.list_runs(tmp_path)
+    assert broken == [] and good[0]["best_test_acc"] == 0.5

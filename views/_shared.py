@@ -56,7 +56,11 @@ def _picked() -> None:
 def sidebar() -> None:
     """Run picker and data status. The URL wins when it names a run (a pasted link); otherwise the session
     keeps the selection (a page switch clears the query string: it is put back here)."""
-    jobs.tick()  # any rerun keeps the training queue moving
+    try:
+        queue_note = jobs.repair_queue()  # an unreadable _queue.json: rebuilt from the runs marked queued
+        jobs.tick()  # any rerun keeps the training queue moving
+    except (runs.RunError, OSError) as e:  # e.g. a runs folder that cannot be written
+        queue_note = f"The training queue cannot be updated ({e}); nothing new starts until that is fixed."
     good, broken = all_runs()
     training = jobs.active()
     by_name = {r["name"]: r for r in good}
@@ -81,13 +85,16 @@ def sidebar() -> None:
                          format_func=lambda n: f"{n} · {by_name[n]['status']}",
                          help="Shared by every page and kept in the URL (?run=NAME).")
             r = by_name[current]
-            acc = f"{r['best_test_acc']:.2%}" if r.get("best_test_acc") is not None else "no epoch yet"
+            acc = (f"{r['best_test_acc']:.2%}" if r.get("best_test_acc") is not None
+                   else "none recorded" if r.get("epochs_done") else "no epoch yet")
             st.caption(f"{r['model']} · augmentation {r['augment']} · {r['epochs_done']}/{r['epochs']} epochs · "
                        f"best test accuracy {acc}")
         else:
             st.caption("No runs yet: launch one on the Train page.")
         if broken:
             st.caption(f"{len(broken)} broken run folder(s): see the Runs page.")
+        if queue_note:
+            st.warning(queue_note, icon=":material/queue:")
         waiting = jobs.queue()
         if training or waiting:
             st.caption(f"Training: {training or 'nothing'}" + (f" · {len(waiting)} queued" if waiting else ""))

@@ -182,7 +182,7 @@ if len(selected) < 2:
     pair_launcher("Pick at least two runs above to compare them.")
     st.stop()
 
-sel = [runs.get_run(n) for n in selected]
+sel = [runs.Run(summaries[n]["path"]) for n in selected]  # listed runs, by path (never get_run on a folder name)
 colors = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(selected)}
 try:
     summary = compare.summary_table(sel)

@@ -30,12 +30,12 @@ if good:
     st.caption("Click a row to select that run on every page.")
 
 name = selected_run_name()
-if good and name:
-    summary = next((r for r in good if r["name"] == name), None)
+summary = next((r for r in good if r["name"] == name), None) if name else None
+if summary:  # only runs listed as good: a folder whose name is not a valid run name is among the broken ones
     st.subheader(name)
-    if summary and summary.get("error"):
+    if summary.get("error"):
         st.warning(summary["error"])
-    run = runs.get_run(name)
+    run = runs.Run(summary["path"])
     c1, c2, c3, c4 = st.columns(4)
     with c1:
         if run.best_ckpt.exists():
@@ -46,7 +46,7 @@ if good and name:
         else:
             st.caption("No checkpoint yet (no epoch finished).")
     with c2:
-        status = summary["status"] if summary else None
+        status = summary["status"]
         if status in ("queued", "running"):
             if st.button("Stop", icon=":material/stop:", key="home_stop"):
                 try:
@@ -81,8 +81,8 @@ if st.session_state.get("_flash"):
 
 if broken:
     st.subheader("Broken run folders")
-    st.caption("These folders cannot be read as runs; the others are not affected. Fix the file named, or delete "
-               "the folder.")
+    st.caption("These folders cannot be read as runs; the others are not affected. Fix what is named (a file, or "
+               "the folder's name), or delete the folder.")
     for b in broken:
         c1, c2 = st.columns([5, 1])
         c1.warning(f"**{b['name']}**: {b['error']}")
@@ -90,7 +90,7 @@ if broken:
             st.write(f"Delete the folder {b['path']}?")
             if st.button("Yes, delete it", key=f"del_broken_{b['name']}", type="primary"):
                 try:
-                    runs.delete_run(b["name"])
+                    runs.delete_folder(b["path"])  # by path: its name may not be a valid run name
                 except (runs.RunError, OSError) as e:
                     st.error(str(e))
                 else:

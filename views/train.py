@@ -202,7 +202,7 @@ def live_numbers(name, state_seen, busy_seen):
         st.rerun()
     epochs = run.epoch_records()
     progress = float(status.get("progress") or 0.0)
-    ips = status.get("images_per_s") or (epochs[-1]["images_per_s"] if epochs else None)
+    ips = status.get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
     best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
     st.markdown(_stat_row([
         ("Status", state),
