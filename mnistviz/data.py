@@ -2,11 +2,15 @@
 
 The data root comes from the env var MNISTVIZ_DATA (default ``data/``). torchvision finds the four
 IDX files in ``<root>/MNIST/raw``; when they are absent we try its download, and when that cannot
-work (offline) we raise MNISTMissing with a sentence that says where to put the files.
+work (offline) we raise MNISTMissing with a sentence that says where to put the files. Files that are
+there but cannot be MNIST (truncated, corrupt: their size does not match their header) are named as such.
 """
 from __future__ import annotations
 
+import gzip
+import math
 import os
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,26 +30,98 @@ STD = 0.3081
 
 
 class MNISTMissing(RuntimeError):
-    """MNIST is not on disk and could not be downloaded; str(e) tells the user what to do."""
+    """MNIST is not usable: missing and not downloadable, or present but unreadable; str(e) says what to do."""
 
 
 def data_root() -> Path:
     return Path(os.environ.get("MNISTVIZ_DATA") or "data").expanduser()
 
 
+def _raw(root: Path | None) -> Path:
+    return Path(root if root is not None else data_root()) / "MNIST" / "raw"
+
+
+def _present(raw: Path, f: str) -> bool:
+    return (raw / f).exists() or (raw / (f + ".gz")).exists()
+
+
+def _idx_header(raw: Path, f: str) -> tuple[int | None, str | None]:
+    """(item count, problem) of one IDX file (plain, else .gz) from its header and its size, without reading
+    the data: 16 bytes, a stat (a .gz: its 4-byte size trailer). Cheap enough for every page render."""
+    images = "images" in f
+    path = raw / f if (raw / f).exists() else raw / (f + ".gz")
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as g:
+                head = g.read(16)
+            with open(path, "rb") as g:
+                g.seek(-4, os.SEEK_END)
+                size = int.from_bytes(g.read(4), "little")  # the unpacked size, modulo 2**32
+        else:
+            size = path.stat().st_size
+            with open(path, "rb") as g:
+                head = g.read(16)
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        return None, f"{path.name} cannot be read ({e})"
+    dims = 3 if images else 1
+    want_magic = 0x803 if images else 0x801
+    if len(head) < 4 + 4 * dims:
+        return None, f"{path.name} is too short to be an IDX file ({len(head)} bytes)"
+    magic, *shape = struct.unpack(f">{1 + dims}I", head[:4 + 4 * dims])
+    if magic != want_magic:
+        return None, (f"{path.name} is not an MNIST {'image' if images else 'label'} file "
+                      f"(it starts with 0x{magic:08x}, not 0x{want_magic:08x})")
+    if images and shape[1:] != [28, 28]:
+        return None, f"{path.name} holds {shape[1]}x{shape[2]} images, not 28x28"
+    expected = 4 + 4 * dims + math.prod(shape)
+    if size != (expected % 2**32 if path.suffix == ".gz" else expected):
+        return None, (f"{path.name} holds {size:,} bytes where its header calls for {expected:,} "
+                      f"({shape[0]:,} {'images' if images else 'labels'})")
+    return shape[0], None
+
+
+def unreadable_files(root: Path | None = None) -> list[str]:
+    """One sentence per MNIST file that is there but cannot be MNIST (truncated, corrupt, mismatched counts)."""
+    raw = _raw(root)
+    problems, counts = [], {}
+    for f in IDX_FILES:
+        if _present(raw, f):
+            counts[f], problem = _idx_header(raw, f)
+            if problem:
+                problems.append(problem)
+    for split in ("train", "t10k"):
+        n_img, n_lab = counts.get(f"{split}-images-idx3-ubyte"), counts.get(f"{split}-labels-idx1-ubyte")
+        if n_img is not None and n_lab is not None and n_img != n_lab:
+            problems.append(f"{split}-images-idx3-ubyte has {n_img:,} images but {split}-labels-idx1-ubyte "
+                            f"{n_lab:,} labels")
+    return problems
+
+
+def _unreadable_message(raw: Path, problems: list[str]) -> str:
+    return (f"MNIST files in {raw.resolve()} could not be read (truncated or corrupt?): {'; '.join(problems)}. "
+            f"Replace the file(s) named with the original IDX files, or delete them and run "
+            f"`python -m mnistviz.train` once: it downloads missing files.")
+
+
 def missing_message(root: Path | None = None) -> str:
-    root = Path(root) if root is not None else data_root()
-    raw = (root / "MNIST" / "raw").resolve()
+    """Why MNIST under root cannot be used, and what to do: where to put missing files, or which files
+    are there but unreadable and how to replace them."""
+    raw = _raw(root)
+    if all(_present(raw, f) for f in IDX_FILES):
+        problems = unreadable_files(root)
+        if problems:
+            return _unreadable_message(raw, problems)
     return (
         f"MNIST not found and could not be downloaded. Put the four IDX files "
-        f"({', '.join(IDX_FILES)}) in {raw}, or set MNISTVIZ_DATA to a folder that has MNIST/raw/ with them."
+        f"({', '.join(IDX_FILES)}) in {raw.resolve()}, or set MNISTVIZ_DATA to a folder that has MNIST/raw/ with them."
     )
 
 
 def find_mnist(root: Path | None = None) -> Path | None:
-    """The raw folder if all four files are there (plain or .gz), else None. Never downloads."""
-    raw = Path(root if root is not None else data_root()) / "MNIST" / "raw"
-    ok = all((raw / f).exists() or (raw / (f + ".gz")).exists() for f in IDX_FILES)
+    """The raw folder if all four files are there (plain or .gz) and each one's size fits its header, else None
+    (missing_message says why). Never downloads."""
+    raw = _raw(root)
+    ok = all(_present(raw, f) for f in IDX_FILES) and not unreadable_files(root)
     return raw.resolve() if ok else None
 
 
@@ -71,20 +147,23 @@ def load_mnist(root: Path | str | None = None, download: bool = True) -> MNIST:
 
 @lru_cache(maxsize=4)
 def _load(root: Path, download: bool) -> MNIST:
+    raw = _raw(root)
+    problems = unreadable_files(root)
+    if problems:  # files that are there but broken: never reported as missing, never downloaded over
+        raise MNISTMissing(_unreadable_message(raw, problems))
     sets = []
     for train in (True, False):
         try:
             ds = _torchvision_mnist(root, train, download=False)
-        except RuntimeError:
+        except Exception as e:
+            if all((raw / f).exists() for f in IDX_FILES):  # torchvision found them: reading them failed
+                raise MNISTMissing(_unreadable_message(raw, [f"{type(e).__name__}: {e}"])) from None
             if not download:
                 raise MNISTMissing(missing_message(root)) from None
             try:
                 ds = _torchvision_mnist(root, train, download=True)
             except Exception:  # offline: URLError, socket errors, partial files
                 raise MNISTMissing(missing_message(root)) from None
-        except Exception as e:  # a truncated or corrupt IDX file
-            raise MNISTMissing(f"MNIST files in {root / 'MNIST' / 'raw'} could not be read ({e}). "
-                               f"Replace them with the four original IDX files.") from None
         sets.append((ds.data.to(torch.uint8).contiguous(), ds.targets.to(torch.int64).contiguous()))
     (trx, try_), (tex, tey) = sets
     return MNIST(trx, try_, tex, tey, root)

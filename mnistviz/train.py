@@ -219,6 +219,10 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
         torch.set_rng_state(ck["rng"])
         state.update(ck["state"])
         run.truncate_metrics(state["global_step"])
+        if state["w_seen"] and any(r["step"] == state["global_step"] for r in run.step_records()):
+            # a window still open in last.pt yet logged at its step: only the run's last steps, logged after the
+            # final checkpoint, are (killed before the status said completed); do not log them twice
+            state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0, w_steps=0)
     else:
         run.save_test_labels(data.test_labels.numpy())
 
@@ -327,8 +331,11 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
             if test_acc > state["best_acc"]:
                 state["best_acc"] = test_acc
                 save_checkpoint(run.best_ckpt, {"model": model.state_dict(), "epoch": epoch + 1, "test_acc": test_acc})
+            # the record before the checkpoint: a kill between the two leaves a record that last.pt (still the
+            # previous epoch's) does not cover, and --resume drops it (truncate_metrics keeps records up to
+            # last.pt's global step) and redoes the epoch; the other order lost the record for good
+            run.append_metrics([rec])
             checkpoint(run.last_ckpt)
-            run.append_metrics([rec])  # after the checkpoint: a record never outlives the state it describes
             if bar:
                 bar.set_postfix(epoch=epoch + 1, test_acc=f"{test_acc:.4f}")
             if cfg.target_accuracy is not None and test_acc >= cfg.target_accuracy:
@@ -345,8 +352,8 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
                      global_step=state["global_step"], progress=state["global_step"] / total_steps)
     return {
         "run": run.name, "run_dir": str(run.path), "status": status, "epochs": len(epochs),
-        "test_accuracy": epochs[-1]["test_acc"] if epochs else None,
-        "best_test_accuracy": max((r["test_acc"] for r in epochs), default=None),
+        "test_accuracy": epochs[-1].get("test_acc") if epochs else None,
+        "best_test_accuracy": max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None),
         "train_seconds": round(state["train_seconds"], 3),
     }
 

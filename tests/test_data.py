@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 
@@ -63,3 +64,81 @@ def test_cli_offline_says_where_to_put_files(tmp_path):
     assert "train-images-idx3-ubyte" in p.stderr and "MNIST/raw" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no failed run left behind
+
+
+def _gzip_only(raw, name):
+    import gzip
+    (raw / (name + ".gz")).write_bytes(gzip.compress((raw / name).read_bytes()))
+    (raw / name).unlink()
+
+
+def _truncate(path, keep=0.5):
+    b = path.read_bytes()
+    path.write_bytes(b[:int(len(b) * keep)])
+
+
+# each: how the files get broken, the file the message must name
+BROKEN = {
+    "truncated test images": (lambda raw: _truncate(raw / "t10k-images-idx3-ubyte"), "t10k-images-idx3-ubyte"),
+    "truncated train labels": (lambda raw: _truncate(raw / "train-labels-idx1-ubyte", 0.9), "train-labels-idx1-ubyte"),
+    "garbage": (lambda raw: (raw / "train-images-idx3-ubyte").write_bytes(b"<html>404 Not Found</html>" * 99),
+                "train-images-idx3-ubyte"),
+    "counts disagree": (lambda raw: shutil.copy(raw.parent.parent / "other" / "t10k-labels-idx1-ubyte",
+                                                raw / "t10k-labels-idx1-ubyte"), "t10k-labels-idx1-ubyte"),
+    "truncated .gz": (lambda raw: (_truncate(raw / "t10k-images-idx3-ubyte"), _gzip_only(raw, "t10k-images-idx3-ubyte")),
+                      "t10k-images-idx3-ubyte.gz"),
+}
+
+
+@pytest.fixture
+def broken_data(tmp_path, request):
+    from tests.conftest import write_idx
+    break_it, name = BROKEN[request.param]
+    write_idx(tmp_path / "MNIST" / "raw", n_train=300, n_test=100)
+    write_idx(tmp_path / "other", n_train=10, n_test=150)  # labels for another test set (counts disagree)
+    assert data.find_mnist(tmp_path) is not None
+    break_it(tmp_path / "MNIST" / "raw")
+    return tmp_path, name
+
+
+def _load_error(root) -> str:
+    with pytest.raises(data.MNISTMissing) as e:
+        data.load_mnist(root, download=False)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("broken_data", list(BROKEN), indirect=True)
+def test_unreadable_files_are_not_reported_missing(broken_data):
+    root, name = broken_data
+    assert data.find_mnist(root) is None  # the sidebar and the Train page no longer say MNIST is there
+    for msg in (data.missing_message(root), _load_error(root)):
+        assert "could not be read (truncated or corrupt?)" in msg and name in msg, msg
+        assert str((root / "MNIST" / "raw").resolve()) in msg and "Replace" in msg
+        assert "not found" not in msg
+
+
+def test_gz_files_whose_sizes_fit_are_found(tmp_path):
+    from tests.conftest import write_idx
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw, n_train=300, n_test=100)
+    for f in data.IDX_FILES:
+        _gzip_only(raw, f)
+    assert data.find_mnist(tmp_path) == raw.resolve() and data.unreadable_files(tmp_path) == []
+
+
+def test_cli_with_a_truncated_file_says_so_and_creates_nothing(tmp_path):
+    from tests.conftest import write_idx
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    write_idx(raw, n_train=300, n_test=100)
+    _truncate(raw / "t10k-images-idx3-ubyte")
+    # an unreachable proxy: had the files been taken for missing, the download would fail fast, as offline
+    env = {"MNISTVIZ_DATA": str(tmp_path / "data"), "MNISTVIZ_RUNS": str(tmp_path / "runs"), "PATH": "/usr/bin:/bin",
+           "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "HOME": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "mnistviz.train"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert "could not be read (truncated or corrupt?)" in p.stderr and "t10k-images-idx3-ubyte" in p.stderr
+    assert "not found" not in p.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert (raw / "t10k-images-idx3-ubyte").stat().st_size == (16 + 100 * 784) // 2  # the user's file left alone

@@ -310,3 +310,37 @@ def test_feature_maps_broken_checkpoint_and_no_mnist(scratch_runs, tmp_path, mon
     (scratch_runs / "tiny-none" / "best.pt").write_bytes(b"not a checkpoint")
     at = open_page(FM)
     assert any("cannot be loaded" in w for w in texts(at.warning)) and not filter_names(at)
+
+
+def test_feature_maps_names_the_checkpoint_it_uses(scratch_runs):
+    run = runs.Run(scratch_runs / "tiny-none")
+    # killed after best.pt and before the epoch's record: best.pt is from an epoch the metrics do not have, so
+    # the epoch must come from the checkpoint itself
+    e = runs.load_checkpoint(run.best_ckpt)["epoch"]
+    step = next(r["step"] for r in run.epoch_records() if r["epoch"] == e)
+    run.truncate_metrics(step - 1)
+    assert run.best_epoch() != e
+    at = open_page(FM)
+    assert f"weights from best.pt (epoch {e}, the best test accuracy)" in at.caption[0].value
+    run.best_ckpt.unlink()  # load_model falls back to last.pt: the page must say so, not "the best checkpoint"
+    at = open_page(FM)
+    cap = at.caption[0].value
+    assert "weights from last.pt (after epoch 2; the run has no best.pt)" in cap and "best checkpoint" not in cap
+    assert map_names(at)  # and the page still works on those weights
+
+
+def test_corrupt_mnist_is_named_in_sidebar_and_page(scratch_runs, tmp_path, monkeypatch):
+    from conftest import write_idx
+    raw = tmp_path / "bad" / "MNIST" / "raw"
+    write_idx(raw, n_train=300, n_test=100)
+    b = (raw / "t10k-images-idx3-ubyte").read_bytes()
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b[:len(b) // 2])
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "bad"))
+    at = open_page(FM)
+    side = texts(at.sidebar.warning)
+    assert any("could not be read (truncated or corrupt?)" in w and "t10k-images-idx3-ubyte" in w for w in side), side
+    assert not any(c.startswith("MNIST: ") for c in texts(at.sidebar.caption))  # no longer "found"
+    page = [w for w in texts(at.warning) if w not in side]
+    assert any("could not be read" in w and "only the filters are shown" in w for w in page), page
+    assert not any("not found" in w for w in page + side)
+    assert filter_names(at) == ["conv1", "conv2", "conv3"]

@@ -171,6 +171,52 @@ def test_sigkill_is_interrupted_and_resume_completes(tiny_env):
     assert again.returncode == 2 and "already completed" in again.stderr
 
 
+# A child that trains like `python -m mnistviz.train ARGS` and dies (os._exit, as a SIGKILL would) right after
+# one file write of the run: after last.pt of epoch 2, after the metrics append that carries epoch 2's record, or
+# after the append of the run's last steps (30 steps, a point every 4: the tail is step 30).
+KILL_AT = r"""
+import os, sys
+from mnistviz import train
+where = sys.argv[1]
+if where == "last.pt":
+    real_save = train.save_checkpoint
+    def save(path, obj):
+        real_save(path, obj)
+        if path.name == "last.pt" and obj["state"]["epoch"] == 2:
+            os._exit(9)
+    train.save_checkpoint = save
+else:
+    hit = {"epoch2": lambda r: r.get("epoch") == 2, "tail": lambda r: "epoch" not in r and r["step"] == 30}[where]
+    real_append = train.Run.append_metrics
+    def append(self, records):
+        real_append(self, records)
+        if any(hit(r) for r in records):
+            os._exit(9)
+    train.Run.append_metrics = append
+sys.exit(train.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("where", ["last.pt", "epoch2", "tail"])
+def test_kill_at_an_epoch_end_loses_no_record(tiny_env, where):
+    over = dict(epochs=3, model="net-320", log_every=4)
+    ref, _ = _run(tiny_env, **over, name="ref")
+    args = ["--epochs", "3", "--batch-size", "50", "--val-size", "100", "--log-every", "4", "--model", "net-320",
+            "--name", "killed", "--no-progress"]
+    k = subprocess.run([sys.executable, "-c", KILL_AT, where, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=300)
+    assert k.returncode == 9, k.stderr  # died where planned
+    run = runs.Run(tiny_env / "killed")
+    assert run.status()["status"] == "interrupted"
+    r = _cli(["--resume", "killed", "--no-progress"], {}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["status"] == "completed" and out["epochs"] == 3 and "after 3 epochs" in r.stderr
+    assert [e["epoch"] for e in run.epoch_records()] == [1, 2, 3]
+    assert run.summary()["epochs_done"] == 3
+    assert _metrics(run) == _metrics(ref)  # no record lost, none twice, the same numbers as without the kill
+
+
 def test_sigterm_checkpoints_and_stops(tiny_env):
     p = _start(tiny_env, "termed", 40)
     run = runs.Run(tiny_env / "termed")

@@ -3,11 +3,18 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnistviz import analysis, data, inspect, runs
+from mnistviz import analysis, data, evaluate, inspect, runs
 from views._shared import cached_model, selected_run
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
 TABS = ["Feature maps", "Filters", "Class scores", "Attribution"]
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def weights_info(path: str, stamp: float) -> dict:
+    """Which checkpoint the model came from (best.pt, or last.pt without one) and its epoch, per version."""
+    return evaluate.checkpoint_info(path)
+
 
 st.title("Feature maps")
 run = selected_run()
@@ -18,12 +25,11 @@ if run is None:
 try:
     model = cached_model(str(run.path), run.checkpoint_stamp())
     model_name = run.config()["model"]
+    weights = weights_info(str(run.path), run.checkpoint_stamp())
 except runs.RunError as e:
     st.warning(f"{e}. Feature maps need the run's saved weights: pick another run, or resume or retrain this one.")
     st.stop()
-best = run.best_epoch()
-st.caption(f"Run {run.name}: model {model_name}, weights of the best checkpoint"
-           f"{f' (epoch {best})' if best else ''}.")
+st.caption(f"Run {run.name}: model {model_name}, weights from {weights['about']}.")
 
 # ---- the test image ----
 try:
