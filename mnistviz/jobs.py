@@ -141,25 +141,9 @@ def queue(root=None) -> list[str]:
 
 # ---------- what is running ----------
 
-def _launcher_alive(name: str, raw: dict) -> bool:
-    """The launch of run `name` (its `sh -c ... mnistviz.train ...`, later `python -m mnistviz.jobs tick
-    --finished NAME`) is still alive: the pid lives and its command line names the run and mnistviz, so a pid
-    reused by an unrelated process is not taken for it. Where the command line cannot be read: pid liveness."""
-    pid = raw.get("launcher_pid")
-    if not runs.pid_alive(pid):
-        return False
-    args = runs.pid_cmdline(pid)
-    return args is None or (name in args and any("mnistviz" in a for a in args))
-
-
 def _busy(run: Run, raw: dict | None = None) -> bool:
     """Training (status running, our trainer alive) or starting (launched by us, launcher still alive)."""
-    raw = raw if raw is not None else run.raw_status()
-    if raw.get("status") == "running":
-        return runs.trainer_running(raw)
-    if raw.get("status") == "queued":
-        return _launcher_alive(run.name, raw)
-    return False
+    return runs.in_use(run.name, raw if raw is not None else run.raw_status())
 
 
 def running(root=None) -> list[str]:
@@ -205,7 +189,7 @@ def _settle_dead_launches(root: Path, finished: str | None = None) -> None:
         raw = run.raw_status()
         if raw.get("status") != "queued" or not raw.get("launcher_pid"):
             continue
-        if run.name == finished or not _launcher_alive(run.name, raw):
+        if run.name == finished or not runs.launcher_alive(run.name, raw):
             why = _log_tail(run) or "the training process ended before it started"
             run.write_status(status="failed", error=why, launcher_pid=None, ended=time.time())
 
@@ -328,7 +312,7 @@ def stop(name: str, root=None) -> str:
         if status == "queued":
             _write_queue(root, [n for n in _current_queue(root)[0] if n != name])
             launcher = raw.get("launcher_pid")
-            if _launcher_alive(name, raw):  # launched, still starting: end the whole launch (trainer + shell)
+            if runs.launcher_alive(name, raw):  # launched, still starting: end the whole launch (trainer + shell)
                 try:
                     os.killpg(launcher, signal.SIGTERM)
                 except (ProcessLookupError, PermissionError):

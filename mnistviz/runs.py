@@ -186,9 +186,29 @@ def trainer_running(st: dict) -> bool:
     """A status.json's pid is alive and is our trainer: its command line runs mnistviz.train, or (where that
     cannot be read, or it trains inside another program) its heartbeat is fresh."""
     pid = st.get("pid")
+    # the heartbeat first: fresh twice a second while a run trains, so the command line is read only when it is
+    # stale (an epoch end's evaluation) or the pid is not ours
+    return pid_alive(pid) and (heartbeat_fresh(st) or is_trainer(pid) is True)
+
+
+def launcher_alive(name: str, st: dict) -> bool:
+    """The launch of run `name` (jobs' `sh -c ... mnistviz.train ...`, later `python -m mnistviz.jobs tick
+    --finished NAME`) is still alive: the pid lives and its command line names the run and mnistviz, so a pid
+    reused by an unrelated process is not taken for it. Where the command line cannot be read: pid liveness."""
+    pid = st.get("launcher_pid")
     if not pid_alive(pid):
         return False
-    return is_trainer(pid) is True or heartbeat_fresh(st)
+    args = pid_cmdline(pid)
+    return args is None or (name in args and any("mnistviz" in a for a in args))
+
+
+def in_use(name: str, st: dict) -> bool:
+    """Run `name`, whose status.json is `st`, is training (our trainer alive) or starting (its launch alive)."""
+    if st.get("status") == "running":
+        return trainer_running(st)
+    if st.get("status") == "queued":
+        return launcher_alive(name, st)
+    return False
 
 
 # ---------- one run ----------
@@ -447,9 +467,7 @@ def delete_folder(path, root: Path | None = None) -> None:
     path = Path(path)
     if path.name in ("", ".", "..") or path.parent.resolve() != root or not path.is_dir():
         raise RunError(f"{path} is not a folder of the runs folder {root}; nothing was deleted")
-    raw = Run(path).raw_status()
-    if (raw.get("status") == "running" and trainer_running(raw)) or \
-            (raw.get("status") == "queued" and pid_alive(raw.get("launcher_pid"))):
+    if in_use(path.name, Run(path).raw_status()):
         raise RunError(f"the folder {path.name!r} is in use by a training process; wait for it to end, then "
                        f"delete the folder")
     _delete(path)
@@ -484,11 +502,13 @@ def load_model(run_dir) -> torch.nn.Module:
 
     run = Run(Path(run_dir))
     cfg = run.config()
-    if cfg["model"] not in MODELS:  # e.g. a run made by another version of mnistviz
+    try:
+        model = build(cfg["model"])
+    except ValueError:  # e.g. a run made by another version of mnistviz
         raise RunError(f"run {run.name} uses the model {cfg['model']!r}, which this version of mnistviz does not "
-                       f"have (it has {', '.join(MODELS)}); open it with the version that trained it, or retrain it")
+                       f"have (it has {', '.join(MODELS)}); open it with the version that trained it, or retrain it") \
+            from None
     state = load_checkpoint(run.model_checkpoint())
-    model = build(cfg["model"])
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as e:

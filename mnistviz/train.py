@@ -207,7 +207,7 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
     # what an uninterrupted one would (the w_* window feeds the next step record)
     state = dict(epoch=0, step_in_epoch=0, global_step=0, train_seconds=0.0, best_acc=-1.0,
                  ep_loss=0.0, ep_correct=0, ep_seen=0, ep_seconds=0.0,
-                 w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0, w_steps=0)
+                 w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
     if resume and not run.last_ckpt.exists():  # a queued run (or one that died before its first checkpoint)
         resume = False
         run.truncate_metrics(0)
@@ -222,7 +222,7 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
         if state["w_seen"] and any(r["step"] == state["global_step"] for r in run.step_records()):
             # a window still open in last.pt yet logged at its step: only the run's last steps, logged after the
             # final checkpoint, are (killed before the status said completed); do not log them twice
-            state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0, w_steps=0)
+            state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
     else:
         run.save_test_labels(data.test_labels.numpy())
 
@@ -251,7 +251,7 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
                              "train_acc": state["w_correct"] / state["w_seen"],
                              "lr": lr, "images_per_s": state["w_seen"] / max(state["w_seconds"], 1e-9),
                              "time": time.time()}])
-        state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0, w_steps=0)
+        state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
 
     lr = sched.get_last_lr()[0]
     gen = torch.Generator()
@@ -298,11 +298,10 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
                 state["w_correct"] += correct
                 state["w_seen"] += b
                 state["w_seconds"] += dt
-                state["w_steps"] += 1
                 if bar:
                     bar.update(1)
                 g = state["global_step"]
-                if state["w_steps"] >= cfg.log_every:
+                if g % cfg.log_every == 0:  # windows run across epoch ends: the last one logged was at g - log_every
                     log_window(epoch + (i + 1) / steps_per_epoch, lr)
                 now = time.time()
                 if now - last_beat >= 0.5:

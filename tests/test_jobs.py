@@ -57,7 +57,7 @@ def root(tiny_env):
     for run in map(runs.Run, runs.run_folders(tiny_env)):
         raw = run.raw_status()
         for key, kill, ours in (("pid", os.kill, lambda r, raw: runs.is_trainer(raw.get("pid"))),
-                                ("launcher_pid", os.killpg, lambda r, raw: jobs._launcher_alive(r.name, raw))):
+                                ("launcher_pid", os.killpg, lambda r, raw: runs.launcher_alive(r.name, raw))):
             pid = raw.get(key)
             if pid and pid != os.getpid() and ours(run, raw):
                 try:
