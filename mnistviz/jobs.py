@@ -262,15 +262,26 @@ def _check_ready(cfg: train.Config) -> None:
 
 def submit(cfg: train.Config, root=None) -> Run:
     """Create the run (queued), put it at the end of the queue and start it if nothing is training.
-    Raises RunError (invalid config, name taken) or data.MNISTMissing; nothing is created then."""
+    Raises RunError (invalid config, name taken, a queue that cannot be updated) or data.MNISTMissing; nothing
+    is created then."""
     root = runs.runs_dir(root)
     _check_ready(cfg)
     if cfg.name and (root / cfg.name).exists():
         raise RunError(f"a run named {cfg.name!r} exists; pick another name")
     run = train.create_run(cfg, root)
-    _enqueue(root, [run.name])
+    _enqueue_new(root, [run])
     tick(root)
     return run
+
+
+def _enqueue_new(root: Path, made: list[Run]) -> None:
+    """Queue runs just created; when the queue cannot be updated, remove them (never queued, never started)."""
+    try:
+        _enqueue(root, [r.name for r in made])
+    except OSError as e:  # e.g. a runs folder that cannot be written
+        for r in made:
+            shutil.rmtree(r.path, ignore_errors=True)
+        raise RunError(f"the training queue in {root} cannot be updated ({e}); nothing was launched") from None
 
 
 def submit_pair(cfg: train.Config, root=None) -> tuple[Run, Run]:
@@ -296,7 +307,7 @@ def submit_pair(cfg: train.Config, root=None) -> tuple[Run, Run]:
         for r in made:
             shutil.rmtree(r.path, ignore_errors=True)
         raise
-    _enqueue(root, [r.name for r in made])
+    _enqueue_new(root, made)
     tick(root)
     return made[0], made[1]
 

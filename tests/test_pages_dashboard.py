@@ -67,6 +67,19 @@ def test_invalid_hyperparameters_show_a_message_beside_the_field_and_launch_noth
     assert runs.list_runs() == ([], []) and jobs.queue() == []
 
 
+def test_a_queue_that_cannot_be_updated_is_said_not_raised(tiny_env, fixture_runs, app):
+    # the queue's lock file cannot be opened (here: a folder in its place; a read-only runs folder does the same):
+    # the Train page, its once-a-second live numbers, Train and Stop end in messages, not tracebacks
+    (tiny_env / "_queue.lock").mkdir()
+    copy_run(fixture_runs, tiny_env, "tiny-none")
+    at = app("views/train.py", run="tiny-none")
+    assert "The training queue cannot be updated" in texts(at.sidebar.warning) + texts(at.warning) + texts(at.info)
+    at.text_input(key="cfg_name").set_value("blocked")
+    at.button(key="train_one").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Nothing was launched" in texts(at.error) and not (tiny_env / "blocked").exists()
+
+
 def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env, app):
     at = app("views/train.py")
     at.selectbox(key="cfg_preset").set_value("lenet5-sgd").run()

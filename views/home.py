@@ -51,7 +51,7 @@ if summary:  # only runs listed as good: a folder whose name is not a valid run 
             if st.button("Stop", icon=":material/stop:", key="home_stop"):
                 try:
                     st.toast(jobs.stop(name))
-                except runs.RunError as e:
+                except (runs.RunError, OSError) as e:
                     st.error(str(e))
         elif status in jobs.RESUMABLE:
             if st.button("Resume", icon=":material/play_arrow:", key="home_resume"):

@@ -63,7 +63,7 @@ def _launch(pair: bool):
         return
     try:
         made = jobs.submit_pair(cfg) if pair else (jobs.submit(cfg),)
-    except (runs.RunError, data.MNISTMissing) as e:
+    except (runs.RunError, data.MNISTMissing, OSError) as e:
         st.session_state["train_launch_error"] = f"Nothing was launched: {e}"
         return
     st.session_state.pop("train_launch_error", None)
@@ -74,7 +74,7 @@ def _launch(pair: bool):
 def _stop(name):
     try:
         st.session_state["live_msg"] = ("ok", jobs.stop(name))
-    except runs.RunError as e:
+    except (runs.RunError, OSError) as e:
         st.session_state["live_msg"] = ("error", str(e))
 
 
@@ -82,7 +82,7 @@ def _resume(name):
     try:
         jobs.resume(name)
         st.session_state["live_msg"] = ("ok", f"{name} queued to continue from its last checkpoint.")
-    except (runs.RunError, data.MNISTMissing) as e:
+    except (runs.RunError, data.MNISTMissing, OSError) as e:
         st.session_state["live_msg"] = ("error", str(e))
 
 
@@ -186,7 +186,10 @@ def _busy_state():
 
 
 def live_numbers(name, state_seen, busy_seen):
-    jobs.tick()  # keeps the queue moving while someone watches
+    try:
+        jobs.tick()  # keeps the queue moving while someone watches
+    except (runs.RunError, OSError):
+        pass  # a runs folder that cannot be written: the sidebar says so on the next full rerun
     if _busy_state() != busy_seen:
         st.rerun()  # a run started or ended: refresh the sidebar, the buttons and the refresh rates
     if not name:
