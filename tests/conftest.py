@@ -164,3 +164,19 @@ def page(browser):
     pg.set_default_timeout(30000)
     yield pg
     ctx.close()
+
+
+@pytest.fixture
+def procs():
+    """Start real, unrelated processes (each in its own session: a pid for a status.json to point at, a
+    process group to signal); all are killed after the test."""
+    started = []
+
+    def start(*argv):
+        p = subprocess.Popen(list(argv), start_new_session=True)
+        started.append(p)
+        return p
+    yield start
+    for p in started:
+        p.kill()
+        p.wait()

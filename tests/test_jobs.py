@@ -36,21 +36,6 @@ def training_elsewhere(root, name="cli-run"):
 
 
 @pytest.fixture
-def procs():
-    """Unrelated real processes (each in its own process group) a test starts; all ended afterwards."""
-    started = []
-
-    def start(*argv):
-        p = subprocess.Popen(list(argv), start_new_session=True)
-        started.append(p)
-        return p
-    yield start
-    for p in started:
-        p.kill()
-        p.wait()
-
-
-@pytest.fixture
 def root(tiny_env):
     yield tiny_env
     # end every process these tests started (launchers and trainers in this runs folder), never others

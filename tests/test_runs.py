@@ -157,21 +157,6 @@ def test_checkpoint_with_code_is_refused(tmp_path):
 DAY_AGO = time.time() - 86400
 
 
-@pytest.fixture
-def procs():
-    """Real processes a test starts (a pid for a status.json to point at); all ended afterwards."""
-    started = []
-
-    def start(*argv):
-        p = subprocess.Popen(list(argv), start_new_session=True)
-        started.append(p)
-        return p
-    yield start
-    for p in started:
-        p.kill()
-        p.wait()
-
-
 def test_reused_pid_is_interrupted_but_a_long_evaluation_is_not(tmp_path, procs):
     # killed by the OOM killer, then the pid went to an unrelated process: not running, whatever the pid says
     other = procs("sleep", "300")
