@@ -4,6 +4,7 @@ The data root comes from the env var MNISTVIZ_DATA (default ``data/``). torchvis
 IDX files in ``<root>/MNIST/raw``; when they are absent we try its download, and when that cannot
 work (offline) we raise MNISTMissing with a sentence that says where to put the files. Files that are
 there but cannot be MNIST (truncated, corrupt: their size does not match their header) are named as such.
+Files there only as .gz (as the mirrors serve them) are unpacked beside themselves before torchvision reads them.
 """
 from __future__ import annotations
 
@@ -145,12 +146,32 @@ def load_mnist(root: Path | str | None = None, download: bool = True) -> MNIST:
     return _load(Path(root if root is not None else data_root()).resolve(), download)
 
 
+def _unpack_gz(raw: Path) -> None:
+    """Unpack each IDX file that is there only as .gz (as the MNIST mirrors serve them): torchvision reads
+    only the unpacked files and, when it may not download, takes a .gz-only folder for a missing one. The .gz
+    stays; the unpacked file appears atomically (temp file + rename), so a kill leaves no half file."""
+    for f in IDX_FILES:
+        src, dst = raw / (f + ".gz"), raw / f
+        if dst.exists() or not src.exists():
+            continue
+        tmp = dst.with_name(f".{f}.{os.getpid()}.tmp")
+        try:
+            with gzip.open(src, "rb") as g, open(tmp, "wb") as out:
+                while chunk := g.read(1 << 20):
+                    out.write(chunk)
+            os.replace(tmp, dst)
+        except (OSError, EOFError) as e:
+            tmp.unlink(missing_ok=True)
+            raise MNISTMissing(_unreadable_message(raw, [f"{src.name} cannot be unpacked into {raw} ({e})"])) from None
+
+
 @lru_cache(maxsize=4)
 def _load(root: Path, download: bool) -> MNIST:
     raw = _raw(root)
     problems = unreadable_files(root)
     if problems:  # files that are there but broken: never reported as missing, never downloaded over
         raise MNISTMissing(_unreadable_message(raw, problems))
+    _unpack_gz(raw)
     sets = []
     for train in (True, False):
         try:

@@ -117,13 +117,18 @@ def test_unreadable_files_are_not_reported_missing(broken_data):
         assert "not found" not in msg
 
 
-def test_gz_files_whose_sizes_fit_are_found(tmp_path):
+def test_gz_files_whose_sizes_fit_are_found_and_load(tmp_path):
     from tests.conftest import write_idx
     raw = tmp_path / "MNIST" / "raw"
     write_idx(raw, n_train=300, n_test=100)
     for f in data.IDX_FILES:
         _gzip_only(raw, f)
     assert data.find_mnist(tmp_path) == raw.resolve() and data.unreadable_files(tmp_path) == []
+    # and they load, offline, without a download: torchvision reads only unpacked files, so they are unpacked
+    d = data.load_mnist(tmp_path, download=False)
+    assert d.train_images.shape == (300, 28, 28) and d.test_labels.shape == (100,)
+    assert sorted(p.name for p in raw.iterdir()) == sorted([f for f in data.IDX_FILES] +
+                                                           [f + ".gz" for f in data.IDX_FILES])
 
 
 def test_cli_with_a_truncated_file_says_so_and_creates_nothing(tmp_path):
