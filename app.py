@@ -20,7 +20,15 @@ PAGES = [
     ("views/draw.py", "Draw", ":material/draw:", "draw"),
     ("views/compare.py", "Compare", ":material/compare:", "compare"),
 ]
-pages = [st.Page(f, title=t, icon=i, url_path=u, default=(u == "runs")) for f, t, i, u in PAGES]
-nav = st.navigation(pages)
+pages = [st.Page(f, title=t, icon=i, default=True) if u == "runs" else st.Page(f, title=t, icon=i, url_path=u)
+         for f, t, i, u in PAGES]
+
+
+def _to_runs():
+    # the home page lives at "/"; a typed or bookmarked /runs lands there too, its query string kept
+    st.switch_page(pages[0], query_params=st.query_params.to_dict())
+
+
+nav = st.navigation(pages + [st.Page(_to_runs, title="Runs", url_path="runs", visibility="hidden")])
 sidebar()
 nav.run()

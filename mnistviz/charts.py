@@ -150,16 +150,21 @@ def epoch_table(epoch_records: list[dict]):
 
 
 def runs_table(summaries: list[dict]):
-    """The Runs page table: one row per run summary (runs.list_runs), newest first."""
+    """The Runs page table: one row per run summary (runs.list_runs), newest first. The pair column only when
+    some run was trained as half of an augmented + normal pair."""
     import pandas as pd
 
     rows = [{
-        "name": s["name"], "model": s.get("model"), "augmentation": s.get("augment"),
+        "name": s["name"], "status": s.get("status"),
+        "progress %": None if s.get("progress") is None else round(s["progress"] * 100, 1),
         "epochs": f"{s.get('epochs_done', 0)} / {s.get('epochs')}",
         "best test acc %": None if s.get("best_test_acc") is None else s["best_test_acc"] * 100,
-        "status": s.get("status"),
+        "model": s.get("model"), "augmentation": s.get("augment"), "optimizer": s.get("optimizer"),
+        "lr": s.get("lr"), "batch": s.get("batch_size"),
+        "train s": None if s.get("train_seconds") is None else round(s["train_seconds"], 1),
         "created": pd.Timestamp.fromtimestamp(s["created"]).floor("s") if s.get("created") else None,  # local time
         "pair": s.get("pair"),
     } for s in summaries]
-    return pd.DataFrame(rows, columns=["name", "model", "augmentation", "epochs", "best test acc %", "status",
-                                       "created", "pair"])
+    columns = ["name", "status", "progress %", "epochs", "best test acc %", "model", "augmentation", "optimizer", "lr",
+               "batch", "train s", "created"] + (["pair"] if any(s.get("pair") for s in summaries) else [])
+    return pd.DataFrame(rows, columns=columns)

@@ -384,10 +384,18 @@ class Run:
         st = self.status()
         epochs = self.epoch_records()
         accs = [r["test_acc"] for r in epochs if r.get("test_acc") is not None]
+        planned = cfg.get("epochs") if _number(cfg.get("epochs")) else None
+        # how far the run is: the trainer's own figure while it trains (steps), else whole epochs
+        progress = st.get("progress") if st.get("status") == "running" and _finite(st.get("progress")) else (
+            len(epochs) / planned if planned else None)
+        secs = [r["train_seconds"] for r in epochs if _finite(r.get("train_seconds"))]
         return {
             "name": self.name, "model": cfg["model"], "augment": _text(cfg.get("augment")),
-            "optimizer": _text(cfg.get("optimizer")), "epochs_done": len(epochs),
-            "epochs": cfg.get("epochs") if _number(cfg.get("epochs")) else None,
+            "optimizer": _text(cfg.get("optimizer")), "epochs_done": len(epochs), "epochs": planned,
+            "lr": cfg.get("lr") if _finite(cfg.get("lr")) else None,
+            "batch_size": cfg.get("batch_size") if _number(cfg.get("batch_size")) else None,
+            "progress": None if progress is None else min(1.0, max(0.0, float(progress))),
+            "train_seconds": secs[-1] if secs else None,
             "best_test_acc": max(accs) if accs else None, "last_test_acc": accs[-1] if accs else None,
             "status": st.get("status"), "error": st.get("error"), "created": cfg.get("created"),
             "pair": _text(cfg.get("pair")), "path": str(self.path),

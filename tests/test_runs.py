@@ -268,3 +268,26 @@ def test_non_object_metrics_lines_are_skipped(tmp_path):
     assert runs.read_jsonl(run.metrics_file) == [{"step": 1}, {"epoch": 1, "step": 2, "test_acc": 0.5}]
     good, broken = runs.list_runs(tmp_path)
     assert broken == [] and good[0]["best_test_acc"] == 0.5
+
+
+def test_summary_has_the_hyperparameters_and_progress_the_runs_table_shows(fixture_runs, tmp_path):
+    from mnistviz import charts
+    shutil.copytree(fixture_runs / "tiny-none", tmp_path / "r")
+    run = runs.Run(tmp_path / "r")
+    cfg, epochs = run.config(), run.epoch_records()
+    s = run.summary()
+    assert (s["lr"], s["batch_size"], s["optimizer"]) == (cfg["lr"], cfg["batch_size"], cfg["optimizer"])
+    assert s["train_seconds"] == epochs[-1]["train_seconds"] > epochs[0]["train_seconds"]
+    assert s["progress"] == 1.0 and s["epochs_done"] == cfg["epochs"] == 2
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), progress=0.37)
+    assert run.summary()["progress"] == 0.37  # the trainer's own figure while it trains, finer than epochs
+    run.write_status(status="stopped", pid=None, progress=0.37)
+    (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in epochs[:1]))
+    assert run.summary()["progress"] == 0.5  # otherwise whole epochs: 1 of 2
+
+    table = charts.runs_table([run.summary()])
+    row = table.iloc[0]
+    assert (row["status"], row["progress %"], row["lr"], row["batch"], row["epochs"]) == (
+        "stopped", 50.0, cfg["lr"], cfg["batch_size"], "1 / 2")
+    assert "pair" in table.columns and row["pair"] == cfg["pair"]  # the fixture's runs were trained as a pair
+    assert "pair" not in charts.runs_table([{**run.summary(), "pair": None}]).columns  # a column of None: hidden

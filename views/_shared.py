@@ -50,7 +50,11 @@ def select_run(name: str | None) -> None:
 
 
 def _picked() -> None:
-    select_run(st.session_state.get(PICKER))
+    name = st.session_state.get(PICKER)
+    try:
+        select_run(runs.check_name(name))
+    except runs.RunError:  # never a stray label (see sidebar) in the URL
+        pass
 
 
 def sidebar() -> None:
@@ -81,14 +85,15 @@ def sidebar() -> None:
         if unknown:
             st.warning(f"There is no run named {unknown!r}; showing {current or 'nothing'} instead.")
         if names:
+            # options are the plain names: Streamlit 1.67's browser sends back the option's *label*, and a label
+            # that changed since (say, one that carried the run's status) comes back as an unknown value
             st.selectbox("Run", names, key=PICKER, on_change=_picked,
-                         format_func=lambda n: f"{n} · {by_name[n]['status']}",
                          help="Shared by every page and kept in the URL (?run=NAME).")
             r = by_name[current]
             acc = (f"{r['best_test_acc']:.2%}" if r.get("best_test_acc") is not None
                    else "none recorded" if r.get("epochs_done") else "no epoch yet")
-            st.caption(f"{r['model']} · augmentation {r['augment']} · {r['epochs_done']}/{r['epochs']} epochs · "
-                       f"best test accuracy {acc}")
+            st.caption(f"**{r['status']}** · {r['model']} · augmentation {r['augment']} · "
+                       f"{r['epochs_done']}/{r['epochs']} epochs · best test accuracy {acc}")
         else:
             st.caption("No runs yet: launch one on the Train page.")
         if broken:

@@ -13,8 +13,23 @@ st.caption(f"Run folders in {runs.runs_dir()} · training from the Train page ru
 if not good and not broken:
     st.info("No runs yet. Train one on the Train page, or from a terminal: `python -m mnistviz.train`.")
 
-if good:
-    table = charts.runs_table(good)
+LIVE_EVERY_S = 3  # while a run is queued or running; nothing reruns when nothing trains
+
+
+def _states(rows) -> list[tuple]:
+    return [(r["name"], r["status"], r["epochs_done"]) for r in rows]
+
+
+@st.fragment(run_every=LIVE_EVERY_S if any(r["status"] in ("queued", "running") for r in good) else None)
+def runs_list():
+    """The table, re-read every few seconds while something trains (progress, status). When a run's status or
+    epochs change, or runs come and go, the whole page reruns: its buttons and the sidebar follow."""
+    now, _ = all_runs()
+    if _states(now) != _states(good):
+        st.rerun()
+    if not now:
+        return
+    table = charts.runs_table(now)
 
     def _row_picked():  # only on a change of the table's selection, so the sidebar picker still rules
         rows = st.session_state["runs_table"].selection.rows
@@ -24,10 +39,18 @@ if good:
     st.dataframe(
         table, hide_index=True, width="stretch", on_select=_row_picked, selection_mode="single-row", key="runs_table",
         column_config={
+            "progress %": st.column_config.ProgressColumn(format="%.0f%%", min_value=0, max_value=100),
             "best test acc %": st.column_config.NumberColumn(format="%.2f"),
+            "lr": st.column_config.NumberColumn(format="%g"),
             "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         })
-    st.caption("Click a row to select that run on every page.")
+    st.caption("Click a row to select that run on every page."
+               + (f" Updated every {LIVE_EVERY_S} s while a run trains." if any(
+                   r["status"] in ("queued", "running") for r in now) else ""))
+
+
+if good:
+    runs_list()
 
 name = selected_run_name()
 summary = next((r for r in good if r["name"] == name), None) if name else None

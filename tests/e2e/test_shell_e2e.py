@@ -1,0 +1,91 @@
+"""The shell in Chromium: the sidebar's run picker keeps its run through status changes; /runs opens the Runs page."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from conftest import StreamlitServer
+from mnistviz import runs
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+TIMEOUT = 20000  # ms: a first render on a busy 2-core machine
+
+
+@pytest.fixture
+def server(tmp_path, fixture_runs, tiny_data):
+    root = tmp_path / "runs"
+    shutil.copytree(fixture_runs, root)  # the server writes its log into the runs folder; the fixture is read-only
+    srv = StreamlitServer({"MNISTVIZ_RUNS": str(root), "MNISTVIZ_DATA": str(tiny_data)})
+    srv.root = root
+    yield srv
+    srv.stop()
+
+
+def url_run(page) -> list[str]:
+    return parse_qs(urlparse(page.url).query).get("run", [])
+
+
+def idle(page) -> None:
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1, timeout=TIMEOUT)
+
+
+def goto_page(page, title: str, path: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+    page.wait_for_url(f"**/{path}?*")
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=TIMEOUT)
+    idle(page)
+
+
+def test_the_selected_run_survives_its_status_changing(server, page):
+    # the picker's labels used to carry each run's status; a browser holding the old label sent it back once the
+    # status had changed, Streamlit handed that label over as the value, and the shell put "tiny-aug · completed"
+    # into the URL and then fell back to another run
+    cfg_file = server.root / "tiny-aug" / "config.json"  # the oldest run: a fallback (the newest) is not it
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "created": 1_000_000_000.0}))
+    page.goto(server.url + "/confusion?run=tiny-aug")
+    expect(page.get_by_role("heading", name="Confusion", exact=True)).to_be_visible(timeout=TIMEOUT)
+    picker = page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Run")
+    expect(picker).to_have_value(re.compile(r"^tiny-aug\b"), timeout=TIMEOUT)
+    runs.Run(server.root / "tiny-aug").write_status(status="stopped")  # it ended, was stopped or resumed meanwhile
+    for title, path in (("Mispredictions", "mispredictions"), ("Feature maps", "feature-maps"), ("Runs", "")):
+        if path:
+            goto_page(page, title, path)
+        else:
+            page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+            expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=TIMEOUT)
+            idle(page)
+        assert url_run(page) == ["tiny-aug"], (title, page.url)
+        expect(picker).to_have_value(re.compile(r"^tiny-aug\b"), timeout=TIMEOUT)
+    expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("stopped")  # its status is still shown
+
+
+def test_runs_path_opens_the_runs_page_with_its_run(server, page):
+    page.goto(server.url + "/runs?run=tiny-aug")
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    expect(page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Run")).to_have_value(
+        re.compile(r"^tiny-aug\b"), timeout=TIMEOUT)
+
+
+def test_the_runs_page_follows_a_training_without_a_reload(server, page):
+    import os
+    import time
+
+    run = runs.Run(server.root / "tiny-none")
+    # training elsewhere (here: this test's own process, alive, with a fresh heartbeat)
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), progress=0.25, epoch=1)
+    page.goto(server.url + "/?run=tiny-none")
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=TIMEOUT)
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("Updated every")).to_be_visible(timeout=TIMEOUT)
+    run.write_status(status="completed", pid=None, heartbeat=time.time(), progress=1.0)
+    # no reload, no click: the table's refresh notices the new status and the page follows (buttons, sidebar)
+    expect(stop).to_have_count(0, timeout=15000)
+    expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("completed")
+    expect(page.get_by_text("Updated every")).to_have_count(0)  # nothing trains: the refresh has stopped
