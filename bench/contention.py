@@ -11,8 +11,8 @@ luck. Here each "on" window is compared with the "off" windows just before and a
 The training is the default recipe's model, optimizer and batch size (train.Config(): fast, SGD nesterov, 256), two
 threads, on random pixels, in its own process. Loads:
   dashboard  a Streamlit server and headless Chromium showing the Train page's live view of a stand-in running
-             run (bench/live_view_cpu.py's), against the Runs page (a table, idle once drawn); switched with
-             sidebar clicks in one session
+             run (bench/live_view_cpu.py's), against the Data page (idle once drawn; the Runs page is not: it
+             re-reads its table every few seconds while a run trains); switched with sidebar clicks in one session
   burst10    a process burning 20% of one core as 10 ms every 50 ms
   burst50    the same 20% of one core as 50 ms every 250 ms
 The burners take the same CPU in different patterns: if a training lost only the CPU a load takes, both would
@@ -89,7 +89,7 @@ class Burner:
 
 
 class Dashboard:
-    """A stand-in running run, a Streamlit server, Chromium: on = the Train page watching it, off = the Runs page."""
+    """A stand-in running run, a Streamlit server, Chromium: on = the Train page watching it, off = the Data page."""
 
     def __init__(self, tmp: str):
         from live_view_cpu import start_stand_in
@@ -115,8 +115,8 @@ class Dashboard:
         self.nav("Train")
         self.page.get_by_role("heading", name="Live: live").wait_for(timeout=60000)
 
-    def off(self):  # the Runs page: a table, idle once drawn
-        self.nav("Runs")
+    def off(self):  # the Data page: idle once drawn
+        self.nav("Data")
         self.page.get_by_role("heading", name="Live: live").wait_for(state="detached", timeout=60000)
 
     def close(self):
