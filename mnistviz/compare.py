@@ -166,6 +166,14 @@ def confusion_difference(labels, probs_a, probs_b) -> np.ndarray:
             - analysis.confusion_matrix(labels, analysis.predictions(probs_b)[0]))
 
 
+def better_for_a(diff) -> np.ndarray:
+    """A confusion difference (A minus B) turned into "how much better A does" in every cell: the diagonal as it
+    is (A gets more right), the rest negated (A makes that mistake less often). For colouring the difference
+    with one meaning everywhere; the signed counts themselves stay those of confusion_difference."""
+    d = np.asarray(diff)
+    return np.where(np.eye(len(d), dtype=bool), d, -d)
+
+
 def disagreements(labels, probs_a, probs_b) -> pd.DataFrame:
     """Test images exactly one of the two runs gets right.
 

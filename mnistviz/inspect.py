@@ -70,10 +70,17 @@ def conv_filters(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: m.weight.detach().cpu().clone() for name, m in stages(model) if isinstance(m, nn.Conv2d)}
 
 
+def single_values(maps: torch.Tensor) -> bool:
+    """True when every map of a stack (... x H x W) is one value (H = W = 1: e.g. LeNet-5's conv3, 120 x 1 x 1),
+    where a map's own grey scale means nothing: such a stage reads better as one value per unit."""
+    return maps.dim() >= 2 and maps.shape[-1] * maps.shape[-2] == 1
+
+
 def image_grid(maps: torch.Tensor, nrow: int = 8, pad: int = 1, scale_each: bool = True) -> np.ndarray:
     """A stack of 2-D maps (C x H x W, or N x C x H x W with C == 1) as one grayscale H' x W' float array in
     [0, 1], via torchvision.utils.make_grid. scale_each stretches every map to its own min..max (a flat map
-    is drawn mid-grey rather than divided by zero); otherwise the whole stack shares one scale."""
+    is drawn mid-grey rather than divided by zero); otherwise the whole stack shares one scale. Maps of a
+    single value (1 x 1) always share one scale: stretched to its own range, each would be the same flat grey."""
     from torchvision.utils import make_grid
 
     t = maps.detach().float().cpu()
@@ -81,6 +88,7 @@ def image_grid(maps: torch.Tensor, nrow: int = 8, pad: int = 1, scale_each: bool
         t = t.unsqueeze(1)
     if t.dim() != 4 or t.shape[1] != 1:
         raise ValueError(f"expected C x H x W or N x 1 x H x W maps, got shape {tuple(t.shape)}")
+    scale_each = scale_each and not single_values(t)
     lo = t.amin(dim=(1, 2, 3), keepdim=True) if scale_each else t.min()
     hi = t.amax(dim=(1, 2, 3), keepdim=True) if scale_each else t.max()
     span = hi - lo

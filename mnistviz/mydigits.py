@@ -203,17 +203,23 @@ def set_aside(path: Path | None = None) -> Path | None:
 
 # ---------- models and evaluation ----------
 
-def model_choices(root: Path | None = None) -> list[dict]:
+def model_choices(root: Path | None = None, include: str | None = None) -> list[dict]:
     """Models to draw with and evaluate: the bundled default (checkpoints/default) first, then every
-    completed run of the runs folder, newest first. Each: {name, label, path, stamp}."""
+    completed run of the runs folder, newest first; `include` names one more run of the runs folder to list
+    even if it has not completed (the run selected in the sidebar), as long as it has a checkpoint.
+    Each: {name, label, path, stamp, source} with source "built in" or "your runs". Labels are unique: the
+    bundled model says "built in", and a run named like another choice (a run called "default") says
+    "your runs"."""
     good, _ = list_runs(root)
     out, seen = [], set()
 
-    def entry(name, path, summary):
+    def entry(name, path, summary, source):
         acc = summary.get("best_test_acc")
-        detail = ", ".join(x for x in (summary.get("model"), f"{acc:.2%} test" if acc is not None else None) if x)
-        return {"name": name, "label": f"{name} ({detail})" if detail else name, "path": str(path),
-                "stamp": Run(Path(path)).checkpoint_stamp()}
+        status = summary.get("status")
+        parts = [summary.get("model"), f"{acc:.2%} test" if acc is not None else None,
+                 status if status != "completed" else None]
+        return {"name": name, "detail": ", ".join(x for x in parts if x), "path": str(path),
+                "stamp": Run(Path(path)).checkpoint_stamp(), "source": source}
 
     default = DEFAULT_MODEL.resolve()
     listed = {Path(r["path"]).resolve(): r for r in good}
@@ -221,16 +227,23 @@ def model_choices(root: Path | None = None) -> list[dict]:
         try:
             summary = Run(default).summary()
             if summary["status"] == "completed":
-                out.append(entry("default", default, summary))
+                out.append(entry("default", default, summary, "built in"))
                 seen.add(default)
         except RunError:
             pass
     elif default in listed and listed[default]["status"] == "completed":
-        out.append(entry(listed[default]["name"], default, listed[default]))
+        out.append(entry(listed[default]["name"], default, listed[default], "built in"))
         seen.add(default)
     for path, r in listed.items():
-        if path not in seen and r["status"] == "completed":
-            out.append(entry(r["name"], path, r))
+        if path in seen:
+            continue
+        if r["status"] == "completed" or (r["name"] == include and Run(path).checkpoint_stamp() > 0):
+            out.append(entry(r["name"], path, r, "your runs"))
+    clash = {c["name"] for c in out if sum(d["name"] == c["name"] for d in out) > 1}
+    for c in out:
+        tags = [c["source"]] if c["source"] == "built in" or c["name"] in clash else []
+        tags += [c.pop("detail")] if c["detail"] else []
+        c["label"] = f"{c['name']} ({', '.join(tags)})" if tags else c["name"]
     return out
 
 

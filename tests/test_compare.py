@@ -127,6 +127,17 @@ def test_disagreements_empty_when_runs_agree_and_refuses_different_test_sets():
         compare.disagreements(LABELS, p, p[:4])
 
 
+def test_better_for_a_has_one_meaning_in_every_cell():
+    pa, pb = onehot_probs(PRED_A), onehot_probs(PRED_B)
+    d = compare.confusion_difference(LABELS, pa, pb)
+    g = compare.better_for_a(d)
+    assert g[1, 1] == 1 and g[1, 7] == 1        # A gets the 1 right and avoids B's 1 -> 7: both good for A
+    assert g[3, 3] == -1 and g[3, 9] == -1      # B gets the 3 right, A calls it 9: both good for B
+    assert g[4, 9] == 0 and g[0, 0] == 0
+    np.testing.assert_array_equal(np.abs(g), np.abs(d))   # only signs change
+    np.testing.assert_array_equal(d, compare.confusion_difference(LABELS, pa, pb))  # the input is not touched
+
+
 def test_confusion_difference_and_per_class_accuracy():
     pa, pb = onehot_probs(PRED_A), onehot_probs(PRED_B)
     d = compare.confusion_difference(LABELS, pa, pb)

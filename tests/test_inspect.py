@@ -124,3 +124,26 @@ def test_class_scores(image):
     logits, probs = I.class_scores(model, image)
     assert logits.shape == probs.shape == (10,)
     assert probs.sum() == pytest.approx(1.0, abs=1e-5) and probs.argmax() == logits.argmax()
+
+
+def test_image_grid_of_single_values_shares_one_scale():
+    # 1 x 1 maps (LeNet-5's conv3): stretched each to its own range they would all be the same grey
+    values = torch.tensor([-2.0, 0.0, 1.0, 2.0, 2.0])
+    for each in (True, False):
+        g = I.image_grid(values.view(5, 1, 1), nrow=5, pad=0, scale_each=each)
+        assert g.shape == (1, 5)
+        np.testing.assert_allclose(g[0], [0.0, 0.5, 0.75, 1.0, 1.0])
+    assert I.single_values(values.view(1, 5, 1, 1)) and not I.single_values(torch.zeros(5, 2, 1))
+    # bigger maps still get their own scale when asked
+    maps = torch.stack([torch.arange(4.).view(2, 2), 10 * torch.arange(4.).view(2, 2)])
+    g = I.image_grid(maps, nrow=2, pad=0, scale_each=True)
+    np.testing.assert_allclose(g[:, :2], g[:, 2:])
+
+
+def test_lenet_single_value_stages_are_not_flat(image):
+    outs = I.feature_map_stages(I.stage_outputs(build("lenet5").eval(), image))
+    ones = [(n, o) for n, _, o in outs if I.single_values(o)]
+    assert [n for n, _ in ones] == ["conv3", "act3"]
+    for _, o in ones:
+        g = I.image_grid(o[0], nrow=16)  # scale_each on, as the pages ask
+        assert np.unique(g[g < 1]).size > 2  # not 120 identical greys (1.0 is the padding)

@@ -185,3 +185,48 @@ def test_checkpoint_stamp_changes_with_the_checkpoint(fixture_runs, tmp_path):
     assert runs.Run(run).checkpoint_stamp() == 1e9 != first
     os.utime(run / "best.pt", (1e9 + 60, 1e9 + 60))
     assert runs.Run(run).checkpoint_stamp() == 1e9 + 60
+
+
+def test_model_choices_tell_a_run_named_default_from_the_built_in_default(fixture_runs, tiny_data, tmp_path,
+                                                                          monkeypatch):
+    from conftest import train_tiny
+    from mnistviz.train import Config, create_run
+
+    root = tmp_path / "runs"
+    for name in ("default", "tiny-aug"):  # the runs folder has its own "default", not the bundled one
+        (root / name).mkdir(parents=True)
+        for f in (fixture_runs / "tiny-none").iterdir():
+            if f.is_file():
+                (root / name / f.name).write_bytes(f.read_bytes())
+    create_run(Config(name="queued", epochs=1), root)
+    built_in = train_tiny(tmp_path / "elsewhere", tiny_data, name="default", epochs=1)
+    monkeypatch.setattr(mydigits, "DEFAULT_MODEL", built_in)
+    choices = mydigits.model_choices(root)
+    labels = [c["label"] for c in choices]
+    assert len(set(labels)) == len(labels) == 3
+    assert [c["name"] for c in choices].count("default") == 2
+    first, mine = choices[0], next(c for c in choices[1:] if c["name"] == "default")
+    assert first["path"] == str(built_in.resolve()) and first["source"] == "built in"
+    assert first["label"].startswith("default (built in") and mine["label"].startswith("default (your runs")
+    assert mine["path"] == str((root / "default").resolve()) and mine["source"] == "your runs"
+    # a name used once needs no origin
+    assert next(c for c in choices if c["name"] == "tiny-aug")["label"].startswith("tiny-aug (fast")
+
+
+def test_model_choices_include_the_selected_run_when_it_has_a_checkpoint(fixture_runs, tmp_path, monkeypatch):
+    import json
+    from mnistviz.train import Config, create_run
+
+    root = tmp_path / "runs"
+    (root / "halfway").mkdir(parents=True)
+    for f in (fixture_runs / "tiny-none").iterdir():
+        if f.is_file():
+            (root / "halfway" / f.name).write_bytes(f.read_bytes())
+    status = json.loads((root / "halfway" / "status.json").read_text())
+    (root / "halfway" / "status.json").write_text(json.dumps({**status, "status": "stopped"}))
+    create_run(Config(name="queued", epochs=1), root)
+    monkeypatch.setattr(mydigits, "DEFAULT_MODEL", tmp_path / "missing")
+    assert mydigits.model_choices(root) == []                          # only completed runs by default
+    [c] = mydigits.model_choices(root, include="halfway")
+    assert c["name"] == "halfway" and "stopped" in c["label"] and c["stamp"] > 0
+    assert mydigits.model_choices(root, include="queued") == []        # no checkpoint: nothing to draw with

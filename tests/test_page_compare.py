@@ -196,3 +196,39 @@ def test_robustness_of_a_run_with_an_unknown_model_says_so(monkeypatch, fixture_
     assert not at.exception
     assert ("The robustness check failed: run tiny-none uses the model 'resnet-from-v9', which this version of "
             "mnistviz does not have") in texts(at.error)
+
+
+def test_confusion_difference_is_coloured_by_better_for_a_and_keeps_its_size(monkeypatch, fixture_runs, tiny_data):
+    from mnistviz import compare
+    from test_pages_inspect import decode
+
+    at = open_compare(monkeypatch, tiny_data, fixture_runs)
+    assert not at.exception
+    chart = next(c for c in at.get("plotly_chart") if "compare_confusion" in c.proto.id)
+    spec = json.loads(chart.proto.spec)
+    [heat] = [d for d in spec["data"] if d["type"] == "heatmap"]
+    y = np.load(fixture_runs / "tiny-aug" / "test_labels.npy").astype(int)
+    diff = compare.confusion_difference(y, *(runs.Run(fixture_runs / n).probs() for n in ("tiny-aug", "tiny-none")))
+    assert diff.any()
+    z = decode(heat["z"])
+    off = ~np.eye(10, dtype=bool)
+    # the colour says "better for A" everywhere: the diagonal as is, a mistake A makes less often is positive too
+    np.testing.assert_array_equal(np.diag(z), np.diag(diff))
+    np.testing.assert_array_equal(z[off], -diff[off])
+    assert heat["zmin"] == -heat["zmax"] and heat["zmax"] >= np.abs(diff).max()
+    assert heat["colorscale"][-1][1].lower() in ("rgb(5,48,97)", "#053061")  # high = blue = better for A
+    # the cells show the real signed counts A minus B
+    assert heat["text"] == [[f"{v:+d}" if v else "0" for v in row] for row in diff.tolist()]
+    t, p = np.argwhere(off & (diff != 0))[0]
+    hover = heat["customdata"][t][p]
+    assert f"tiny-aug minus tiny-none: {diff[t, p]:+d}" in hover
+    assert ("better for A" if diff[t, p] < 0 else "better for B") in hover
+    bar = heat["colorbar"]
+    assert "better for B" in bar["title"]["text"] and "better for A" in bar["title"]["text"]
+    assert bar["ticktext"][0].startswith("B") and bar["ticktext"][-1].startswith("A")
+    # a fixed, square-ish size, so a narrow window cannot squeeze it into a strip
+    layout = spec["layout"]
+    assert layout["width"] >= 380 and 0.9 <= layout["height"] / layout["width"] <= 1.4
+    assert layout["yaxis"]["scaleanchor"] == "x" and bar["orientation"] == "h"
+    caption = texts(at.caption)
+    assert "better for A (tiny-aug)" in caption and "better for B (tiny-none)" in caption

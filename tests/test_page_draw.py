@@ -104,3 +104,95 @@ def test_a_run_with_a_broken_checkpoint_is_reported(tiny_env, fixture_runs, monk
     assert not at.exception
     assert "The model broken cannot be loaded" in texts(at.error)
     assert "Draw a digit 0-9" in texts(at.info)
+
+
+# ---------- the model follows the run selected in the sidebar ----------
+
+def open_draw_on(monkeypatch, run: str) -> AppTest:
+    """The app opened with ?run=RUN (the sidebar picks it), then switched to the Draw page."""
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = run
+    at.run()
+    at.switch_page("views/draw.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def copy_run(src, dst):
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file():
+            (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_the_model_is_the_run_selected_in_the_sidebar_until_the_user_picks_another(fixture_runs, tiny_data,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(fixture_runs))
+    none, aug = (str((fixture_runs / n).resolve()) for n in ("tiny-none", "tiny-aug"))
+    at = open_draw_on(monkeypatch, "tiny-none")
+    assert model_picker(at).value == none
+    # the user's own pick stays over reruns of the page
+    default = str(mydigits.DEFAULT_MODEL.resolve())
+    model_picker(at).select(default).run()
+    assert model_picker(at).value == default
+    at.button(key="draw_clear").click().run()
+    assert not at.exception and model_picker(at).value == default
+    # another run picked in the sidebar: the model follows it
+    at.selectbox(key="_run_picker").select("tiny-aug").run()
+    assert not at.exception and model_picker(at).value == aug
+    # leaving the page and coming back: the sidebar's run again
+    model_picker(at).select(default).run()
+    at.switch_page("views/home.py").run()
+    at.switch_page("views/draw.py").run()
+    assert not at.exception and model_picker(at).value == aug
+
+
+def test_a_selected_run_without_usable_weights_falls_back_to_the_default(fixture_runs, tiny_data, tmp_path,
+                                                                           monkeypatch):
+    from mnistviz.train import Config, create_run
+
+    root = tmp_path / "runs"
+    copy_run(fixture_runs / "tiny-none", root / "broken")
+    (root / "broken" / "best.pt").write_bytes(b"not a checkpoint")
+    create_run(Config(name="queued", epochs=1), root)          # never trained: no checkpoint at all
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "no-mnist"))  # the Draw page does not need MNIST
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(root))
+    default = str(mydigits.DEFAULT_MODEL.resolve())
+    at = open_draw_on(monkeypatch, "broken")
+    assert model_picker(at).value == default and not at.error
+    assert "broken, cannot be loaded" in texts(at.caption)
+    assert "Draw a digit 0-9" in texts(at.info)
+    at.selectbox(key="_run_picker").select("queued").run()
+    assert not at.exception and model_picker(at).value == default and not at.error
+    assert not any(o.startswith("queued") for o in model_picker(at).options)
+
+
+def test_a_stopped_run_selected_in_the_sidebar_is_offered_and_used(fixture_runs, tiny_data, tmp_path, monkeypatch):
+    import json
+
+    root = tmp_path / "runs"
+    run = copy_run(fixture_runs / "tiny-none", root / "halfway")
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "status": "stopped"}))
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(root))
+    at = open_draw_on(monkeypatch, "halfway")
+    picker = model_picker(at)
+    assert picker.value == str(run.resolve())
+    label = picker.options[picker.index]
+    assert label.startswith("halfway (") and "stopped" in label
+
+
+def test_a_run_named_default_is_told_apart_from_the_built_in_one(fixture_runs, tiny_data, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    copy_run(fixture_runs / "tiny-none", root / "default")
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(root))
+    at = open_draw_on(monkeypatch, "default")
+    picker = model_picker(at)
+    assert len(set(picker.options)) == len(picker.options) == 2
+    assert picker.options[0].startswith("default (built in") and picker.options[1].startswith("default (your runs")
+    assert picker.value == str((root / "default").resolve())   # the sidebar's run, not the built-in namesake

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
@@ -68,14 +69,33 @@ def per_class_figure(table, colors) -> go.Figure:
     return fig
 
 
+CONFUSION_PX = 400  # the difference heatmap's width: square cells, a readable colour bar, also on a narrow window
+
+
 def confusion_figure(diff, a: str, b: str) -> go.Figure:
-    lim = max(1, int(abs(diff).max()))
-    fig = go.Figure(go.Heatmap(z=diff, x=list(range(10)), y=list(range(10)), colorscale="RdBu", zmid=0,
-                               zmin=-lim, zmax=lim, texttemplate="%{z}",
-                               hovertemplate=f"true %{{y}}, predicted %{{x}}<br>{a} minus {b}: %{{z}}<extra></extra>"))
-    fig.update_layout(height=460, margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis=dict(title="predicted", dtick=1, side="top"),
-                      yaxis=dict(title="true", dtick=1, autorange="reversed"))
+    """The confusion difference A minus B, coloured by which run does better (blue: A, red: B) in every cell:
+    more of a digit right on the diagonal, a mistake made less often elsewhere. The cells and the hover keep
+    the real signed counts of A minus B."""
+    diff = np.asarray(diff)
+    better = compare.better_for_a(diff)
+    lim = max(1, int(np.abs(diff).max()))
+
+    def verdict(v):
+        return f"better for A ({a})" if v > 0 else f"better for B ({b})" if v < 0 else "no difference"
+
+    hover = [[f"true {t}, predicted {p} ({'right' if t == p else 'a mistake'})<br>"
+              f"{a} minus {b}: {diff[t, p]:+d} image{'' if abs(diff[t, p]) == 1 else 's'}<br>{verdict(better[t, p])}"
+              for p in range(10)] for t in range(10)]
+    text = [[f"{v:+d}" if v else "0" for v in row] for row in diff.tolist()]
+    fig = go.Figure(go.Heatmap(
+        z=better, x=list(range(10)), y=list(range(10)), colorscale="RdBu", zmid=0, zmin=-lim, zmax=lim,
+        text=text, texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
+        colorbar=dict(orientation="h", thickness=12, len=1, x=0.5, xanchor="center", y=-0.04, yanchor="top",
+                      tickvals=[-lim, 0, lim], ticktext=[f"B by {lim}", "same", f"A by {lim}"],
+                      title=dict(text="◀ better for B · better for A ▶", side="top"))))
+    fig.update_layout(width=CONFUSION_PX, height=CONFUSION_PX + 90, margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis=dict(title="predicted", dtick=1, side="top", constrain="domain"),
+                      yaxis=dict(title="true", dtick=1, autorange="reversed", scaleanchor="x"))
     return fig
 
 
@@ -247,13 +267,18 @@ if len(probs) >= 2:
     a, b = list(probs)[:2]
     st.subheader(f"A = {a} vs B = {b}")
     st.caption("The first two selected runs (with predictions); reorder the selection above to change them.")
-    left, right = st.columns([2, 3])
+    # side by side when the page is wide enough, the heatmap above the disagreements on a narrow window
+    # (columns would squeeze it into a thin strip)
+    with st.container(horizontal=True, gap="medium"):
+        left = st.container(width=CONFUSION_PX)
+        right = st.container(width="stretch")
     with left:
         st.markdown("**Confusion matrix of A minus that of B**")
         st.plotly_chart(confusion_figure(compare.confusion_difference(labels, probs[a], probs[b]), a, b),
-                        key="compare_confusion", config=png_config("confusion-difference"))
-        st.caption("Diagonal: blue where A gets more of that digit right. Elsewhere: blue where A makes that "
-                   "mistake more often, red where B does.")
+                        key="compare_confusion", width="content", config=png_config("confusion-difference"))
+        st.caption(f"Numbers: A's count minus B's. Colour: which run does better, in every cell. Blue: better for "
+                   f"A ({a}): more of that digit right on the diagonal, that mistake made less often elsewhere. "
+                   f"Red: better for B ({b}).")
     with right:
         st.markdown("**Disagreements**: test images one run gets right and the other wrong")
         dis = compare.disagreements(labels, probs[a], probs[b])

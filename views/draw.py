@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from pathlib import Path
 
 import numpy as np
 import plotly.express as px
@@ -15,7 +16,7 @@ import streamlit as st
 
 from mnistviz import charts, mydigits, preprocess
 from mnistviz import inspect as look
-from views._shared import cached_model
+from views._shared import cached_model, selected_run, selected_run_name
 
 CANVAS_PX = 280
 SHOW_PX = 168  # the 28 x 28 input is shown 6x, pixel-sharp
@@ -72,6 +73,17 @@ def attribution_chart(attr: np.ndarray, signed: bool) -> go.Figure:
     return fig
 
 
+def unit_chart(values: np.ndarray, top: int = 5) -> go.Figure:
+    """A stage of 1 x 1 maps (LeNet-5's conv3): one bar per unit, the strongest in blue."""
+    colors = np.full(len(values), "#93a1a1", dtype=object)
+    colors[np.argsort(-values, kind="stable")[:top]] = "#268bd2"
+    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors.tolist(), marker_line_width=0,
+                           hovertemplate="unit %{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=220, margin=dict(l=0, r=0, t=10, b=0), bargap=0.15,
+                      xaxis=dict(title="unit", range=[-0.5, len(values) - 0.5]), yaxis_title="output")
+    return fig
+
+
 def what_the_model_sees(model, image: np.ndarray, digit: int) -> None:
     st.subheader("What the model sees")
     a, b = st.columns([1, 2])
@@ -95,6 +107,11 @@ def what_the_model_sees(model, image: np.ndarray, digit: int) -> None:
         name = st.selectbox("Stage", names, index=default, key="draw_stage",
                             format_func=lambda n: f"{n} ({dict((m, t) for m, t, _ in maps)[n]})")
         out = dict((n, o) for n, _, o in maps)[name][0]
+        if look.single_values(out):  # 1 x 1 maps: one value per unit, as bars on one scale
+            st.plotly_chart(unit_chart(out.flatten().numpy()), key="draw_units", config={"displayModeBar": False})
+            st.caption(f"{name}: {out.shape[0]} units of one value each for your drawing (blue: the 5 strongest; "
+                       f"hover for a unit's value)")
+            return
         grid = look.image_grid(out, nrow=8)
         st.image(sharp(grid, 640), clamp=True,
                  caption=f"{name}: {out.shape[0]} maps of {out.shape[1]} x {out.shape[2]} for your drawing "
@@ -250,19 +267,46 @@ def my_digits(choices: list[dict], default_path: str | None) -> None:
             st.caption("The saved set is damaged: importing can only replace it.")
 
 
+def pick_model(choices: list[dict]) -> dict:
+    """The Model picker. It opens on the run selected in the sidebar when that run has a checkpoint that loads,
+    else on the bundled default (the first choice). The user's own pick stays while they are on this page; a
+    different run picked in the sidebar, or coming back to the page, opens it on the sidebar's run again."""
+    paths = [c["path"] for c in choices]
+    by_path = {c["path"]: c for c in choices}
+    run = selected_run()
+    if (st.session_state.get("_draw_model_for") != selected_run_name()
+            or st.session_state.get("draw_model") not in by_path):
+        start, note = paths[0], None
+        mine = next((c for c in choices if run is not None and c["source"] == "your runs"
+                     and Path(c["path"]) == run.path.resolve()), None)
+        if mine is not None:
+            try:
+                cached_model(mine["path"], mine["stamp"])
+                start = mine["path"]
+            except ValueError as e:
+                note = (f"The run selected in the sidebar, {mine['name']}, cannot be loaded ({e}); "
+                        f"drawing with {by_path[start]['name']} instead.")
+        st.session_state["draw_model"] = start  # before the widget exists: allowed, and it shows the pick
+        st.session_state["_draw_model_for"] = selected_run_name()
+        st.session_state["_draw_model_note"] = (start, note)
+    path = st.selectbox("Model", paths, format_func=lambda p: by_path[p]["label"], key="draw_model",
+                        help="Opens on the run selected in the sidebar (the bundled default when that run has no "
+                             "usable checkpoint); any completed run can be picked.")
+    shown, note = st.session_state.get("_draw_model_note", (None, None))
+    if note and path == shown:
+        st.caption(note)
+    return by_path[path]
+
+
 st.title("Draw a digit")
 warm_up_imports()
-choices = mydigits.model_choices()
+choices = mydigits.model_choices(include=selected_run_name())
 choice = None
 if not choices:
     st.warning("No model to classify with: the bundled default model (checkpoints/default) is missing and no run "
                "has completed. Train one on the Train page; the canvas still shows what a model would receive.")
 else:
-    paths = [c["path"] for c in choices]
-    by_path = {c["path"]: c for c in choices}
-    path = st.selectbox("Model", paths, format_func=lambda p: by_path[p]["label"], key="draw_model",
-                        help="The bundled default model, or any completed run.")
-    choice = by_path[path]
+    choice = pick_model(choices)
 model = get_model(choice)
 drawing(model, choice["name"] if choice else None)
 st.divider()

@@ -47,6 +47,21 @@ except runs.RunError as e:
     st.info(f"{e}. The feature maps below come from the checkpoint and still work.")
 
 
+def unit_bars(values: np.ndarray, name: str, top: int = 5) -> None:
+    """A stage of 1 x 1 maps: one bar per unit (channel), on one scale, the strongest ones named."""
+    strongest = np.argsort(-values, kind="stable")[:top]
+    colors = np.full(len(values), "#93a1a1", dtype=object)
+    colors[strongest] = "#268bd2"
+    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors.tolist(), marker_line_width=0,
+                           hovertemplate="unit %{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=170, margin=dict(l=0, r=0, t=4, b=0), bargap=0.15, showlegend=False,
+                      xaxis=dict(title=dict(text="unit", standoff=4), range=[-0.5, len(values) - 0.5]),
+                      yaxis=dict(title="output", zeroline=True))
+    st.plotly_chart(fig, key=f"fm_units_{name}", config={"displayModeBar": False})
+    st.caption("One value per unit; strongest (blue): "
+               + ", ".join(f"{u} ({values[u]:.2f})" for u in strongest) + ". Hover for any unit.")
+
+
 def sync_url() -> None:
     st.query_params["index"] = str(st.session_state[INDEX])
 
@@ -135,17 +150,24 @@ if mnist is None:
 if shown(tabs[0]):
     with tabs[0]:
         outs = inspect.stage_outputs(model, x)
+        stages = inspect.feature_map_stages(outs)
         kept("fm_scale_each", True)
         each = st.toggle("Each map on its own grey scale", key="fm_scale_each", on_change=keep, args=("fm_scale_each",),
                          help="On: every map stretched to its own range (shows its pattern). Off: one scale per "
                               "stage (shows which maps respond most).")
-        st.caption("White = strongest output; a flat map shows as mid-grey.")
+        units = any(inspect.single_values(o) for _, _, o in stages)
+        st.caption("White = strongest output; a flat map shows as mid-grey."
+                   + (" Stages whose maps are a single value (1×1) show one bar per unit instead, all on one scale."
+                      if units else ""))
         cols = st.columns(2)
-        for k, (name, kind, o) in enumerate(inspect.feature_map_stages(outs)):
+        for k, (name, kind, o) in enumerate(stages):
             c_, h, w_ = o.shape[1:]
-            grid = inspect.image_grid(o[0], nrow=16 if c_ > 32 else 8, scale_each=each)
             with cols[k % 2]:
                 st.markdown(f"**{name}** · {kind} · {c_}×{h}×{w_}")
+                if inspect.single_values(o):
+                    unit_bars(o[0].flatten().numpy(), name)
+                    continue
+                grid = inspect.image_grid(o[0], nrow=16 if c_ > 32 else 8, scale_each=each)
                 st.image(inspect.enlarge(grid, min(640, 8 * max(grid.shape))))
 
 # ---- final layer ----
