@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 
 WRONG = (220, 50, 47)
 RIGHT = (60, 60, 60)
+PICKED = "#268bd2"  # outline of the picked tile; also the true digit's bar in probability_bars
 
 
 def _as_float_images(images) -> np.ndarray:
@@ -43,12 +44,14 @@ def png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def digit_grid(images, titles=None, highlight=None, ids=None, cols: int = 8, tile_px: int = 84) -> go.Figure:
+def digit_grid(images, titles=None, highlight=None, ids=None, cols: int = 8, tile_px: int = 84,
+               selected=None) -> go.Figure:
     """A grid of digits as ONE image (fast to draw), with a red frame on highlighted tiles.
 
     An invisible marker sits on every tile carrying `ids` (default 0..N-1) as customdata, so
     `st.plotly_chart(fig, on_select="rerun", selection_mode="points")` reports which tile was clicked:
     `event.selection.points[0]["customdata"]`. Titles show above each tile and on hover.
+    `selected`: the id of a picked tile, drawn with a blue outline (nothing when it is not in the grid).
     """
     imgs = _as_float_images(images)
     n = len(imgs)
@@ -72,17 +75,34 @@ def digit_grid(images, titles=None, highlight=None, ids=None, cols: int = 8, til
     ids = list(range(n)) if ids is None else [int(i) for i in ids]
     # as a PNG data URI: a z array would go to the browser as JSON, three numbers per pixel (slow for big grids)
     fig = go.Figure(go.Image(source=png_data_uri(mosaic), hoverinfo="skip"))
+    # a click selects a marker, and plotly then dims every unselected point of every trace, these titles too;
+    # with a colour for *selected* text, plotly draws unselected text in its own colour, at full opacity
     fig.add_trace(go.Scatter(x=xs, y=ty, mode="text", text=titles, hoverinfo="skip",
-                             textfont=dict(size=10, color=["rgb(%d,%d,%d)" % (WRONG if v else RIGHT) for v in hl])))
+                             textfont=dict(size=10, color=["rgb(%d,%d,%d)" % (WRONG if v else RIGHT) for v in hl]),
+                             selected=dict(textfont=dict(color="rgb(%d,%d,%d)" % RIGHT))))
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", customdata=ids, hovertext=titles, hoverinfo="text",
                              marker=dict(size=tile_px * 0.8, opacity=0.01, symbol="square", color="white"),
                              name="digits"))
     # fixed ranges: otherwise autorange pads for the invisible markers and the grid shrinks inside blank margins
     fig.update_xaxes(visible=False, range=[-0.5, mosaic.shape[1] - 0.5])
     fig.update_yaxes(visible=False, range=[mosaic.shape[0] - 0.5, -0.5])
+    if selected is not None and int(selected) in ids:
+        r, c = divmod(ids.index(int(selected)), cols)
+        fig.add_shape(type="rect", x0=c * tw - 0.5, x1=(c + 1) * tw - 0.5, y0=r * th + band - 0.5,
+                      y1=(r + 1) * th - 0.5, line=dict(color=PICKED, width=3), layer="above")
     scale = tile_px / tw
     fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=0, b=0), dragmode=False,
                       width=int(cols * tw * scale), height=int(rows * th * scale), clickmode="event+select")
+    return fig
+
+
+def probability_bars(probs, true: int, pred: int, height: int = 200) -> go.Figure:
+    """One image's ten class probabilities: the true digit blue, a wrong prediction red, the rest grey."""
+    colors = [PICKED if d == true else "#dc322f" if d == pred else "#93a1a1" for d in range(10)]
+    fig = go.Figure(go.Bar(x=list(range(10)), y=np.asarray(probs, dtype=float), marker_color=colors,
+                           hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(dtick=1, title="digit"),
+                      yaxis=dict(range=[0, 1], title="probability", tickformat=".0%"))
     return fig
 
 

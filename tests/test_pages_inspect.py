@@ -67,6 +67,14 @@ def chart_data(at, k, trace=0, field="y") -> np.ndarray:
     return decode(json.loads(at.get("plotly_chart")[k].proto.spec)["data"][trace][field])
 
 
+def chart_layout(at, k) -> dict:
+    return json.loads(at.get("plotly_chart")[k].proto.spec)["layout"]
+
+
+def chart_config(at, k) -> dict:
+    return json.loads(at.get("plotly_chart")[k].proto.config)
+
+
 def filter_names(at):
     """Conv layers whose filters the Feature maps page shows ('**conv1**: 8 filters of ...')."""
     return [m.value.split("**")[1] for m in at.markdown if " filters of " in m.value]
@@ -166,6 +174,59 @@ def test_mispredictions_top_losses_and_image_detail(fixture_env):
     assert link.page == "feature-maps" and link.query_string == f"run=tiny-none&index={i}"
 
 
+def test_mispredictions_keeps_its_state_across_pages(fixture_env):
+    # Streamlit forgets a widget's value when a rerun does not draw it, so leaving the page and coming back
+    # (the sidebar, or Back from a "Feature maps of image N" link) used to reset everything to batch 0, "all"
+    _, l1, p1, pr1 = stored(fixture_env, epoch=1)
+    wrong = A.wrong_per_batch(l1, pr1, 20)
+    b = int(wrong.argmax())
+    in_b = np.arange(b * 20, (b + 1) * 20)
+    i = int(in_b[l1[in_b] != pr1[in_b]][0])                       # a wrong image of that batch
+    at = open_page(MP)
+    at.select_slider(key="mp_epoch_tiny-none").set_value(1).run()
+    at.number_input(key="mp_bs_tiny-none").set_value(20).run()
+    at.number_input(key="mp_batch_tiny-none_20").set_value(b).run()
+    at.radio(key="mp_show").set_value("wrong").run()
+    at.multiselect(key="mp_pred").set_value([int(pr1[i])]).run()
+    at.toggle(key="mp_as_table").set_value(True).run()
+    at.selectbox(key="mp_image").set_value(i).run()
+    before = image_options(at)
+    assert i in before and texts(at.subheader) == [f"Batch {b}"]
+    for away in (CF, FM):  # another page, then back
+        at.switch_page(away).run()
+        at.switch_page(MP).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.select_slider(key="mp_epoch_tiny-none").value == 1
+        assert at.number_input(key="mp_bs_tiny-none").value == 20
+        assert texts(at.subheader) == [f"Batch {b}"] and at.number_input(key="mp_batch_tiny-none_20").value == b
+        assert at.radio(key="mp_show").value == "wrong" and at.multiselect(key="mp_pred").value == [int(pr1[i])]
+        assert at.toggle(key="mp_as_table").value and image_options(at) == before
+        assert at.selectbox(key="mp_image").value == i
+        assert f"**true {l1[i]}, predicted {pr1[i]}**" in at.markdown[-1].value
+    at.radio(key="mp_view").set_value("Top losses").run()
+    at.slider(key="mp_top_k").set_value(16).run()
+    at.multiselect(key="mp_true").set_value([int(l1[i])]).run()
+    at.switch_page(CF).run()
+    at.switch_page(MP).run()
+    assert at.radio(key="mp_view").value == "Top losses" and at.slider(key="mp_top_k").value == 16
+    assert at.multiselect(key="mp_true").value == [int(l1[i])]
+
+
+def test_mispredictions_grid_fits_a_narrow_page_and_marks_the_picked_image(fixture_env):
+    # at 900 px the main area is 440 px wide; a wider grid figure was squeezed into ~30 px tiles with
+    # overlapping titles and blank space under it (a plotly chart keeps its height when made narrower)
+    at = open_page(MP)
+    assert len(image_options(at)) == 50 and chart_layout(at, 1)["width"] <= 440
+    assert not chart_layout(at, 1).get("shapes")
+    at.radio(key="mp_view").set_value("Top losses").run()
+    at.slider(key="mp_top_k").set_value(200).run()
+    opts = image_options(at)
+    assert len(opts) == 200 and chart_layout(at, 1)["width"] <= 440        # the big grid too (10 columns)
+    at.selectbox(key="mp_image").set_value(opts[13]).run()                 # the 14th tile: row 1, column 3
+    (shape,) = chart_layout(at, 1)["shapes"]                               # the picked image, outlined
+    assert (shape["x0"], shape["x1"]) == (3 * 32 - 0.5, 4 * 32 - 0.5) and shape["y0"] == 42 + 10 - 0.5
+
+
 def test_mispredictions_without_predictions_or_labels(scratch_runs):
     (scratch_runs / "tiny-none" / "test_labels.npy").unlink()
     at = open_page(MP)
@@ -200,8 +261,18 @@ def test_confusion_page_numbers(scratch_runs):
     at = open_page(CF)
     assert not at.error and not at.warning
     cm = A.confusion_matrix(labels, preds)
+    rate = A.confusion_matrix(labels, preds, normalize=True)
+    # the colour is the row-normalized rate in counts mode too (it was the count: a digit with fewer test images
+    # got a paler diagonal cell and looked worst); the counts are the cells' text, hover gives both
     off, diag = chart_data(at, 0, 0, "z"), chart_data(at, 0, 1, "z")
-    assert (off == cm * (1 - np.eye(10))).all() and (np.diag(diag) == np.diag(cm)).all()
+    assert off == pytest.approx(rate * (1 - np.eye(10))) and np.diag(diag) == pytest.approx(np.diag(rate))
+    shown = np.where(np.eye(10, dtype=bool), chart_data(at, 0, 1, "text"), chart_data(at, 0, 0, "text"))
+    assert shown.tolist() == [[str(v) if v else "" for v in row] for row in cm]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert all("share of the row" in t["colorbar"]["title"]["text"] for t in spec["data"][:2])
+    hover = spec["data"][2]["hovertext"]                        # both numbers, one per cell, row by row
+    n0 = cm[0, 0]
+    assert hover[0] == f"true 0, predicted 0: {n0} image{'s' if n0 != 1 else ''} ({rate[0, 0]:.1%} of the 0s)"
     pairs, per_digit = at.dataframe[0].value, at.dataframe[1].value
     assert pairs.values.tolist() == A.most_confused(labels, preds).values.tolist()
     assert per_digit["count"].tolist() == np.bincount(labels, minlength=10).tolist()
@@ -225,6 +296,60 @@ def test_confusion_normalized_epoch_and_cell(fixture_env):
     assert texts(at.subheader)[-1] == f"True {t}, predicted {p}: {n} image{'s' if n != 1 else ''}"
     shown = sorted(chart_data(at, 1, 2, "customdata").tolist())
     assert shown == A.cell_indices(l1, pr1, t, p).tolist()
+
+
+def test_confusion_keeps_its_state_across_pages(fixture_env):
+    _, l1, p1, pr1 = stored(fixture_env, epoch=1)
+    t, p, n = A.most_confused(l1, pr1, k=1).iloc[0]
+    at = open_page(CF)
+    at.select_slider(key="cf_epoch_tiny-none").set_value(1).run()
+    at.toggle(key="cf_norm").set_value(True).run()
+    at.session_state["cf_cell"] = (int(t), int(p))   # what a click on the heatmap stores
+    at.run()
+    at.switch_page(MP).run()
+    at.switch_page(CF).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.select_slider(key="cf_epoch_tiny-none").value == 1 and at.toggle(key="cf_norm").value
+    assert at.metric[0].value == f"{(l1 == pr1).mean():.2%}"
+    assert texts(at.subheader)[-1].startswith(f"True {t}, predicted {p}: ")
+
+
+def test_confusion_heatmap_stays_square_in_a_narrow_column(fixture_env):
+    # a fixed 520 px figure in a narrower column: with scaleanchor and no constrain the y axis grew to fill the
+    # height (-9 to 17 at 900 px) and the matrix shrank; the axes must keep their ranges, the plot area shrinks
+    at = open_page(CF)
+    layout = chart_layout(at, 0)
+    assert "width" not in layout                               # sized by its block, not a fixed width
+    assert layout["xaxis"]["range"] == [-0.5, 9.5] and layout["yaxis"]["range"] == [9.5, -0.5]
+    assert layout["xaxis"]["constrain"] == layout["yaxis"]["constrain"] == "domain"
+    assert layout["yaxis"]["scaleanchor"] == "x"                # square cells
+
+
+def test_confusion_picked_image_up_close(fixture_env):
+    _, labels, probs, preds = stored(fixture_env)
+    t, p, n = (int(v) for v in A.most_confused(labels, preds, k=1).iloc[0])
+    at = open_page(CF)
+    at.session_state["cf_cell"] = (t, p)                        # what a click on the heatmap stores
+    at.run()
+    assert chart_config(at, 1).get("displayModeBar") is False   # no toolbar over the first row of titles
+    assert not at.image and not at.get("page_link") and not chart_layout(at, 1).get("shapes")
+    i = int(chart_data(at, 1, -1, "customdata")[n - 1])         # the cell's last image
+    at.session_state["cf_image"] = i                            # what a click on one of its tiles stores
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.image[0].captions == [f"test image {i}"]          # enlarged,
+    assert at.markdown[-1].value.startswith(f"**true {t}, predicted {p}** (wrong, {probs[i, p]:.1%} confident")
+    assert chart_data(at, 2) == pytest.approx(probs[i], abs=1e-6)   # its ten probabilities,
+    link = at.get("page_link")[0].proto                         # and the way to its feature maps
+    assert link.page == "feature-maps" and link.query_string == f"run=tiny-none&index={i}"
+    assert len(chart_layout(at, 1)["shapes"]) == 1              # outlined in the grid
+    at.switch_page(MP).run()                                    # kept while another page is open
+    at.switch_page(CF).run()
+    assert at.image[0].captions == [f"test image {i}"]
+    t2, p2 = (int(v) for v in A.most_confused(labels, preds, k=2).iloc[1][:2])
+    at.session_state["cf_cell"] = (t2, p2)                      # another cell: not one of its images
+    at.run()
+    assert not at.image and not at.get("page_link")
 
 
 def test_confusion_without_predictions(scratch_runs):

@@ -112,6 +112,19 @@ def sidebar() -> None:
     select_run(current)
 
 
+def kept(key: str, default):
+    """Streamlit forgets a widget's value when a rerun does not draw it (another page or tab is open, or the
+    browser went to another page and back): restore it from a shadow copy right before the widget is made."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(f"_{key}", default)
+
+
+def keep(key: str):
+    """Record the widget's value in the shadow copy. Called after the widget is drawn rather than as its
+    on_change, so values set by callbacks (a bar or tile click, a button) are kept too."""
+    st.session_state[f"_{key}"] = st.session_state[key]
+
+
 def require_mnist() -> bool:
     """On pages that need the images: say how to provide MNIST when it is missing. True when present."""
     if data.find_mnist() is None:

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnistviz import analysis, data, evaluate, inspect, runs
-from views._shared import cached_model, selected_run
+from views._shared import cached_model, keep, kept, selected_run
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
 TABS = ["Feature maps", "Filters", "Class scores", "Attribution"]
@@ -116,17 +116,6 @@ else:
 
 def shown(tab) -> bool:
     return tab is not None and getattr(tab, "open", None) is not False  # a plain container (no MNIST): shown
-
-
-def kept(key: str, default):
-    """A widget in a tab keeps its value while another tab is open (Streamlit forgets the state of a
-    widget that a rerun did not draw): restore it from a shadow copy before the widget is made."""
-    if key not in st.session_state:
-        st.session_state[key] = st.session_state.get(f"_{key}", default)
-
-
-def keep(key: str):
-    st.session_state[f"_{key}"] = st.session_state[key]
 
 
 # ---- filters (need no image) ----

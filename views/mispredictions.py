@@ -4,23 +4,34 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnistviz import analysis
-from mnistviz.charts import digit_grid
+from mnistviz.charts import digit_grid, probability_bars
 from mnistviz.inspect import enlarge
 from mnistviz.runs import RunError
-from views._shared import run_with_predictions
+from views._shared import keep, kept, run_with_predictions
 
 MAX_TILES = 256  # one grid image stays quick to draw; narrow the filters to see the rest
+# Widths in px: rows of fixed-width blocks wrap onto the next line when the page is narrow (at 900 px the main
+# area is ~440 px wide, at 1400 px ~940: two blocks side by side). The grid is drawn at a fixed size, so it
+# must fit 440 px: a plotly chart squeezed narrower keeps its height and shrinks into blank space.
+BLOCK = 440
+
 
 st.title("Mispredictions")
 run, epochs, best = run_with_predictions("look at its mispredictions")
 
-top = st.columns([2, 1, 1])
+top = st.container(horizontal=True, gap="medium")
+EPOCH, BS = f"mp_epoch_{run.name}", f"mp_bs_{run.name}"
 if len(epochs) > 1:
-    epoch = top[0].select_slider("Epoch", epochs, value=best, key=f"mp_epoch_{run.name}",
+    kept(EPOCH, best)
+    if st.session_state[EPOCH] not in epochs:
+        st.session_state[EPOCH] = best
+    with top.container(width=BLOCK):
+        epoch = st.select_slider("Epoch", epochs, key=EPOCH,
                                  format_func=lambda e: f"{e} (best)" if e == best else str(e))
+    keep(EPOCH)
 else:
     epoch = epochs[0]
-    top[0].caption(f"Predictions stored for epoch {epoch} only.")
+    top.caption(f"Predictions stored for epoch {epoch} only.", width=BLOCK)
 try:
     labels, probs = analysis.run_predictions(run, epoch)
 except RunError as e:
@@ -33,13 +44,17 @@ if n == 0:
 
 cfg_bs = run.config().get("batch_size")
 default_bs = cfg_bs if isinstance(cfg_bs, int) and 1 <= cfg_bs <= n else min(32, n)
-bs = int(top[1].number_input("Test batch size", 1, n, default_bs, key=f"mp_bs_{run.name}",
-                             help="Default: the run's training batch size (32 splits 10,000 images into 313 batches)."))
+kept(BS, default_bs)
+if not 1 <= st.session_state[BS] <= n:
+    st.session_state[BS] = default_bs
+bs = int(top.number_input("Test batch size", 1, n, key=BS, width=160,
+                          help="Default: the run's training batch size (32 splits 10,000 images into 313 batches)."))
+keep(BS)
 table = analysis.prediction_table(labels, probs, bs)
 wrong = analysis.wrong_per_batch(labels, table["predicted"].to_numpy(), bs)
 n_batches = len(wrong)
-top[2].metric("Wrong", f"{int(wrong.sum()):,} of {n:,}", f"{1 - wrong.sum() / n:.2%} accuracy", delta_color="off",
-              delta_arrow="off")
+top.metric("Wrong", f"{int(wrong.sum()):,} of {n:,}", f"{1 - wrong.sum() / n:.2%} accuracy", delta_color="off",
+           delta_arrow="off", width="content")
 
 images, missing = analysis.test_images_for(labels)
 if missing:
@@ -65,7 +80,12 @@ def on_tile_click() -> None:
 
 
 # ---- wrong per batch ----
-current = st.session_state.get(BATCH, 0)
+# (kept() only right before its widget is drawn: a value put in the state of a widget that the run then does
+# not draw outlives the widget's own value, and would come back instead of it later)
+for key, default in ((BATCH, 0), ("mp_view", "Batch"), ("mp_show", analysis.SHOW[-1]), ("mp_true", []),
+                     ("mp_pred", []), (IMAGE, None)):
+    kept(key, default)
+current = st.session_state[BATCH]
 if not 0 <= current < n_batches:
     st.warning(f"Batch {current} does not exist at batch size {bs}; showing batch {n_batches - 1}.")
     current = st.session_state[BATCH] = n_batches - 1
@@ -78,17 +98,19 @@ bars.update_layout(height=220, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=f"t
 st.plotly_chart(bars, key="mp_bars", on_select=on_bar_click, selection_mode="points", config={"displayModeBar": False})
 
 worst = int(wrong.argmax())
-c = st.columns([1, 1, 2])
-c[0].button("Batch with the most wrong", on_click=set_batch, args=(worst,), disabled=not wrong.any(),
-            help=f"batch {worst}: {int(wrong[worst])} wrong" if wrong.any() else "no wrong predictions")
-c[1].number_input("Batch", 0, n_batches - 1, key=BATCH)
-view = c[2].radio("View", ["Batch", "Top losses"], horizontal=True, key="mp_view",
-                  help="Top losses: the whole test set, highest loss first.")
+c = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
+c.button("Batch with the most wrong", on_click=set_batch, args=(worst,), disabled=not wrong.any(),
+         help=f"batch {worst}: {int(wrong[worst])} wrong" if wrong.any() else "no wrong predictions")
+c.number_input("Batch", 0, n_batches - 1, key=BATCH, width=160)
+view = c.radio("View", ["Batch", "Top losses"], horizontal=True, key="mp_view", width="content",
+               help="Top losses: the whole test set, highest loss first.")
 
-f = st.columns([3, 2, 2])
-show = f[0].radio("Show", analysis.SHOW, index=2, horizontal=True, key="mp_show")
-true_f = f[1].multiselect("True digit", list(range(10)), key="mp_true")
-pred_f = f[2].multiselect("Predicted digit", list(range(10)), key="mp_pred")
+f = st.container(horizontal=True, gap="medium")
+show = f.radio("Show", analysis.SHOW, horizontal=True, key="mp_show", width="content")
+true_f = f.multiselect("True digit", list(range(10)), key="mp_true", width=200)
+pred_f = f.multiselect("Predicted digit", list(range(10)), key="mp_pred", width=200)
+for key in (BATCH, "mp_view", "mp_show", "mp_true", "mp_pred"):
+    keep(key)
 
 if view == "Batch":
     b = st.session_state[BATCH]
@@ -96,7 +118,13 @@ if view == "Batch":
     st.subheader(f"Batch {b}", anchor=False)
     st.caption(f"Test images {b * bs}–{b * bs + len(rows) - 1}: {int(wrong[b])} wrong of {len(rows)}.")
 else:
-    k = st.slider("Images", 8, min(MAX_TILES, n), min(32, n), step=8, key="mp_top_k") if n > 8 else n
+    if n > 8:
+        kept("mp_top_k", min(32, n))
+        st.session_state["mp_top_k"] = min(max(st.session_state["mp_top_k"], 8), min(MAX_TILES, n))
+        k = st.slider("Images", 8, min(MAX_TILES, n), step=8, key="mp_top_k", width=BLOCK)
+        keep("mp_top_k")
+    else:
+        k = n
     rows = analysis.top_losses(labels, probs)
     rows = table.loc[rows["index"]]  # same rows, highest loss first, with the 'correct' column
     st.subheader("Top losses", anchor=False)
@@ -105,7 +133,9 @@ rows = analysis.filter_predictions(rows, show, true_f, pred_f)
 if view != "Batch":
     rows = rows.head(k)
 
-left, right = st.columns([3, 2])
+# the grid and the chosen image side by side, or the image under the grid on a narrow page
+below = st.container(horizontal=True, gap="medium")
+left, right = below.container(width=BLOCK), below.container(width=BLOCK)
 with left:
     if rows.empty:
         st.info("No images match: change 'Show' or the digit filters.")
@@ -115,15 +145,20 @@ with left:
             st.caption(f"Showing the first {MAX_TILES} of {len(rows)}: narrow the filters to see the rest.")
         titles = [f"{t}→{p} {c:.0%}" for t, p, c in shown[["true", "predicted", "confidence"]].itertuples(index=False)]
         if images is not None:
-            big = len(shown) > 64  # smaller tiles, same ~540 px width: fits the left column without shrinking
+            big = len(shown) > 64  # smaller tiles, same ~430 px width (BLOCK): drawn at full size, never squeezed
             fig = digit_grid(images[shown["index"].to_numpy()], titles=titles, highlight=~shown["correct"].to_numpy(),
-                             ids=shown["index"], cols=10 if big else 8, tile_px=54 if big else 68)
+                             ids=shown["index"], cols=10 if big else 8, tile_px=43 if big else 54,
+                             selected=st.session_state.get(IMAGE))
             st.plotly_chart(fig, key="mp_grid", on_select=on_tile_click, selection_mode="points", width="content",
                             config={"displayModeBar": False})
             st.caption("Red frame: wrong. Title: true → predicted, confidence. Click an image to look at it.")
         # a toggle rather than a collapsed expander: an expander's content renders (and loads the grid's
         # JavaScript) even while it is closed, and the page's first render does not need it
-        if images is None or st.toggle("Show as a table", key="mp_as_table"):
+        if images is not None:
+            kept("mp_as_table", False)
+            as_table = st.toggle("Show as a table", key="mp_as_table")
+            keep("mp_as_table")
+        if images is None or as_table:
             st.dataframe(shown.drop(columns=["batch"]), hide_index=True,
                          column_config={"confidence": st.column_config.NumberColumn(format="percent"),
                                         "loss": st.column_config.NumberColumn(format="%.3f")})
@@ -132,8 +167,11 @@ with right:
     options = [None] + rows["index"].head(MAX_TILES).tolist()
     if st.session_state.get(IMAGE) not in options:
         st.session_state[IMAGE] = None
-    i = st.selectbox("Image", options, key=IMAGE, format_func=lambda v: "click one in the grid" if v is None else
+    # (None is the kept state's "nothing picked", which a selectbox shows as its placeholder)
+    i = st.selectbox("Image", options, key=IMAGE, placeholder="click one in the grid",
+                     format_func=lambda v: "click one in the grid" if v is None else
                      f"#{v}: {labels[v]} predicted {table['predicted'].iat[v]}")
+    keep(IMAGE)
     if i is not None:
         i = int(i)
         pred, true = int(table["predicted"].iat[i]), int(labels[i])
@@ -143,11 +181,6 @@ with right:
             verdict = "right" if pred == true else "wrong"
             st.markdown(f"**true {true}, predicted {pred}** ({verdict}, {probs[i, pred]:.1%} confident, "
                         f"loss {table['loss'].iat[i]:.3f})")
-            colors = ["#268bd2" if d == true else "#dc322f" if d == pred else "#93a1a1" for d in range(10)]
-            pf = go.Figure(go.Bar(x=list(range(10)), y=probs[i], marker_color=colors,
-                                  hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
-            pf.update_layout(height=200, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(dtick=1, title="digit"),
-                             yaxis=dict(range=[0, 1], title="probability", tickformat=".0%"))
-            st.plotly_chart(pf, key="mp_probs")
+            st.plotly_chart(probability_bars(probs[i], true, pred), key="mp_probs", config={"displayModeBar": False})
             st.page_link("views/feature_maps.py", label=f"Feature maps of image {i}", icon=":material/layers:",
                          query_params={"run": run.name, "index": str(i)})

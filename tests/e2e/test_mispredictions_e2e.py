@@ -45,12 +45,59 @@ def test_jump_to_batch_with_most_wrong(fixture_runs, tiny_data, page):
         expect(heading).to_have_text(f"Batch {worst}", timeout=15000)
         first = worst * bs
         expect(page.get_by_text(f"Test images {first}–{first + n_in_batch - 1}: {wrong[worst]} wrong of "
-                                f"{n_in_batch}.")).to_be_visible()
+                                f"{n_in_batch}.")).to_be_visible(timeout=15000)
         # the batch's grid: one clickable tile per image of the batch
         charts = page.locator('[data-testid="stPlotlyChart"]')
         expect(charts).to_have_count(2)
         tiles = charts.nth(1).locator(".scatterlayer .trace").nth(1).locator("path.point")
         expect(tiles).to_have_count(n_in_batch, timeout=15000)
         assert np.sum(labels[first:first + n_in_batch] != preds[first:first + n_in_batch]) == wrong[worst] > 0
+
+        # click a wrong image: it shows up close, outlined in the grid, whose titles keep their colour
+        k = int(np.flatnonzero(labels[first:first + n_in_batch] != preds[first:first + n_in_batch])[0])
+        titles = charts.nth(1).locator(".scatterlayer .trace").nth(0).locator("text")
+        link = page.get_by_role("link", name=f"Feature maps of image {first + k}")
+        for _ in range(3):  # a click while the chart is still settling can go unnoticed by plotly
+            tiles.nth(k).scroll_into_view_if_needed()
+            box = tiles.nth(k).bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            try:
+                expect(link).to_be_visible(timeout=10000)
+                break
+            except AssertionError:
+                continue
+        expect(link).to_be_visible()
+        expect(charts).to_have_count(3)  # the bars, the grid, the image's probabilities
+        faded = titles.evaluate_all("els => els.map(e => getComputedStyle(e).fillOpacity)")
+        assert len(faded) == n_in_batch and set(faded) == {"1"}, faded
+        expect(charts.nth(1).locator(".layer-above .shapelayer path")).to_have_count(1)  # the picked tile's outline
     finally:
         server.stop()
+
+
+def test_grid_titles_stay_readable_after_a_click(tmp_path, page):
+    """plotly.js itself, on a digit_grid figure: a click selects one tile's marker, and plotly then dims the
+    unselected points of every trace, the titles' text too (to 20 % opacity), unless the figure says otherwise.
+    (On the pages the outline of the picked tile changes the figure, and the rerun draws it afresh; a grid
+    whose figure stays the same after the click, as on Compare and Draw, stays selected and would fade.)"""
+    from mnistviz.charts import digit_grid
+
+    imgs = np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8)
+    fig = digit_grid(imgs, titles=[f"#{i}" for i in range(16)], highlight=np.arange(16) % 3 == 0, cols=8, tile_px=60)
+    fig.write_html(tmp_path / "grid.html", include_plotlyjs=True)
+    page.goto((tmp_path / "grid.html").as_uri())
+    traces = page.locator(".scatterlayer .trace")
+    tiles, titles = traces.nth(1).locator("path.point"), traces.nth(0).locator("text")
+    expect(tiles).to_have_count(16)
+    opacity = "els => els.map(e => getComputedStyle(e).fillOpacity)"
+    assert set(titles.evaluate_all(opacity)) == {"1"}
+    box = tiles.nth(2).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    # the click did select (the clicked marker is styled as selected) ...
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot').data[2].selectedpoints?.length === 1")
+    # ... and every title is still drawn at full opacity, in its own colour
+    assert set(titles.evaluate_all(opacity)) == {"1"}
+    fills = titles.evaluate_all("els => els.map(e => getComputedStyle(e).fill)")
+    assert fills[0] == "rgb(220, 50, 47)" and fills[1] == "rgb(60, 60, 60)"
