@@ -1,7 +1,6 @@
 """Predictions and test-set evaluation; `python -m mnistviz.evaluate RUN [--json]` (RUN: a run folder or a run name)."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
