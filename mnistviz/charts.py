@@ -106,6 +106,21 @@ def probability_bars(probs, true: int, pred: int, height: int = 200) -> go.Figur
     return fig
 
 
+def wrong_per_batch_bars(wrong, current: int, batch_size: int, height: int = 220) -> go.Figure:
+    """Wrong predictions per test batch, the current batch red. Clicks pick a batch by its column (hovermode "x"):
+    with 313 batches a bar is 2 px wide, and a batch with nothing wrong has no bar at all to hit."""
+    n = len(wrong)
+    colors = ["#dc322f" if b == current else "#6c71c4" for b in range(n)]
+    fig = go.Figure(go.Bar(x=np.arange(n), y=wrong, marker_color=colors,
+                           hovertemplate="batch %{x}: %{y} wrong<extra></extra>"))
+    fig.add_vrect(x0=current - 0.5, x1=current + 0.5, fillcolor="#dc322f", opacity=0.12, line_width=0)  # even at 0
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0),
+                      xaxis=dict(title=f"test batch ({batch_size} images each)", range=[-0.5, n - 0.5]),
+                      yaxis=dict(title="wrong", rangemode="tozero"), hovermode="x", clickmode="event+select",
+                      dragmode=False, bargap=0.1)
+    return fig
+
+
 # ---------- training curves ----------
 
 # one colour per split, shared by the loss and accuracy panels; the per-step curve is drawn thin

@@ -1,10 +1,8 @@
 """Mispredictions: wrong test predictions batch by batch, the worst images, and one image up close."""
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from mnistviz import analysis
-from mnistviz.charts import digit_grid, probability_bars
+from mnistviz.charts import digit_grid, probability_bars, wrong_per_batch_bars
 from mnistviz.inspect import enlarge
 from mnistviz.runs import RunError
 from views._shared import keep, kept, run_with_predictions
@@ -89,12 +87,7 @@ current = st.session_state[BATCH]
 if not 0 <= current < n_batches:
     st.warning(f"Batch {current} does not exist at batch size {bs}; showing batch {n_batches - 1}.")
     current = st.session_state[BATCH] = n_batches - 1
-colors = ["#dc322f" if b == current else "#6c71c4" for b in range(n_batches)]
-bars = go.Figure(go.Bar(x=np.arange(n_batches), y=wrong, marker_color=colors,
-                        hovertemplate="batch %{x}: %{y} wrong<extra></extra>"))
-bars.add_vrect(x0=current - 0.5, x1=current + 0.5, fillcolor="#dc322f", opacity=0.12, line_width=0)  # even at 0
-bars.update_layout(height=220, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=f"test batch ({bs} images each)",
-                   yaxis_title="wrong", clickmode="event+select", dragmode=False, bargap=0.1)
+bars = wrong_per_batch_bars(wrong, current, bs)
 st.plotly_chart(bars, key="mp_bars", on_select=on_bar_click, selection_mode="points", config={"displayModeBar": False})
 
 worst = int(wrong.argmax())

@@ -72,6 +72,20 @@ def test_jump_to_batch_with_most_wrong(fixture_runs, tiny_data, page):
         faded = titles.evaluate_all("els => els.map(e => getComputedStyle(e).fillOpacity)")
         assert len(faded) == n_in_batch and set(faded) == {"1"}, faded
         expect(charts.nth(1).locator(".layer-above .shapelayer path")).to_have_count(1)  # the picked tile's outline
+
+        # a click in another batch's column, above its bar (the tallest bar is the worst batch's), opens that batch
+        other = next(b for b in range(len(wrong)) if b != worst and wrong[b] < wrong[worst])
+        area = charts.nth(0).locator(".nsewdrag").bounding_box()
+        x, y = area["x"] + (other + 0.5) / len(wrong) * area["width"], area["y"] + area["height"] * 0.05
+        for _ in range(3):  # as above: a click while the chart settles can go unnoticed
+            page.mouse.move(x, y)
+            page.mouse.click(x, y)
+            try:
+                expect(heading).to_have_text(f"Batch {other}", timeout=10000)
+                break
+            except AssertionError:
+                continue
+        expect(heading).to_have_text(f"Batch {other}")
     finally:
         server.stop()
 
@@ -101,3 +115,25 @@ def test_grid_titles_stay_readable_after_a_click(tmp_path, page):
     assert set(titles.evaluate_all(opacity)) == {"1"}
     fills = titles.evaluate_all("els => els.map(e => getComputedStyle(e).fill)")
     assert fills[0] == "rgb(220, 50, 47)" and fills[1] == "rgb(60, 60, 60)"
+
+
+def test_a_click_anywhere_in_a_batch_column_picks_that_batch(tmp_path, page):
+    """plotly.js itself, on the wrong-per-batch figure: with 313 batches a bar is about 2 px wide, and a batch with
+    nothing wrong has no bar; a click anywhere in the batch's column (here well above an empty one) picks it."""
+    from mnistviz.charts import wrong_per_batch_bars
+
+    wrong = np.zeros(313, dtype=int)
+    wrong[::7] = np.arange(len(wrong[::7])) % 4 + 1
+    target = 100
+    assert wrong[target] == 0 and wrong[target - 1] == 0 and wrong[target + 1] == 0
+    wrong_per_batch_bars(wrong, 0, 32).write_html(tmp_path / "bars.html", include_plotlyjs=True)
+    page.goto((tmp_path / "bars.html").as_uri())
+    page.wait_for_selector(".js-plotly-plot .nsewdrag")
+    page.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot');
+                            gd.on('plotly_click', d => { window.__picked = d.points.map(p => p.x); }); }""")
+    area = page.locator(".nsewdrag").first.bounding_box()
+    x = area["x"] + (target + 0.5) / len(wrong) * area["width"]  # the x range is [-0.5, n - 0.5]
+    page.mouse.move(x, area["y"] + area["height"] * 0.2)
+    page.mouse.click(x, area["y"] + area["height"] * 0.2)
+    page.wait_for_function("() => window.__picked !== undefined", timeout=5000)
+    assert page.evaluate("() => window.__picked") == [target]
