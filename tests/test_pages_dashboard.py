@@ -112,6 +112,98 @@ def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env
     assert len(at.get("plotly_chart")) == 1
 
 
+# the "run it again with changes" workflow: a run's hyperparameters, every one unlike the defaults
+RERUN_CONFIG = dict(model="lenet5", optimizer="adam", lr=0.003, momentum=0.8, nesterov=False, weight_decay=0.001,
+                    schedule="step", label_smoothing=0.1, batch_size=50, epochs=1, augment="light", seed=7,
+                    val_size=50, target_accuracy=0.97, limit_train=200, log_every=3, preset="lenet5-sgd")
+FORM_WIDGETS = {"model": "selectbox", "optimizer": "selectbox", "schedule": "selectbox", "augment": "selectbox",
+                "nesterov": "checkbox", "name": "text_input"}  # every other field: a number_input
+
+
+def form_values(at) -> dict:
+    return {f: getattr(at, FORM_WIDGETS.get(f, "number_input"))(key=f"cfg_{f}").value
+            for f in (*RERUN_CONFIG, "name") if f != "preset"}
+
+
+def rewrite_config(runs_root: Path, name: str, **changes) -> None:
+    cfg_file = runs_root / name / "config.json"
+    cfg = {**json.loads(cfg_file.read_text()), **changes}
+    cfg_file.write_text(json.dumps({k: v for k, v in cfg.items() if v is not ...}))  # ...: leave the key out
+
+
+def test_load_settings_from_the_selected_run_fills_the_form_and_trains_it_again(tiny_env, fixture_runs, app):
+    copy_run(fixture_runs, tiny_env, "tiny-none")
+    rewrite_config(tiny_env, "tiny-none", **RERUN_CONFIG)
+    shutil.copytree(fixture_runs / "tiny-aug", tiny_env / "tiny-none-2")  # so the next free name is -3
+    at = app("views/train.py", run="tiny-none")
+    assert at.selectbox(key="cfg_preset").value == "default" and at.number_input(key="cfg_lr").value == 0.2
+    assert at.button(key="cfg_load").label == "Load settings from tiny-none"
+    at.button(key="cfg_load").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    expected = {k: v for k, v in RERUN_CONFIG.items() if k != "preset"} | {"name": "tiny-none-3"}
+    assert form_values(at) == expected
+    assert at.selectbox(key="cfg_preset").value == "lenet5-sgd"  # the preset the run started from
+    assert "Loaded the settings of tiny-none into the form, with a new run name: tiny-none-3" in texts(at.success)
+    assert not at.error and not at.warning, texts(at.error) + texts(at.warning)
+
+    at.number_input(key="cfg_seed").set_value(8)  # the change to try
+    at.button(key="train_one").click().run()
+    assert "Launched: tiny-none-3" in texts(at.success), texts(at.error)
+    new = runs.get_run("tiny-none-3")
+    deadline = time.time() + 90
+    while new.status()["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.2)
+    assert new.status()["status"] == "completed", (new.path / jobs.LOG_FILE).read_text()
+    assert {k: new.config()[k] for k in RERUN_CONFIG} == RERUN_CONFIG | {"seed": 8}
+
+
+def test_load_settings_says_which_values_of_the_run_the_form_cannot_take(tiny_env, fixture_runs, app):
+    copy_run(fixture_runs, tiny_env, "tiny-none")
+    # a model since removed from the registry, a number written as text, a field older versions did not record
+    rewrite_config(tiny_env, "tiny-none", model="old-net", batch_size="64", lr=0.05, epochs=3, limit_train=...)
+    at = app("views/train.py", run="tiny-none")
+    at.selectbox(key="cfg_preset").set_value("best").run()  # the form before loading: model wide, 16 epochs
+    at.number_input(key="cfg_limit_train").set_value(500).run()
+    at.button(key="cfg_load").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = texts(at.warning)
+    assert "Loaded the settings of tiny-none (new run name: tiny-none-2), except:" in shown
+    assert "Model: 'old-net' is not one of its choices here" in shown and "the field keeps 'wide'" in shown
+    assert "Batch size: '64' is not a number; the field keeps 256" in shown
+    assert "not in its config.json (an older version?), so set to the defaults: Limit training images" in shown
+    assert not at.success
+    values = form_values(at)
+    assert (values["model"], values["batch_size"]) == ("wide", 256)  # kept
+    assert (values["lr"], values["epochs"], values["limit_train"], values["name"]) == (0.05, 3, 0, "tiny-none-2")
+
+
+def test_live_curves_of_a_starting_run_show_their_few_points_on_sane_axes(tiny_env, fixture_runs, app):
+    from mnistviz import train
+
+    # a run that has logged one step record so far (training elsewhere: here, this process)
+    run = train.create_run(train.Config(name="starting", epochs=2), tiny_env)
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), total_steps=22)
+    first = runs.Run(fixture_runs / "tiny-none").step_records()[0]
+    run.append_metrics([first])
+    at = app("views/train.py", run="starting")
+    assert live_stats(at)["Status"] == "running"
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    steps = [t for t in fig["data"] if t["legendgroup"] == "train-step"]
+    # one point draws no line: markers
+    assert len(steps) == 2 and all(t["mode"] == "lines+markers" and len(t["x"]) == 1 for t in steps)
+    layout = fig["layout"]
+    assert layout["yaxis2"]["autorangeoptions"] == {"minallowed": 0, "maxallowed": 1}  # accuracy within 0-100%
+    assert all(layout[a]["autorangeoptions"]["minallowed"] == 0 for a in ("xaxis", "xaxis2", "yaxis"))
+
+    many = train.create_run(train.Config(name="many", epochs=2), tiny_env)  # a curve of many points: lines only
+    many.append_metrics([{**first, "step": k, "epoch_progress": k / 22} for k in range(1, 41)])
+    many.write_status(status="completed")
+    at = app("views/train.py", run="many")
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {t["mode"] for t in fig["data"] if t["legendgroup"] == "train-step"} == {"lines"}
+    assert fig["layout"]["yaxis2"]["autorangeoptions"]["maxallowed"] == 1
+
+
 # ---------- shell and Runs ----------
 
 def test_the_url_selects_the_run_and_a_page_switch_keeps_it(tiny_env, fixture_runs, app):

@@ -1,8 +1,11 @@
 """Train: every hyperparameter of the trainer, presets, launch (one run or an augmented + normal pair), and a
-live view of the selected run: its numbers re-read from status.json every second, its curves and epoch table
-from metrics.jsonl every 10 s while it trains."""
+"load settings from" the selected run (to train it again with changes), and a live view of the selected run: its
+numbers re-read from status.json every second, its curves and epoch table from metrics.jsonl every 10 s while it
+trains (at once for each of a run's first records)."""
 import dataclasses
 import html
+import math
+import re
 
 import streamlit as st
 
@@ -42,10 +45,82 @@ def _key(f):
     return f"cfg_{f}"
 
 
-def _apply_preset():
-    values = {**DEFAULTS, **train.preset_config(st.session_state["cfg_preset"])}
+def _fill_form(values: dict) -> None:
+    """Set every field of the form (before its widgets exist in this rerun: from a callback or on first load)."""
     for f in FIELDS:
-        st.session_state[_key(f)] = values[f] if f != "name" else ""
+        st.session_state[_key(f)] = values[f]
+
+
+def _apply_preset():
+    st.session_state.pop("cfg_loaded", None)
+    _fill_form({**DEFAULTS, **train.preset_config(st.session_state["cfg_preset"]), "name": ""})
+
+
+def _form_value(field: str, value):
+    """`value` as field's widget takes it (an int for an integer field, a float for a number...); ValueError
+    saying why when it cannot take it (a model no longer in the registry, text in a number field...)."""
+    label, kind, extra = FIELDS[field]
+    if kind == "select":
+        if isinstance(value, str) and value in extra:
+            return value
+        raise ValueError(f"{value!r} is not one of its choices here ({', '.join(extra)})")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{value!r} is not true or false")
+    if kind == "optfloat" and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a number")
+    if kind == "int":
+        if float(value).is_integer():
+            return int(value)
+        raise ValueError(f"{value!r} is not a whole number")
+    return float(value)
+
+
+def _fresh_name(name: str) -> str:
+    """A run name nobody has yet, after `name`: lenet-plain -> lenet-plain-2, lenet-plain-2 -> lenet-plain-3..."""
+    m = re.fullmatch(r"(.+)-(\d{1,3})", name)  # not a timestamp's digits (fast-none-20261127-125702)
+    base, k = (m.group(1), int(m.group(2))) if m else (name, 1)
+    base = base[:95]
+    root = runs.runs_dir()
+    while True:
+        k += 1
+        if not (root / f"{base}-{k}").exists():
+            return f"{base}-{k}"
+
+
+def _load_run_settings(name: str):
+    """Fill the form with the hyperparameters run `name` was trained with (its config.json), the way a preset
+    fills it, and a new run name after its own: the "run it again with changes" workflow."""
+    st.session_state.pop("train_launched", None)
+    st.session_state.pop("train_launch_error", None)
+    try:
+        cfg = runs.get_run(name).config()
+    except runs.RunError as e:
+        st.session_state["cfg_loaded"] = (name, None, [f"nothing was loaded: {e}"])
+        return
+    values = {f: st.session_state.get(_key(f), DEFAULTS[f]) for f in FIELDS}
+    problems, missing = [], []
+    for f in FIELDS:
+        if f == "name":
+            continue
+        if f not in cfg:
+            missing.append(FIELDS[f][0])
+            values[f] = DEFAULTS[f]
+            continue
+        try:
+            values[f] = _form_value(f, cfg[f])
+        except ValueError as e:
+            problems.append(f"{FIELDS[f][0]}: {e}; the field keeps {values[f]!r}")
+    if missing:
+        problems.append(f"not in its config.json (an older version?), so set to the defaults: {', '.join(missing)}")
+    values["name"] = _fresh_name(name)
+    _fill_form(values)
+    if cfg.get("preset") in train.PRESETS:  # the preset it started from, recorded again in the new run
+        st.session_state["cfg_preset"] = cfg["preset"]
+    st.session_state["cfg_loaded"] = (name, values["name"], problems)
 
 
 def _form_config() -> train.Config:
@@ -55,6 +130,7 @@ def _form_config() -> train.Config:
 
 
 def _launch(pair: bool):
+    st.session_state.pop("cfg_loaded", None)
     cfg = _form_config()
     errors = train.validate(cfg)
     st.session_state.pop("train_launched", None)
@@ -89,6 +165,13 @@ def _resume(name):
 # how often the curves and the epoch table refresh while a run trains (see the live view below); TensorBoard's
 # default is 30 s
 CURVES_EVERY_S = 10.0
+# ...except at a run's start: while the chart shows fewer records than this, the once-a-second numbers redraw it as
+# soon as a new record lands (otherwise the first 10 s of a run, most of a default run's first epoch, show an empty
+# chart). A handful of extra redraws per run; the 10 s rhythm after them is unchanged.
+SPARSE_RECORDS = 3
+# per-step curves with fewer points than this get markers too: one point alone draws no line
+MARKERS_BELOW = 20
+CURVES_DRAWN = "live_curves_drawn"  # (run name, metrics.jsonl size, records) of the chart on screen
 
 
 def _ms(seconds) -> str:
@@ -111,41 +194,59 @@ if "cfg_preset" not in st.session_state:
     _apply_preset()
 require_mnist()
 
-top = st.columns([2, 3])
-top[0].selectbox("Preset", list(train.PRESETS), key="cfg_preset", on_change=_apply_preset,
+# Rows of widgets sit in wrapping horizontal containers, not st.columns: at 900 px (sidebar open) fixed column
+# ratios cut labels and the Train button to "T."; a wrapping row keeps each widget readable and moves the rest down.
+selected = selected_run_name()
+with st.container(horizontal=True, vertical_alignment="bottom", key="train_top"):
+    st.selectbox("Preset", list(train.PRESETS), key="cfg_preset", on_change=_apply_preset, width=260,
                  persist_state="session", help="Fills the form below with a seed experiment's hyperparameters.")
-top[1].caption(train.PRESETS[st.session_state["cfg_preset"]]["desc"])
+    st.button(f"Load settings from {selected}" if selected else "Load settings from a run", key="cfg_load",
+              icon=":material/settings_backup_restore:", disabled=not selected, on_click=_load_run_settings,
+              args=(selected,), help="Fills the form with the hyperparameters the run selected in the sidebar was "
+                                     "trained with, and a new run name: change what you want to try, then Train.")
+st.caption(train.PRESETS[st.session_state["cfg_preset"]]["desc"])
+loaded = st.session_state.get("cfg_loaded")
+if loaded:
+    source, new_name, problems = loaded
+    if new_name is None:
+        st.error(f"Loading the settings of {source}: {problems[0]}")
+    elif problems:
+        st.warning(f"Loaded the settings of {source} (new run name: {new_name}), except:\n\n" +
+                   "\n".join(f"- {p}" for p in problems))
+    else:
+        st.success(f"Loaded the settings of {source} into the form, with a new run name: {new_name}. "
+                   f"Change what you want to try, then Train.")
 
 errors = train.validate(_form_config())  # live: a message beside the field as soon as a value is out of range
-cols = st.columns(len(LAYOUT))
-for col, fields in zip(cols, LAYOUT):
-    with col:
-        for f in fields:
-            label, kind, extra = FIELDS[f]
-            help_ = extra if isinstance(extra, str) else None
-            k = _key(f)
-            if kind == "select":
-                st.selectbox(label, extra, key=k, persist_state="session",
-                             format_func=(lambda m: f"{m}: {models.DESCRIPTIONS.get(m, '')}") if f == "model" else str)
-            elif kind == "bool":
-                st.checkbox(label, key=k, help=help_, persist_state="session")
-            elif kind == "int":
-                st.number_input(label, step=1, key=k, help=help_, persist_state="session")
-            elif kind == "float":
-                st.number_input(label, step=STEPS[f], format="%g", key=k, help=help_, persist_state="session")
-            elif kind == "optfloat":
-                st.number_input(label, value=None, step=0.001, format="%g", key=k, help=help_,
-                                placeholder="none", persist_state="session")
-            else:
-                st.text_input(label, key=k, help=help_, persist_state="session")
-            if f in errors:
-                st.error(errors[f], icon=":material/error:")
+with st.container(horizontal=True, gap="medium", key="train_form"):
+    for fields in LAYOUT:
+        with st.container(width="stretch"):
+            for f in fields:
+                label, kind, extra = FIELDS[f]
+                help_ = extra if isinstance(extra, str) else None
+                k = _key(f)
+                if kind == "select":
+                    fmt = (lambda m: f"{m}: {models.DESCRIPTIONS.get(m, '')}") if f == "model" else str
+                    st.selectbox(label, extra, key=k, persist_state="session", format_func=fmt)
+                elif kind == "bool":
+                    st.checkbox(label, key=k, help=help_, persist_state="session")
+                elif kind == "int":
+                    st.number_input(label, step=1, key=k, help=help_, persist_state="session")
+                elif kind == "float":
+                    st.number_input(label, step=STEPS[f], format="%g", key=k, help=help_, persist_state="session")
+                elif kind == "optfloat":
+                    st.number_input(label, value=None, step=0.001, format="%g", key=k, help=help_,
+                                    placeholder="none", persist_state="session")
+                else:
+                    st.text_input(label, key=k, help=help_, persist_state="session")
+                if f in errors:
+                    st.error(errors[f], icon=":material/error:")
 
-b1, b2, _ = st.columns([1, 2, 3])
-b1.button("Train", type="primary", icon=":material/play_arrow:", on_click=_launch, args=(False,), key="train_one")
-b2.button("Train augmented + normal pair", icon=":material/call_split:", on_click=_launch, args=(True,),
-          key="train_pair", help="Same config twice, with augmentation (the level above, or standard if it is none) "
-                                 "and without, queued one after the other, for the Compare page.")
+with st.container(horizontal=True, key="train_buttons"):
+    st.button("Train", type="primary", icon=":material/play_arrow:", on_click=_launch, args=(False,), key="train_one")
+    st.button("Train augmented + normal pair", icon=":material/call_split:", on_click=_launch, args=(True,),
+              key="train_pair", help="Same config twice, with augmentation (the level above, or standard if it is "
+                                     "none) and without, queued one after the other, for the Compare page.")
 if st.session_state.get("train_launch_error"):
     st.error(st.session_state["train_launch_error"])
 elif st.session_state.get("train_launched"):
@@ -162,7 +263,9 @@ with st.expander(f"Model summary: {st.session_state[_key('model')]}"):
 # Three parts, refreshed at different rates, because every rerun of a part costs the browser CPU that a training
 # on the same 2 cores then lacks (bench/contention.py): the numbers rerun every second; the curves and epoch table
 # every CURVES_EVERY_S seconds (redrawing them is ~0.2 s of browser CPU each time); the heading, messages and
-# Stop / Resume only when the run's state changes, which reruns the whole page.
+# Stop / Resume only when the run's state changes, which reruns the whole page. One exception, at a run's start:
+# while the chart shows fewer than SPARSE_RECORDS records, the numbers' once-a-second rerun notices metrics.jsonl
+# grow (one stat()) and reruns the page, so the first points show at once; at most SPARSE_RECORDS such reruns a run.
 
 _STAT_STYLE = ("<style>.mv-stats{display:flex;flex-wrap:wrap;gap:0.5rem 2.5rem;margin:0.25rem 0 0.75rem}"
                ".mv-stat .mv-label{font-size:0.875rem;opacity:0.7}.mv-stat .mv-value{font-size:1.75rem;line-height:1.3}"
@@ -207,6 +310,8 @@ def live_numbers(name, state_seen, busy_seen):
     progress = float(status.get("progress") or 0.0)
     ips = status.get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
     best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
+    if state == "running" and _curves_behind(run):
+        st.rerun()  # the chart is (nearly) empty and has new records to show: redraw it now, not in up to 10 s
     st.markdown(_stat_row([
         ("Status", state),
         ("Epoch", f"{len(epochs)} / {cfg.get('epochs')}"),
@@ -217,12 +322,47 @@ def live_numbers(name, state_seen, busy_seen):
     ]), unsafe_allow_html=True)
 
 
+def _metrics_size(run) -> int:
+    try:
+        return run.metrics_file.stat().st_size
+    except OSError:
+        return 0
+
+
+def _curves_behind(run) -> bool:
+    """The chart on screen shows fewer than SPARSE_RECORDS records of this run, and metrics.jsonl has grown
+    since it was drawn. One stat() a second, and only in a fragment rerun of the numbers: live_section clears
+    CURVES_DRAWN before a full rerun draws the chart anew."""
+    drawn = st.session_state.get(CURVES_DRAWN)
+    return (drawn is not None and drawn[0] == run.name and drawn[2] < SPARSE_RECORDS
+            and _metrics_size(run) != drawn[1])
+
+
+def live_figure(steps, epochs, x: str) -> dict:
+    """The training curves as the live view draws them: markers on a per-step curve of few points (a run's first
+    seconds), and no axis beyond what the values can be (accuracy in 0-100%, loss, epochs and steps from 0)."""
+    spec = charts.training_curves_spec(steps, epochs, x=x)
+    if len(steps) < MARKERS_BELOW:
+        for trace in spec["data"]:
+            if trace.get("legendgroup") == "train-step":
+                trace.update(mode="lines+markers", marker=dict(size=5, color=charts.SPLIT_COLORS["train"]))
+    layout = spec["layout"]
+    for axis in ("xaxis", "xaxis2", "yaxis"):
+        layout[axis]["autorangeoptions"] = dict(minallowed=0)
+    layout["yaxis2"]["autorangeoptions"] = dict(minallowed=0, maxallowed=1)
+    # the legend hangs below the axis titles: anchored at its bottom, a legend of two rows (at 900 px) rose over them
+    layout["legend"].update(yanchor="top", y=-0.28)
+    return spec
+
+
 def live_curves(run):
+    size = _metrics_size(run)  # before reading: a record appended meanwhile makes the next check redraw
     epochs = run.epoch_records()
     steps = run.step_records()
+    st.session_state[CURVES_DRAWN] = (run.name, size, len(steps) + len(epochs))
     if steps or epochs:
         x = st.radio("x axis", ["epoch", "step"], horizontal=True, key="curve_x", label_visibility="collapsed")
-        st.plotly_chart(charts.training_curves_spec(steps, epochs, x=x), key="live_curves", width="stretch",
+        st.plotly_chart(live_figure(steps, epochs, x), key="live_curves", width="stretch",
                         config={"displaylogo": False})
     else:
         st.caption("Curves appear after the first logged steps.")
@@ -256,6 +396,7 @@ def live_section():
         return
     status = run.status()
     state = status.get("status", "failed")
+    st.session_state.pop(CURVES_DRAWN, None)  # the curves are drawn below in this rerun: nothing to catch up on
     st.subheader(f"Live: {name}")
     st.fragment(live_numbers, run_every=every)(name, state, busy)
     if state == "queued":
@@ -265,12 +406,13 @@ def live_section():
     elif state in ("interrupted", "failed"):
         st.warning(f"{name} is {state}: {status.get('error') or 'no reason recorded'}. "
                    f"Resume continues from its last checkpoint.")
-    a, b, _ = st.columns([1, 1, 4])
-    if state in ("queued", "running"):
-        a.button("Stop", icon=":material/stop:", key="live_stop", on_click=_stop, args=(name,),
-                 help="Training stops at the current step and saves a checkpoint; Resume continues from it.")
-    if state in jobs.RESUMABLE:
-        b.button("Resume", icon=":material/play_arrow:", key="live_resume", on_click=_resume, args=(name,))
+    if state in ("queued", "running") or state in jobs.RESUMABLE:
+        with st.container(horizontal=True, key="live_buttons"):
+            if state in ("queued", "running"):
+                st.button("Stop", icon=":material/stop:", key="live_stop", on_click=_stop, args=(name,),
+                          help="Training stops at the current step and saves a checkpoint; Resume continues from it.")
+            if state in jobs.RESUMABLE:
+                st.button("Resume", icon=":material/play_arrow:", key="live_resume", on_click=_resume, args=(name,))
     msg = st.session_state.pop("live_msg", None)
     if msg:
         (st.error if msg[0] == "error" else st.success)(msg[1])

@@ -1,12 +1,17 @@
 """The Train page in Chromium: launch a short run from the form, watch the live curves gain points while it
-trains in its own process, and the status reach completed."""
+trains in its own process, and the status reach completed; the curves of a run's first seconds; the form's layout
+at 900 and 1400 px."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import time
 
 import pytest
 
-from conftest import StreamlitServer
+from conftest import ROOT, StreamlitServer
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -16,6 +21,12 @@ CHART_POINTS_JS = """() => {
   const el = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
   if (!el || !el.data) return -1;
   return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
+}"""
+# the live curves' per-step traces (loss, accuracy): their mode and the y range plotly drew
+TRACES_JS = """() => {
+  const el = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  return el.data.filter(t => t.legendgroup === 'train-step').map(t => ({
+    mode: t.mode, yrange: el._fullLayout[t.yaxis === 'y2' ? 'yaxis2' : 'yaxis'].range}));
 }"""
 STATUS_JS = """() => {
   const el = document.querySelector('[data-stat="Status"] .mv-value');
@@ -71,3 +82,118 @@ def test_launch_from_the_train_page_and_watch_it_live(server, page):
     page.wait_for_function(f"({CHART_POINTS_JS})() == {2 * steps + 6 * len(epochs)}", timeout=10000)
     expect(page.locator('[data-stat="Epoch"] .mv-value')).to_have_text("300 / 300")
     expect(page.get_by_text("Per epoch: seconds spent training and evaluating")).to_be_visible()  # the epoch table
+
+
+# ---------- the curves of a run's first seconds ----------
+
+@pytest.fixture
+def starting_run(server):
+    """A run shown as running that has logged nothing yet: training elsewhere (here, this test process, which
+    appends the records itself, so the test decides when each lands)."""
+    from mnistviz import train
+
+    srv, root = server
+    run = train.create_run(train.Config(name="starting", epochs=2, log_every=20), root)
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), started=time.time(),
+                     total_steps=430, steps_per_epoch=215, epochs=2)
+    yield srv, run
+    run.write_status(status="stopped", pid=None)
+
+
+def step_record(k: int) -> dict:
+    """The trainer's k-th step record (log_every 20, 215 steps an epoch)."""
+    return {"step": 20 * k, "epoch_progress": round(20 * k / 215, 4), "train_loss": 2.3 / k, "train_acc": 1 - 0.9 / k,
+            "lr": 0.2, "images_per_s": 9000.0, "time": time.time()}
+
+
+def page_constant(name: str) -> float:
+    """A constant of views/train.py, read from its source (importing a page script would run it)."""
+    return float(re.search(rf"^{name} = ([0-9.]+)", (ROOT / "views" / "train.py").read_text(), re.M).group(1))
+
+
+def test_the_first_records_of_a_run_show_at_once_then_the_curves_keep_their_10_s_rhythm(starting_run, page):
+    CURVES_EVERY_S, SPARSE_RECORDS = page_constant("CURVES_EVERY_S"), int(page_constant("SPARSE_RECORDS"))
+    srv, run = starting_run
+    page.goto(srv.url + "/train?run=starting")
+    expect(status(page)).to_have_text("running", timeout=60000)
+    expect(page.get_by_text("Curves appear after the first logged steps.")).to_be_visible()
+    # while the chart shows fewer than SPARSE_RECORDS records, each new one is drawn within a second or two, not
+    # at the next 10 s refresh; a single point shows as a marker, on an accuracy axis within 0-100%
+    for k in range(1, SPARSE_RECORDS + 1):
+        run.append_metrics([step_record(k)])
+        page.wait_for_function(f"({CHART_POINTS_JS})() == {2 * k}", timeout=5000, polling=100)
+        if k == 1:
+            traces = page.evaluate(TRACES_JS)
+            assert [t["mode"] for t in traces] == ["lines+markers"] * 2, traces
+            lo, hi = traces[1]["yrange"]
+            assert 0 <= lo < hi <= 1, traces  # the accuracy panel
+    # from then on the chart waits for its CURVES_EVERY_S refresh: no redraw every second
+    run.append_metrics([step_record(SPARSE_RECORDS + 1)])
+    time.sleep(3)
+    assert page.evaluate(CHART_POINTS_JS) == 2 * SPARSE_RECORDS
+    page.wait_for_function(f"({CHART_POINTS_JS})() == {2 * (SPARSE_RECORDS + 1)}",
+                           timeout=(CURVES_EVERY_S + 3) * 1000, polling=200)
+    expect(status(page)).to_have_text("running")
+
+
+# ---------- layout ----------
+
+# text cut short in the form and its buttons: elements whose content is wider than their box, clipped (an ellipsis
+# or a hidden overflow); a selectbox's shown value (the model's description) may be cut, its label may not
+CUT_TEXT_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  const end = main.querySelector('[data-testid="stExpander"]');  // the model summary: the form ends above it
+  const out = [];
+  for (const el of main.querySelectorAll('*')) {
+    if (end && (end.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING)) continue;
+    if (el.closest('[data-baseweb="select"]')) continue;
+    const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join('').trim();
+    if (!text) continue;
+    const cut = (node) => {
+      const s = getComputedStyle(node);
+      return node.scrollWidth > node.clientWidth + 1 && (s.textOverflow === 'ellipsis' || s.overflow !== 'visible');
+    };
+    let node = el, clipped = false;
+    for (let i = 0; i < 4 && node && node !== main; i++, node = node.parentElement) clipped = clipped || cut(node);
+    if (clipped) out.push(text);
+  }
+  return out;
+}"""
+# the form's widgets: [label, width in px]
+WIDGET_WIDTHS_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stNumberInput"],'
+  + '[data-testid="stMain"] [data-testid="stSelectbox"], [data-testid="stMain"] [data-testid="stTextInput"]')]
+  .map(el => [el.querySelector('[data-testid="stWidgetLabel"]').innerText, el.getBoundingClientRect().width])"""
+
+
+# the live curves' legend overlaps an axis title (boxes in px)
+LEGEND_OVER_TITLE_JS = """() => {
+  const chart = document.querySelector('[data-testid="stPlotlyChart"]');
+  const legend = chart.querySelector('g.legend').getBoundingClientRect();
+  return [...chart.querySelectorAll('.g-xtitle, .g-x2title')].some(t => {
+    const r = t.getBoundingClientRect();
+    return r.width > 0 && r.left < legend.right && legend.left < r.right && r.top < legend.bottom && legend.top < r.bottom;
+  });
+}"""
+
+
+@pytest.mark.parametrize("width", [900, 1400])
+def test_the_train_page_reads_whole_at_900_and_1400_px(server, browser, fixture_runs, width):
+    srv, root = server
+    shutil.copytree(fixture_runs / "tiny-none", root / "tiny-none")  # a run to show below the form
+    ctx = browser.new_context(viewport={"width": width, "height": 1000})
+    try:
+        pg = ctx.new_page()
+        pg.goto(srv.url + "/train?run=tiny-none")
+        expect(pg.get_by_role("button", name="Train", exact=True)).to_be_visible(timeout=60000)
+        expect(pg.get_by_text("Run name", exact=True)).to_be_visible()
+        time.sleep(1)  # layout settled
+        assert pg.evaluate(CUT_TEXT_JS) == []
+        widths = pg.evaluate(WIDGET_WIDTHS_JS)
+        assert len(widths) == 17 and all(w >= 180 for _, w in widths), widths
+        for name in ("Train", "Train augmented + normal pair", "Load settings from tiny-none"):
+            button = pg.get_by_role("button", name=name, exact=True)
+            expect(button).to_be_visible()  # whole: CUT_TEXT_JS found no label cut short
+        expect(pg.locator('[data-testid="stPlotlyChart"] g.legend')).to_be_visible()
+        assert not pg.evaluate(LEGEND_OVER_TITLE_JS)
+    finally:
+        ctx.close()
