@@ -106,6 +106,23 @@ def probability_bars(probs, true: int, pred: int, height: int = 200) -> go.Figur
     return fig
 
 
+def unit_bars(values, top: int = 5, height: int = 200) -> go.Figure:
+    """A stage of 1 x 1 maps (LeNet-5's conv3): one bar per unit (channel) on one scale, the `top` strongest blue."""
+    values = np.asarray(values, dtype=float)
+    colors = np.full(len(values), "#93a1a1", dtype=object)
+    colors[strongest_units(values, top)] = PICKED
+    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors.tolist(), marker_line_width=0,
+                           hovertemplate="unit %{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=4, b=0), bargap=0.15, showlegend=False,
+                      xaxis=dict(title=dict(text="unit", standoff=4), range=[-0.5, len(values) - 0.5]),
+                      yaxis=dict(title="output", zeroline=True))
+    return fig
+
+
+def strongest_units(values, top: int = 5) -> np.ndarray:
+    return np.argsort(-np.asarray(values, dtype=float), kind="stable")[:top]
+
+
 def wrong_per_batch_bars(wrong, current: int, batch_size: int, height: int = 220) -> go.Figure:
     """Wrong predictions per test batch, the current batch red. Clicks pick a batch by its column (hovermode "x"):
     with 313 batches a bar is 2 px wide, and a batch with nothing wrong has no bar at all to hit."""

@@ -42,3 +42,14 @@ def test_probability_bars():
     bar = fig["data"][0]
     assert bar["marker"]["color"][8] == PICKED and bar["marker"]["color"][3] == "#dc322f"
     assert fig["layout"]["yaxis"]["range"] == [0, 1]
+
+
+def test_unit_bars_one_bar_per_unit_on_one_scale_strongest_blue():
+    from mnistviz import charts
+    values = np.array([0.5, -2.0, 3.0, 1.0, 3.0, -0.1])
+    fig = charts.unit_bars(values, top=2)
+    bar = fig.data[0]
+    assert list(bar.y) == list(values) and list(bar.x) == list(range(6))
+    assert charts.strongest_units(values, 2).tolist() == [2, 4]  # ties in unit order
+    assert [i for i, c in enumerate(bar.marker.color) if c == charts.PICKED] == [2, 4]
+    assert tuple(fig.layout.xaxis.range) == (-0.5, 5.5)

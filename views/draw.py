@@ -73,17 +73,6 @@ def attribution_chart(attr: np.ndarray, signed: bool) -> go.Figure:
     return fig
 
 
-def unit_chart(values: np.ndarray, top: int = 5) -> go.Figure:
-    """A stage of 1 x 1 maps (LeNet-5's conv3): one bar per unit, the strongest in blue."""
-    colors = np.full(len(values), "#93a1a1", dtype=object)
-    colors[np.argsort(-values, kind="stable")[:top]] = "#268bd2"
-    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors.tolist(), marker_line_width=0,
-                           hovertemplate="unit %{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(height=220, margin=dict(l=0, r=0, t=10, b=0), bargap=0.15,
-                      xaxis=dict(title="unit", range=[-0.5, len(values) - 0.5]), yaxis_title="output")
-    return fig
-
-
 def what_the_model_sees(model, image: np.ndarray, digit: int) -> None:
     st.subheader("What the model sees")
     a, b = st.columns([1, 2])
@@ -108,7 +97,8 @@ def what_the_model_sees(model, image: np.ndarray, digit: int) -> None:
                             format_func=lambda n: f"{n} ({dict((m, t) for m, t, _ in maps)[n]})")
         out = dict((n, o) for n, _, o in maps)[name][0]
         if look.single_values(out):  # 1 x 1 maps: one value per unit, as bars on one scale
-            st.plotly_chart(unit_chart(out.flatten().numpy()), key="draw_units", config={"displayModeBar": False})
+            st.plotly_chart(charts.unit_bars(out.flatten().numpy(), height=220), key="draw_units",
+                            config={"displayModeBar": False})
             st.caption(f"{name}: {out.shape[0]} units of one value each for your drawing (blue: the 5 strongest; "
                        f"hover for a unit's value)")
             return

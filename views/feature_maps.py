@@ -3,7 +3,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnistviz import analysis, data, evaluate, inspect, runs
+from mnistviz import analysis, charts, data, evaluate, inspect, runs
 from views._shared import cached_model, keep, kept, selected_run
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
@@ -49,17 +49,11 @@ except runs.RunError as e:
 
 def unit_bars(values: np.ndarray, name: str, top: int = 5) -> None:
     """A stage of 1 x 1 maps: one bar per unit (channel), on one scale, the strongest ones named."""
-    strongest = np.argsort(-values, kind="stable")[:top]
-    colors = np.full(len(values), "#93a1a1", dtype=object)
-    colors[strongest] = "#268bd2"
-    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors.tolist(), marker_line_width=0,
-                           hovertemplate="unit %{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(height=170, margin=dict(l=0, r=0, t=4, b=0), bargap=0.15, showlegend=False,
-                      xaxis=dict(title=dict(text="unit", standoff=4), range=[-0.5, len(values) - 0.5]),
-                      yaxis=dict(title="output", zeroline=True))
-    st.plotly_chart(fig, key=f"fm_units_{name}", config={"displayModeBar": False})
+    st.plotly_chart(charts.unit_bars(values, top, height=170), key=f"fm_units_{name}",
+                    config={"displayModeBar": False})
     st.caption("One value per unit; strongest (blue): "
-               + ", ".join(f"{u} ({values[u]:.2f})" for u in strongest) + ". Hover for any unit.")
+               + ", ".join(f"{u} ({values[u]:.2f})" for u in charts.strongest_units(values, top))
+               + ". Hover for any unit.")
 
 
 def sync_url() -> None:
