@@ -104,18 +104,21 @@ def _unreadable_message(raw: Path, problems: list[str]) -> str:
             f"`python -m mnistviz.train` once: it downloads missing files.")
 
 
-def missing_message(root: Path | None = None) -> str:
+def missing_message(root: Path | None = None, download_failed: bool = False) -> str:
     """Why MNIST under root cannot be used, and what to do: where to put missing files, or which files
-    are there but unreadable and how to replace them."""
+    are there but unreadable and how to replace them. `download_failed`: a download was tried (the CLI);
+    the dashboard never downloads, so it does not say one failed."""
     raw = _raw(root)
     if all(_present(raw, f) for f in IDX_FILES):
         problems = unreadable_files(root)
         if problems:
             return _unreadable_message(raw, problems)
-    return (
-        f"MNIST not found and could not be downloaded. Put the four IDX files "
-        f"({', '.join(IDX_FILES)}) in {raw.resolve()}, or set MNISTVIZ_DATA to a folder that has MNIST/raw/ with them."
-    )
+    where = (f"Put the four IDX files ({', '.join(IDX_FILES)}) in {raw.resolve()}, "
+             f"or set MNISTVIZ_DATA to a folder that has MNIST/raw/ with them")
+    if download_failed:
+        return f"MNIST not found and could not be downloaded. {where}."
+    return (f"MNIST not found in {raw.resolve()}. Run `python -m mnistviz.train` once with internet access (it "
+            f"downloads the files there), or {where[0].lower()}{where[1:]} (then restart the app).")
 
 
 def find_mnist(root: Path | None = None) -> Path | None:
@@ -184,7 +187,7 @@ def _load(root: Path, download: bool) -> MNIST:
             try:
                 ds = _torchvision_mnist(root, train, download=True)
             except Exception:  # offline: URLError, socket errors, partial files
-                raise MNISTMissing(missing_message(root)) from None
+                raise MNISTMissing(missing_message(root, download_failed=True)) from None
         sets.append((ds.data.to(torch.uint8).contiguous(), ds.targets.to(torch.int64).contiguous()))
     (trx, try_), (tex, tey) = sets
     return MNIST(trx, try_, tex, tey, root)

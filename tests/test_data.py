@@ -51,6 +51,9 @@ def test_missing_data_message_names_folder_and_files(tmp_path):
     assert str((tmp_path / "MNIST" / "raw").resolve()) in msg
     for f in data.IDX_FILES:
         assert f in msg
+    # nothing tried a download (the dashboard never does): the message says how to get the files, not that a
+    # download failed
+    assert "could not be downloaded" not in msg and "python -m mnistviz.train" in msg and "restart" in msg
 
 
 def test_cli_offline_says_where_to_put_files(tmp_path):
@@ -62,6 +65,7 @@ def test_cli_offline_says_where_to_put_files(tmp_path):
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     assert "train-images-idx3-ubyte" in p.stderr and "MNIST/raw" in p.stderr
+    assert "could not be downloaded" in p.stderr  # here a download was tried
     assert len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no failed run left behind
 

@@ -17,6 +17,7 @@ from mnistviz import charts, data, jobs, runs, train  # noqa: F401
 gc.freeze()
 
 PICKER = "_run_picker"
+GONE = "_run_gone"  # (the selected run that disappeared, the run shown instead)
 
 
 def all_runs():
@@ -78,12 +79,21 @@ def sidebar() -> None:
         else:
             unknown = url
     if current not in by_name:
+        gone = current if current and not unknown else None  # selected in this session, gone since
         current = training if training in by_name else (names[0] if names else None)
+        if gone:  # deleted in another tab, or its folder removed: said, until another run is picked
+            st.session_state[GONE] = (gone, current)
+    gone_note = st.session_state.get(GONE)
+    if gone_note and gone_note[1] != current:
+        gone_note = st.session_state[GONE] = None
     if st.session_state.get(PICKER) != current:
         st.session_state[PICKER] = current  # before the widget exists: allowed, and it shows the selection
     with st.sidebar:
         if unknown:
             st.warning(f"There is no run named {unknown!r}; showing {current or 'nothing'} instead.")
+        elif gone_note:
+            st.warning(f"Run {gone_note[0]!r} no longer exists (deleted, or its folder moved); showing "
+                       f"{gone_note[1] or 'nothing'} instead.")
         if names:
             # options are the plain names: Streamlit 1.67's browser sends back the option's *label*, and a label
             # that changed since (say, one that carried the run's status) comes back as an unknown value

@@ -66,6 +66,16 @@ if summary:  # only runs listed as good: a folder whose name is not a valid run 
                                mime="application/octet-stream", icon=":material/download:", on_click="ignore",
                                help="Model weights at the best test accuracy; load with "
                                     "torch.load(path, weights_only=True).")
+        elif run.last_ckpt.exists():  # best.pt lost (or not written yet): the latest weights are still there
+            st.download_button("Download last.pt", data=run.last_ckpt.read_bytes, file_name=f"{name}-last.pt",
+                               mime="application/octet-stream", icon=":material/download:", on_click="ignore",
+                               help="The latest weights, with the optimizer state for resuming; load with "
+                                    "torch.load(path, weights_only=True).")
+            if summary["epochs_done"]:
+                st.caption("best.pt is missing from this run's folder: the pages use last.pt.")
+        elif summary["epochs_done"]:
+            st.caption(f"best.pt and last.pt are missing from this run's folder ({summary['epochs_done']} epoch(s) "
+                       f"recorded): retrain it, or restore the files.")
         else:
             st.caption("No checkpoint yet (no epoch finished).")
     with c2:
@@ -73,16 +83,20 @@ if summary:  # only runs listed as good: a folder whose name is not a valid run 
         if status in ("queued", "running"):
             if st.button("Stop", icon=":material/stop:", key="home_stop"):
                 try:
-                    st.toast(jobs.stop(name))
+                    st.session_state["_flash"] = jobs.stop(name)
                 except (runs.RunError, OSError) as e:
                     st.error(str(e))
+                else:
+                    st.rerun()  # the table above was drawn before the click: show the new state
         elif status in jobs.RESUMABLE:
             if st.button("Resume", icon=":material/play_arrow:", key="home_resume"):
                 try:
                     jobs.resume(name)
-                    st.toast(f"{name} queued to resume.")
-                except (runs.RunError, RuntimeError) as e:
+                except (runs.RunError, RuntimeError, OSError) as e:
                     st.error(str(e))
+                else:
+                    st.session_state["_flash"] = f"{name} queued to resume."
+                    st.rerun()  # the table above was drawn before the click: show queued / running, and Stop
     with c3:
         st.page_link("views/train.py", label="Curves on the Train page", icon=":material/show_chart:",
                      query_params={"run": name})

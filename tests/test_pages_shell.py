@@ -1,0 +1,85 @@
+"""The shell and the Runs page through AppTest: a selected run that disappears, Resume on the Runs page, a run whose
+checkpoints are missing."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mnistviz import jobs, runs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def shell(tiny_env, fixture_runs, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    for name in ("tiny-none", "tiny-aug"):
+        shutil.copytree(fixture_runs / name, tiny_env / name)
+
+    def make(run: str) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at.query_params["run"] = run
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+    return make
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_a_selected_run_deleted_elsewhere_is_said_not_silently_swapped(shell, tiny_env):
+    at = shell("tiny-aug")
+    at.switch_page("views/confusion.py").run()
+    shutil.rmtree(tiny_env / "tiny-aug")  # another tab deleted it, or someone removed the folder
+    at.run()
+    assert not at.exception
+    shown = at.selectbox(key="_run_picker").value
+    assert shown == "tiny-none"
+    assert f"Run 'tiny-aug' no longer exists (deleted, or its folder moved); showing {shown} instead." in texts(
+        at.sidebar.warning)
+    at.run()  # still said on the next rerun...
+    assert "no longer exists" in texts(at.sidebar.warning)
+    at.selectbox(key="_run_picker").set_value("tiny-none").run()
+    at.switch_page("views/home.py").run()
+    assert "no longer exists" in texts(at.sidebar.warning)  # the same run shown: the note stays
+    shutil.copytree(tiny_env / "tiny-none", tiny_env / "tiny-b")
+    at.run()
+    at.selectbox(key="_run_picker").set_value("tiny-b").run()  # ... until another run is picked
+    assert "no longer exists" not in texts(at.sidebar.warning)
+
+
+def test_resume_on_the_runs_page_shows_the_new_state_at_once(shell, tiny_env):
+    run = runs.get_run("tiny-none")
+    run.write_status(status="stopped", pid=None)
+    # keep the queue from starting it: another run trains (this test's own process, with a fresh heartbeat)
+    runs.get_run("tiny-aug").write_status(status="running", pid=os.getpid(), heartbeat=time.time())
+    at = shell("tiny-none")
+    at.button(key="home_resume").click().run()
+    assert not at.exception
+    assert run.status()["status"] == "queued" and jobs.queue() == ["tiny-none"]
+    assert "tiny-none queued to resume." in texts(at.success)
+    keys = [b.key for b in at.button]
+    assert "home_resume" not in keys and "home_stop" in keys  # queued: Stop offered at once, no stale Resume
+    assert "queued" in texts(at.sidebar.caption)
+    jobs.stop("tiny-none")
+
+
+def test_a_completed_run_without_best_pt_offers_last_pt_and_says_so(shell, tiny_env):
+    run = runs.get_run("tiny-none")
+    run.best_ckpt.unlink()
+    at = shell("tiny-none")
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download last.pt"]
+    assert "best.pt is missing from this run's folder: the pages use last.pt." in texts(at.caption)
+    run.last_ckpt.unlink()
+    at.run()
+    assert not at.get("download_button")
+    assert "best.pt and last.pt are missing from this run's folder (2 epoch(s) recorded)" in texts(at.caption)
+    assert "No checkpoint yet" not in texts(at.caption)
