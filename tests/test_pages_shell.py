@@ -83,3 +83,20 @@ def test_a_completed_run_without_best_pt_offers_last_pt_and_says_so(shell, tiny_
     assert not at.get("download_button")
     assert "best.pt and last.pt are missing from this run's folder (2 epoch(s) recorded)" in texts(at.caption)
     assert "No checkpoint yet" not in texts(at.caption)
+
+
+@pytest.mark.parametrize("page,slider", [("views/mispredictions.py", "mp_epoch_tiny-none"),
+                                         ("views/confusion.py", "cf_epoch_tiny-none")])
+def test_one_unreadable_epoch_of_predictions_points_to_the_others(shell, tiny_env, page, slider):
+    run = runs.get_run("tiny-none")
+    best, other = run.best_epoch(), next(e for e in run.pred_epochs() if e != run.best_epoch())
+    f = run.preds_dir / f"epoch_{best:03d}.npy"
+    f.write_bytes(f.read_bytes()[:len(f.read_bytes()) // 2])  # truncated: a disk that filled up, a bad copy
+    at = shell("tiny-none")
+    at.switch_page(page).run()
+    assert not at.exception
+    msg = texts(at.warning)
+    assert f"predictions for epoch {best} cannot be read" in msg and f"Pick another epoch above ({other})" in msg
+    assert not at.get("plotly_chart")
+    at.select_slider(key=slider).set_value(other).run()  # the slider is still there, and the other epoch works
+    assert not at.exception and "cannot be read" not in texts(at.warning) and at.get("plotly_chart")

@@ -122,6 +122,21 @@ def sidebar() -> None:
     select_run(current)
 
 
+def predictions_or_stop(run: runs.Run, epoch: int, epochs: list[int]):
+    """(labels, probs) of the run's test predictions after `epoch`; otherwise a warning and the page stops. Each
+    epoch's predictions are a file of their own: when one cannot be read the others may be, so say so."""
+    from mnistviz import analysis
+
+    try:
+        return analysis.run_predictions(run, epoch)
+    except runs.RunError as e:
+        others = [x for x in epochs if x != epoch]
+        st.warning(f"{e}." + (f" Pick another epoch above ({', '.join(map(str, others[:12]))}"
+                              f"{', ...' if len(others) > 12 else ''}): each epoch's predictions are a file of "
+                              f"their own." if others else ""))
+        st.stop()
+
+
 def kept(key: str, default):
     """Streamlit forgets a widget's value when a rerun does not draw it (another page or tab is open, or the
     browser went to another page and back): restore it from a shadow copy right before the widget is made."""

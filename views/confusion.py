@@ -8,8 +8,7 @@ import streamlit as st
 from mnistviz import analysis
 from mnistviz.charts import digit_grid, probability_bars
 from mnistviz.inspect import enlarge
-from mnistviz.runs import RunError
-from views._shared import keep, kept, run_with_predictions
+from views._shared import keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 128
 CELL = "cf_cell"  # (true, predicted) picked by clicking the heatmap or the most-confused table
@@ -41,11 +40,7 @@ normalize = top.toggle("Row-normalized", key="cf_norm", width="content",
                        help="Show each cell as a share of the test images of its row's digit (the colours always "
                             "are: the share of each digit predicted as each class).")
 keep("cf_norm")
-try:
-    labels, probs = analysis.run_predictions(run, epoch)
-except RunError as e:
-    st.warning(str(e))
-    st.stop()
+labels, probs = predictions_or_stop(run, epoch, epochs)
 preds, conf = analysis.predictions(probs)
 top.metric("Test accuracy", f"{analysis.accuracy(labels, preds):.2%}",
            f"{int((labels != preds).sum()):,} wrong of {len(labels):,}", delta_color="off",

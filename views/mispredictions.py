@@ -4,8 +4,7 @@ import streamlit as st
 from mnistviz import analysis
 from mnistviz.charts import digit_grid, probability_bars, wrong_per_batch_bars
 from mnistviz.inspect import enlarge
-from mnistviz.runs import RunError
-from views._shared import keep, kept, run_with_predictions
+from views._shared import keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 256  # one grid image stays quick to draw; narrow the filters to see the rest
 # Widths in px: rows of fixed-width blocks wrap onto the next line when the page is narrow (at 900 px the main
@@ -30,11 +29,7 @@ if len(epochs) > 1:
 else:
     epoch = epochs[0]
     top.caption(f"Predictions stored for epoch {epoch} only.", width=BLOCK)
-try:
-    labels, probs = analysis.run_predictions(run, epoch)
-except RunError as e:
-    st.warning(str(e))
-    st.stop()
+labels, probs = predictions_or_stop(run, epoch, epochs)
 n = len(labels)
 if n == 0:
     st.warning(f"Run {run.name} stored predictions for an empty test set.")
