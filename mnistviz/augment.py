@@ -108,6 +108,22 @@ def preview(images: torch.Tensor, n: int = 16, level: str = "standard", seed: in
     return orig, augment(orig, level, g)
 
 
+def describe(level: str | Strength) -> str:
+    """What a level does, in words (the Data page says it beside the samples): "rotation up to ±12°, ..."."""
+    s = LEVELS[level] if isinstance(level, str) else level
+    parts = [
+        s.rotate and f"rotation up to ±{s.rotate:g}°",
+        s.translate and f"shift up to ±{s.translate:.0%} (±{s.translate * 28:.1f} px)",
+        s.scale and f"zoom up to ±{s.scale:.0%}",
+        s.shear and f"shear up to ±{s.shear:g}°",
+        s.elastic and f"elastic distortion of about {s.elastic:g} px",
+        s.thickness and f"strokes thickened or thinned in {s.thickness:.0%} of images",
+        s.erase and f"a random rectangle erased in {s.erase:.0%} of images",
+    ]
+    parts = [p for p in parts if p]
+    return ", ".join(parts) if parts else "no change"
+
+
 def check_level(level: str) -> str:
     if level not in LEVELS:
         raise ValueError(f"unknown augmentation {level!r}; choose one of {', '.join(LEVELS)}")

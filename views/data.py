@@ -42,6 +42,8 @@ level = c1.selectbox("Augmentation level", [lv for lv in augment.LEVELS if lv !=
 n = c2.slider("Samples", 8, 64, 24, step=8, key="data_n", persist_state="session")
 c3.button("Reshuffle", icon=":material/shuffle:", width="stretch", key="data_reshuffle",
           on_click=lambda: st.session_state.update(data_seed=st.session_state.get("data_seed", 0) + 1))
+st.caption(f"**{level}**: {augment.describe(level)}; each image draws its own amounts within these bounds, anew "
+           f"every epoch.")
 seed = st.session_state.get("data_seed", 0)
 original, augmented = augment.preview(mnist.train_images, n=n, level=level, seed=seed)
 g1, g2 = st.columns(2)
