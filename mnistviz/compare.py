@@ -121,10 +121,84 @@ def summary_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run")
 
 
+CSV_DIGITS = 6  # significant digits of a float in the CSV exports
+
+
+def _round_significant(x, digits: int = CSV_DIGITS):
+    """`x` to `digits` significant digits, never rounding away its integer part (a timestamp keeps its seconds);
+    anything that is not a finite float is returned as it is."""
+    if not isinstance(x, (float, np.floating)) or not math.isfinite(x) or x == 0:
+        return x
+    return round(float(x), max(digits - 1 - math.floor(math.log10(abs(x))), 0))
+
+
+def csv_bytes(df: pd.DataFrame, index: bool = True) -> bytes:
+    """`df` as CSV with its float columns rounded to CSV_DIGITS significant digits, so values stored as float32
+    read 0.986 and not 0.9860000014305115. The DataFrame itself is left untouched."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]) or pd.api.types.is_object_dtype(out[col]):
+            out[col] = out[col].map(_round_significant)
+    return out.to_csv(index=index).encode()
+
+
 def epochs_csv(runs: list[Run]) -> bytes:
-    """Every epoch record of the runs as CSV, one row per (run, epoch)."""
+    """Every epoch record of the runs as CSV, one row per (run, epoch), floats rounded (see csv_bytes)."""
     rows = [{"run": r.name, **rec} for r in runs for rec in r.epoch_records()]
-    return pd.DataFrame(rows).to_csv(index=False).encode()
+    return csv_bytes(pd.DataFrame(rows), index=False)
+
+
+# ---------- a one-line verdict ----------
+
+def _pct(v: float) -> str:
+    return f"{v:.2%}"
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and not math.isfinite(v))
+
+
+def _accuracy_clause(what: str, names: dict[str, str], va, vb) -> str | None:
+    """"A (x) has the higher best test accuracy (…)" / "both have the same …"; None when a value is missing."""
+    if _missing(va) or _missing(vb):
+        return None
+    pts = round(abs(va - vb) * 100, 2)
+    if pts == 0:
+        return f"both have the same {what} ({_pct(va)})"
+    win, hi, lo = ("A", va, vb) if va > vb else ("B", vb, va)
+    return f"{win} ({names[win]}) has the higher {what} ({_pct(hi)} vs {_pct(lo)}, +{pts:.2f} points)"
+
+
+def distorted_accuracy(rob: pd.DataFrame) -> dict[str, float]:
+    """Per run: mean accuracy over the distorted conditions (strength > 0) of a robustness table."""
+    d = rob[rob.strength > 0]
+    return {str(k): float(v) for k, v in d.groupby("run").accuracy.mean().items()}
+
+
+def verdict(a: str, b: str, best: dict, final: dict, distorted: dict | None) -> str:
+    """One or two plain sentences on A vs B: who has the higher best and final test accuracy and by how many
+    points, then who holds up better under distortion. `best` / `final` map run name -> accuracy (fraction,
+    None when unknown); `distorted` maps run name -> mean accuracy on distorted images (distorted_accuracy),
+    or is None when the robustness check has not been run (the sentence then points to it)."""
+    names = {"A": a, "B": b}
+    clauses = [c for c in (_accuracy_clause("best test accuracy", names, best.get(a), best.get(b)),
+                           _accuracy_clause("final test accuracy", names, final.get(a), final.get(b))) if c]
+    out = []
+    if clauses:
+        first = "; ".join(clauses)
+        out.append(first[0].upper() + first[1:] + ".")
+    if distorted is None:
+        out.append("For robustness to distortions, see Robustness below.")
+    elif not (_missing(distorted.get(a)) or _missing(distorted.get(b))):
+        da, db = distorted[a], distorted[b]
+        pts = round(abs(da - db) * 100, 2)
+        if pts == 0:
+            out.append(f"Under distortion both hold up equally ({_pct(da)} mean accuracy on the distorted images).")
+        else:
+            win, hi, lo = ("A", da, db) if da > db else ("B", db, da)
+            out.append(f"Under distortion {win} ({names[win]}) holds up better ({_pct(hi)} vs {_pct(lo)} mean "
+                       f"accuracy on the distorted images, +{pts:.2f} points).")
+    return " ".join(out)
 
 
 # ---------- predictions ----------

@@ -310,3 +310,64 @@ def test_checkpoint_stamp(fixture_runs, tmp_path):
     run = runs.Run(fixture_runs / "tiny-aug")
     assert run.checkpoint_stamp() == run.best_ckpt.stat().st_mtime
     assert runs.Run(tmp_path).checkpoint_stamp() == 0.0
+
+
+# ---------- CSV export and the one-line verdict ----------
+
+def test_csv_bytes_rounds_float_noise_but_keeps_integers_text_and_the_frame():
+    df = pd.DataFrame({"run": ["a", "b"], "epoch": [1, 2],
+                       "test_acc": [float(np.float32(0.986)), float(np.float32(0.1))],
+                       "loss": [0.123456789, float("nan")], "time": [1712345678.123456, 0.0],
+                       "lr": [0.001, 1e-7], "note": ["x", None]}).set_index("run")
+    assert str(df.test_acc.iloc[0]) == "0.9860000014305115"  # the noise the export must drop
+    text = compare.csv_bytes(df).decode()
+    assert text.splitlines() == ["run,epoch,test_acc,loss,time,lr,note",
+                                 "a,1,0.986,0.123457,1712345678.0,0.001,x",
+                                 "b,2,0.1,,0.0,1e-07,"]
+    assert df.test_acc.iloc[0] == float(np.float32(0.986))  # the frame on screen is untouched
+    assert compare.csv_bytes(df.reset_index(), index=False).decode().splitlines()[1].startswith("a,1,0.986,")
+
+
+def test_epochs_csv_has_no_float32_noise(fixture_runs):
+    import re
+
+    pair = [runs.Run(fixture_runs / n) for n in ("tiny-aug", "tiny-none")]
+    text = compare.epochs_csv(pair).decode()
+    floats = re.findall(r"\d+\.\d+(?:e-?\d+)?", text)
+    assert floats and all(compare._round_significant(float(t)) == float(t) for t in floats)  # <= 6 significant
+    csv = pd.read_csv(__import__("io").StringIO(text))
+    raw = pd.DataFrame([rec for r in pair for rec in r.epoch_records()])
+    np.testing.assert_allclose(csv.test_loss, raw.test_loss, rtol=1e-5)
+
+
+def test_verdict_a_better_everywhere_and_robustness_not_yet_checked():
+    s = compare.verdict("aug", "none", {"aug": 0.9931, "none": 0.9912}, {"aug": 0.993, "none": 0.991}, None)
+    assert s == ("A (aug) has the higher best test accuracy (99.31% vs 99.12%, +0.19 points); "
+                 "A (aug) has the higher final test accuracy (99.30% vs 99.10%, +0.20 points). "
+                 "For robustness to distortions, see Robustness below.")
+
+
+def test_verdict_b_better_and_b_holds_up_better():
+    s = compare.verdict("aug", "none", {"aug": 0.981, "none": 0.99}, {"aug": 0.98, "none": 0.9875},
+                        {"aug": 0.70, "none": 0.8125})
+    assert s == ("B (none) has the higher best test accuracy (99.00% vs 98.10%, +0.90 points); "
+                 "B (none) has the higher final test accuracy (98.75% vs 98.00%, +0.75 points). "
+                 "Under distortion B (none) holds up better (81.25% vs 70.00% mean accuracy on the distorted "
+                 "images, +11.25 points).")
+
+
+def test_verdict_ties_mixed_results_and_missing_numbers():
+    s = compare.verdict("a", "b", {"a": 0.99, "b": 0.99 + 1e-7}, {"a": 0.97, "b": 0.98}, {"a": 0.5, "b": 0.5})
+    assert s == ("Both have the same best test accuracy (99.00%); B (b) has the higher final test accuracy "
+                 "(98.00% vs 97.00%, +1.00 points). Under distortion both hold up equally (50.00% mean accuracy "
+                 "on the distorted images).")
+    # a run with no scored epoch and one left out of the robustness check: only what is known is said
+    s = compare.verdict("a", "b", {"a": None, "b": 0.9}, {"a": float("nan"), "b": 0.9}, {"b": 0.6})
+    assert s == ""
+
+
+def test_distorted_accuracy_averages_the_distorted_conditions_only():
+    rob = pd.DataFrame([("a", "shift", 0, 1.0), ("a", "shift", 2, 0.5), ("a", "rotate", 15, 0.7),
+                        ("b", "shift", 0, 0.2), ("b", "shift", 2, 0.9)],
+                       columns=["run", "distortion", "strength", "accuracy"])
+    assert compare.distorted_accuracy(rob) == pytest.approx({"a": 0.6, "b": 0.9})

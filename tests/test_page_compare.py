@@ -232,3 +232,64 @@ def test_confusion_difference_is_coloured_by_better_for_a_and_keeps_its_size(mon
     assert layout["yaxis"]["scaleanchor"] == "x" and bar["orientation"] == "h"
     caption = texts(at.caption)
     assert "better for A (tiny-aug)" in caption and "better for B (tiny-none)" in caption
+
+
+# ---------- explaining the result ----------
+
+def test_train_accuracy_caption_only_when_augmentation_differs(monkeypatch, fixture_runs, tiny_data, tmp_path):
+    at = open_compare(monkeypatch, tiny_data, fixture_runs)
+    assert not at.exception
+    assert "augmented (harder) ones for tiny-aug, so its train curve sits lower" in texts(at.caption)
+    root = tmp_path / "runs"
+    root.mkdir()
+    for name in ("tiny-none", "tiny-none-2"):
+        shutil.copytree(fixture_runs / "tiny-none", root / name)
+    at = open_compare(monkeypatch, tiny_data, root, "tiny-none,tiny-none-2")
+    assert not at.exception and "Curves per epoch" in [h.value for h in at.subheader]
+    assert "harder" not in texts(at.caption)
+
+
+def test_one_line_verdict_under_the_pair_heading_then_with_robustness(monkeypatch, fixture_runs, tiny_data):
+    from mnistviz import compare
+
+    at = open_compare(monkeypatch, tiny_data, fixture_runs)
+    assert not at.exception
+    summary = at.dataframe[0].value
+    args = ("tiny-aug", "tiny-none", summary["best test acc"].to_dict(), summary["final test acc"].to_dict())
+    expected = compare.verdict(*args, None)
+    assert "best test accuracy" in expected and "see Robustness below" in expected
+    md = [m.value for m in at.markdown]
+    assert expected in md
+    # right under the "A = … vs B = …" heading, above the confusion matrix
+    assert md.index(expected) < md.index("**Confusion matrix of A minus that of B**")
+    at.button(key="compare_robust").click().run()
+    assert not at.exception and not at.error
+    md = [m.value for m in at.markdown]
+    assert not any("see Robustness below" in m for m in md)
+    [line] = [m for m in md if m.startswith(expected.split(". For robustness")[0])]
+    assert "Under distortion" in line and ("holds up better" in line or "hold up equally" in line)
+
+
+def test_csv_downloads_are_rounded(monkeypatch, fixture_runs, tiny_data):
+    import re
+
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    saved = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def capture(self, path_or_data, mimetype, kind, filename=None):
+        if filename:
+            saved[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
+    at = open_compare(monkeypatch, tiny_data, fixture_runs)
+    at.button(key="compare_robust").click().run()
+    assert not at.exception
+    assert {"compare-summary.csv", "compare-epochs.csv", "compare-robustness.csv"} <= set(saved)
+    for name in ("compare-summary.csv", "compare-epochs.csv", "compare-robustness.csv"):
+        text = saved[name].decode()
+        assert not re.search(r"\d\.\d*[1-9]\d{6,}", text), name  # at most 6 significant digits after a point
+    # the table on screen keeps its full numbers
+    assert at.dataframe[0].value["final test loss"].map(lambda v: len(repr(v)) > 10).any()

@@ -229,6 +229,13 @@ else:
     st.plotly_chart(curves_figure(curves, colors), key="compare_curves", config=png_config("curves"))
     if not (curves.split == "validation").any():
         st.caption("No validation curves: these runs were trained with no validation set (val size 0).")
+    augments = {n: configs[n].get("augment") or "none" for n in selected}
+    if len(set(augments.values())) > 1:
+        augmented = [n for n, v in augments.items() if v != "none"]
+        its = "its" if len(augmented) == 1 else "their"
+        st.caption(f"Train accuracy is measured on the images each run trained on: augmented (harder) ones for "
+                   f"{', '.join(augmented)}, so {its} train curve sits lower. Compare the test curves: every run "
+                   f"answers the same plain test images.")
 
 # --- tables
 st.subheader("Metrics")
@@ -246,7 +253,7 @@ else:
     st.markdown("**Config differences**")
     st.dataframe(diff)
 c1, c2, _ = st.columns([1, 1, 2])
-c1.download_button("Summary (CSV)", summary.to_csv().encode(), file_name="compare-summary.csv", mime="text/csv",
+c1.download_button("Summary (CSV)", compare.csv_bytes(summary), file_name="compare-summary.csv", mime="text/csv",
                    icon=":material/download:")
 c2.download_button("Every epoch (CSV)", compare.epochs_csv(sel), file_name="compare-epochs.csv", mime="text/csv",
                    icon=":material/download:")
@@ -266,6 +273,9 @@ if probs:
 if len(probs) >= 2:
     a, b = list(probs)[:2]
     st.subheader(f"A = {a} vs B = {b}")
+    verdict_slot = st.empty()  # filled below; again after the robustness section once its numbers exist
+    verdict_args = (a, b, summary["best test acc"].to_dict(), summary["final test acc"].to_dict())
+    verdict_slot.markdown(compare.verdict(*verdict_args, None))
     st.caption("The first two selected runs (with predictions); reorder the selection above to change them.")
     # side by side when the page is wide enough, the heatmap above the disagreements on a narrow window
     # (columns would squeeze it into a thin strip)
@@ -317,5 +327,7 @@ if st.session_state.get("compare_robust_for") == key:
         else:
             st.plotly_chart(robustness_figure(rob, {n: colors[n] for n in rob.run.unique()}), key="compare_robustness",
                             config=png_config("robustness"))
-            st.download_button("Robustness (CSV)", rob.to_csv(index=False).encode(), file_name="compare-robustness.csv",
+            if len(probs) >= 2:
+                verdict_slot.markdown(compare.verdict(*verdict_args, compare.distorted_accuracy(rob)))
+            st.download_button("Robustness (CSV)", compare.csv_bytes(rob, index=False), file_name="compare-robustness.csv",
                                mime="text/csv", icon=":material/download:")
