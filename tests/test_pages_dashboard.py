@@ -204,6 +204,65 @@ def test_live_curves_of_a_starting_run_show_their_few_points_on_sane_axes(tiny_e
     assert fig["layout"]["yaxis2"]["autorangeoptions"]["maxallowed"] == 1
 
 
+
+def test_a_pair_launch_links_to_its_comparison_clears_the_name_and_its_message_once_finished(tiny_env, app):
+    at = app("views/train.py")
+    at.selectbox(key="cfg_model").set_value("fast")
+    for key, value in (("cfg_epochs", 1), ("cfg_batch_size", 50), ("cfg_val_size", 50), ("cfg_limit_train", 100)):
+        at.number_input(key=key).set_value(value)
+    at.text_input(key="cfg_name").input("p")
+    at.button(key="train_pair").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "Launched: p-standard, p-none" in texts(at.success)
+    assert at.text_input(key="cfg_name").value == ""  # the launched name is taken: empty (automatic) for the next
+    links = [e.proto for e in at.get("page_link")]
+    link = next(p for p in links if p.label.startswith("Compare p-standard with p-none"))
+    assert link.page.endswith("compare") and link.query_string == "runs=p-standard%2Cp-none", link
+    assert "once they have finished an epoch" in link.label
+    deadline = time.time() + 120
+    while jobs.active() or jobs.queue():
+        assert time.time() < deadline, "the pair did not finish"
+        time.sleep(0.3)
+    for name in ("p-standard", "p-none"):
+        assert runs.get_run(name).status()["status"] == "completed", name
+    at.run()  # the full rerun the numbers' fragment makes when the runs end
+    assert "Launched:" not in texts(at.success)  # both finished: no stale message
+    link = next(e.proto for e in at.get("page_link") if e.proto.label.startswith("Compare p-standard"))
+    assert link.label == "Compare p-standard with p-none" and link.query_string == "runs=p-standard%2Cp-none"
+
+
+def test_a_taken_or_spaced_run_name_is_said_beside_the_field_as_you_type(tiny_env, fixture_runs, app):
+    copy_run(fixture_runs, tiny_env, "tiny-none")
+    at = app("views/train.py")
+    at.text_input(key="cfg_name").input("tiny-none").run()
+    assert "A run named 'tiny-none' exists, so Train would launch nothing: pick another name, e.g. tiny-none-2." \
+        in texts(at.error)
+    at.text_input(key="cfg_name").input("tiny").run()  # free itself, but the pair would make tiny-standard, tiny-none
+    assert ("A run named 'tiny-none' exists, so the augmented + normal pair would launch nothing: pick another "
+            "name, e.g. tiny-2.") in texts(at.error)
+    at.text_input(key="cfg_name").input("my run").run()
+    assert "e.g. my-run" in texts(at.error)
+    at.text_input(key="cfg_name").input("my-run").run()
+    assert not at.error, texts(at.error)
+
+
+def test_the_live_epoch_is_the_one_in_progress_while_running(tiny_env, fixture_runs, app):
+    from mnistviz import train
+
+    run = train.create_run(train.Config(name="going", epochs=4), tiny_env)
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), epoch=1, total_steps=40)
+    at = app("views/train.py", run="going")
+    assert (live_stats(at)["Status"], live_stats(at)["Epoch"]) == ("running", "1 / 4")  # the first, 17% done
+    epoch_one = runs.Run(fixture_runs / "tiny-none").epoch_records()[0]
+    run.append_metrics([epoch_one])
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), epoch=2, total_steps=40)
+    at = app("views/train.py", run="going")
+    assert live_stats(at)["Epoch"] == "2 / 4"
+    run.write_status(status="stopped", epoch=1)
+    at = app("views/train.py", run="going")
+    assert (live_stats(at)["Status"], live_stats(at)["Epoch"]) == ("stopped", "1 / 4")  # finished ones only
+
+
 # ---------- shell and Runs ----------
 
 def test_the_url_selects_the_run_and_a_page_switch_keeps_it(tiny_env, fixture_runs, app):
@@ -282,7 +341,9 @@ def test_every_page_says_how_to_provide_missing_mnist(tiny_env, tmp_path, monkey
     monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "empty"))
     for page in ("views/home.py", "views/train.py", "views/data.py"):
         at = app(page)
-        assert "Put the four IDX files" in texts(at.warning) + texts(at.error), page
+        said = texts(at.warning) + texts(at.error)
+        assert "put the four IDX files" in said and "python -m mnistviz.train" in said, page
+        assert "could not be downloaded" not in said, page  # the dashboard never tries a download
     at.switch_page("views/train.py").run()
     at.button(key="train_one").click().run()
     assert "Nothing was launched: MNIST not found" in texts(at.error)

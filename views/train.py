@@ -144,7 +144,57 @@ def _launch(pair: bool):
         return
     st.session_state.pop("train_launch_error", None)
     st.session_state["train_launched"] = [r.name for r in made]
+    st.session_state[_key("name")] = ""  # the launched name is taken now; empty = automatic for the next launch
     select_run(made[0].name)
+
+
+def _free_name(name: str, names) -> str:
+    """`name`, or the first of name-2, name-3... for which none of `names(candidate)` is taken."""
+    root = runs.runs_dir()
+    while any((root / n).exists() for n in names(name)):
+        name = _fresh_name(name)
+    return name
+
+
+def _name_problem(raw, errors: dict) -> str | None:
+    """What is wrong with the Run name field, said beside it as you type: an invalid name (with the same name
+    with '-' for its spaces, if that one is valid), or one taken by a run already (with a free one). A few stat()
+    calls, on full reruns only."""
+    name = (raw or "").strip()
+    if not name:
+        return None
+    if "name" in errors:
+        dashed = re.sub(r"\s+", "-", name)
+        if dashed != name:
+            try:
+                runs.check_name(dashed)
+                return f"{errors['name']}: e.g. {dashed}"
+            except runs.RunError:
+                pass
+        return errors["name"]
+    level = st.session_state.get(_key("augment"))
+    pair = lambda n: (f"{n}-{level if level != 'none' else 'standard'}", f"{n}-none")  # noqa: E731 (jobs.submit_pair)
+    root = runs.runs_dir()
+    if (root / name).exists():
+        return (f"A run named {name!r} exists, so Train would launch nothing: pick another name, e.g. "
+                f"{_free_name(name, lambda n: (n,))}.")
+    taken = [n for n in pair(name) if (root / n).exists()]
+    if taken:
+        return (f"A run named {taken[0]!r} exists, so the augmented + normal pair would launch nothing: pick "
+                f"another name, e.g. {_free_name(name, lambda n: (n, *pair(n)))}.")
+    return None
+
+
+def _launched_active(names) -> bool:
+    """Any of the runs launched from this page still queued or running (a status.json read each, on full reruns
+    only: the numbers' fragment reruns the page when a run starts or ends)."""
+    for n in names:
+        try:
+            if runs.get_run(n).status().get("status") in ("queued", "running"):
+                return True
+        except (runs.RunError, OSError):
+            pass
+    return False
 
 
 def _stop(name):
@@ -218,6 +268,9 @@ if loaded:
                    f"Change what you want to try, then Train.")
 
 errors = train.validate(_form_config())  # live: a message beside the field as soon as a value is out of range
+name_problem = _name_problem(st.session_state.get(_key("name")), errors)
+if name_problem:
+    errors["name"] = name_problem
 with st.container(horizontal=True, gap="medium", key="train_form"):
     for fields in LAYOUT:
         with st.container(width="stretch"):
@@ -247,11 +300,24 @@ with st.container(horizontal=True, key="train_buttons"):
     st.button("Train augmented + normal pair", icon=":material/call_split:", on_click=_launch, args=(True,),
               key="train_pair", help="Same config twice, with augmentation (the level above, or standard if it is "
                                      "none) and without, queued one after the other, for the Compare page.")
-if st.session_state.get("train_launch_error"):
-    st.error(st.session_state["train_launch_error"])
-elif st.session_state.get("train_launched"):
-    st.success("Launched: " + ", ".join(st.session_state["train_launched"]) +
-               " (training runs as its own process; it goes on if you close this tab).")
+# in one container always there: the message going away (below) leaves the live view's elements where they are,
+# so the browser replaces its numbers in place instead of showing a stale copy beside the new ones for a moment
+with st.container(key="train_launch_msg"):
+    if st.session_state.get("train_launch_error"):
+        st.error(st.session_state["train_launch_error"])
+    elif st.session_state.get("train_launched"):
+        launched = st.session_state["train_launched"]
+        active = _launched_active(launched)
+        if active:
+            st.success("Launched: " + ", ".join(launched) +
+                       " (training runs as its own process; it goes on if you close this tab).")
+        if len(launched) == 2:  # a pair: the way to its comparison, also once both have finished
+            aug, plain = launched
+            st.page_link("views/compare.py", icon=":material/compare:", query_params={"runs": f"{aug},{plain}"},
+                         label=f"Compare {aug} with {plain}" +
+                               (" (once they have finished an epoch)" if active else ""))
+        elif not active:
+            st.session_state.pop("train_launched")  # finished (or gone): the message would be stale
 
 with st.expander(f"Model summary: {st.session_state[_key('model')]}"):
     rows = _summary(st.session_state[_key("model")])
@@ -288,6 +354,13 @@ def _busy_state():
     return jobs.active(), tuple(jobs.queue())
 
 
+def _epoch_shown(state, finished: int, total) -> int:
+    """The epoch in progress while a run trains (1 during the first), the finished ones otherwise."""
+    if state == "running" and not (isinstance(total, int) and finished >= total):
+        return finished + 1
+    return finished
+
+
 def live_numbers(name, state_seen, busy_seen):
     try:
         jobs.tick()  # keeps the queue moving while someone watches
@@ -314,7 +387,7 @@ def live_numbers(name, state_seen, busy_seen):
         st.rerun()  # the chart is (nearly) empty and has new records to show: redraw it now, not in up to 10 s
     st.markdown(_stat_row([
         ("Status", state),
-        ("Epoch", f"{len(epochs)} / {cfg.get('epochs')}"),
+        ("Epoch", f"{_epoch_shown(state, len(epochs), cfg.get('epochs'))} / {cfg.get('epochs')}"),
         ("Step", f"{status.get('global_step', 0):,}", f"of {status.get('total_steps', 0):,} · {progress:.0%}"),
         ("ETA", _ms(status.get("eta_s")) if state == "running" else "–"),
         ("Images/s", f"{ips:,.0f}" if ips else "–"),
