@@ -158,14 +158,19 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and not math.isfinite(v))
 
 
+def _lead(va: float, vb: float) -> tuple[float, str, float, float]:
+    """(points between them to 0.01, the leader "A" or "B", the higher value, the lower one); 0 points is a tie."""
+    win, hi, lo = ("A", va, vb) if va > vb else ("B", vb, va)
+    return round(abs(va - vb) * 100, 2), win, hi, lo
+
+
 def _accuracy_clause(what: str, names: dict[str, str], va, vb) -> str | None:
     """"A (x) has the higher best test accuracy (…)" / "both have the same …"; None when a value is missing."""
     if _missing(va) or _missing(vb):
         return None
-    pts = round(abs(va - vb) * 100, 2)
+    pts, win, hi, lo = _lead(va, vb)
     if pts == 0:
         return f"both have the same {what} ({_pct(va)})"
-    win, hi, lo = ("A", va, vb) if va > vb else ("B", vb, va)
     return f"{win} ({names[win]}) has the higher {what} ({_pct(hi)} vs {_pct(lo)}, +{pts:.2f} points)"
 
 
@@ -190,12 +195,11 @@ def verdict(a: str, b: str, best: dict, final: dict, distorted: dict | None) -> 
     if distorted is None:
         out.append("For robustness to distortions, see Robustness below.")
     elif not (_missing(distorted.get(a)) or _missing(distorted.get(b))):
-        da, db = distorted[a], distorted[b]
-        pts = round(abs(da - db) * 100, 2)
+        pts, win, hi, lo = _lead(distorted[a], distorted[b])
         if pts == 0:
-            out.append(f"Under distortion both hold up equally ({_pct(da)} mean accuracy on the distorted images).")
+            out.append(f"Under distortion both hold up equally ({_pct(distorted[a])} mean accuracy on the distorted "
+                       f"images).")
         else:
-            win, hi, lo = ("A", da, db) if da > db else ("B", db, da)
             out.append(f"Under distortion {win} ({names[win]}) holds up better ({_pct(hi)} vs {_pct(lo)} mean "
                        f"accuracy on the distorted images, +{pts:.2f} points).")
     return " ".join(out)

@@ -113,12 +113,12 @@ def missing_message(root: Path | None = None, download_failed: bool = False) -> 
         problems = unreadable_files(root)
         if problems:
             return _unreadable_message(raw, problems)
-    where = (f"Put the four IDX files ({', '.join(IDX_FILES)}) in {raw.resolve()}, "
-             f"or set MNISTVIZ_DATA to a folder that has MNIST/raw/ with them")
+    files = f"the four IDX files ({', '.join(IDX_FILES)}) in {raw.resolve()}"
+    env = "set MNISTVIZ_DATA to a folder that has MNIST/raw/ with them"
     if download_failed:
-        return f"MNIST not found and could not be downloaded. {where}."
+        return f"MNIST not found and could not be downloaded. Put {files}, or {env}."
     return (f"MNIST not found in {raw.resolve()}. Run `python -m mnistviz.train` once with internet access (it "
-            f"downloads the files there), or {where[0].lower()}{where[1:]} (then restart the app).")
+            f"downloads the files there), or put {files}, or {env} (then restart the app).")
 
 
 def find_mnist(root: Path | None = None) -> Path | None:

@@ -284,17 +284,25 @@ def _enqueue_new(root: Path, made: list[Run]) -> None:
         raise RunError(f"the training queue in {root} cannot be updated ({e}); nothing was launched") from None
 
 
+def pair_augment(augment: str) -> str:
+    """The augmentation of a pair's augmented half: the level asked for, or "standard" when that is "none"."""
+    return augment if augment != "none" else "standard"
+
+
+def pair_names(name: str, augment: str) -> tuple[str, str]:
+    """The run names submit_pair gives a pair called `name`: (augmented, normal)."""
+    return f"{name}-{pair_augment(augment)}", f"{name}-none"
+
+
 def submit_pair(cfg: train.Config, root=None) -> tuple[Run, Run]:
     """The same config twice, with augmentation (cfg.augment, or "standard" if it is "none") and without,
     sharing one `pair` id; queued augmented first. Returns (augmented_run, normal_run)."""
     root = runs.runs_dir(root)
-    level = cfg.augment if cfg.augment != "none" else "standard"
     pair = cfg.pair or f"pair-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     created = cfg.created or time.time()
-    configs = []
-    for augment in (level, "none"):
-        name = f"{cfg.name}-{augment}" if cfg.name else None
-        configs.append(dataclasses.replace(cfg, augment=augment, pair=pair, name=name, created=created))
+    names = pair_names(cfg.name, cfg.augment) if cfg.name else (None, None)
+    configs = [dataclasses.replace(cfg, augment=augment, pair=pair, name=name, created=created)
+               for augment, name in zip((pair_augment(cfg.augment), "none"), names)]
     for c in configs:  # check both before creating either
         _check_ready(c)
         if c.name and (root / c.name).exists():

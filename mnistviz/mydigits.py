@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import time
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,7 +240,7 @@ def model_choices(root: Path | None = None, include: str | None = None) -> list[
             continue
         if r["status"] == "completed" or (r["name"] == include and Run(path).checkpoint_stamp() > 0):
             out.append(entry(r["name"], path, r, "your runs"))
-    clash = {c["name"] for c in out if sum(d["name"] == c["name"] for d in out) > 1}
+    clash = {name for name, k in Counter(c["name"] for c in out).items() if k > 1}
     for c in out:
         tags = [c["source"]] if c["source"] == "built in" or c["name"] in clash else []
         tags += [c.pop("detail")] if c["detail"] else []

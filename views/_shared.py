@@ -7,7 +7,7 @@ import pandas  # noqa: F401  (imported before the freeze below, like everything 
 import plotly.graph_objects  # noqa: F401
 import streamlit as st
 
-from mnistviz import charts, data, jobs, runs, train  # noqa: F401
+from mnistviz import analysis, charts, data, inspect, jobs, runs, train  # noqa: F401
 
 # Streamlit runs a full gc.collect() after every script run, so also after each refresh of the Train
 # page's live view (every second while a run trains). With torch, pandas and plotly loaded that walks
@@ -125,8 +125,6 @@ def sidebar() -> None:
 def predictions_or_stop(run: runs.Run, epoch: int, epochs: list[int]):
     """(labels, probs) of the run's test predictions after `epoch`; otherwise a warning and the page stops. Each
     epoch's predictions are a file of their own: when one cannot be read the others may be, so say so."""
-    from mnistviz import analysis
-
     try:
         return analysis.run_predictions(run, epoch)
     except runs.RunError as e:
@@ -135,6 +133,18 @@ def predictions_or_stop(run: runs.Run, epoch: int, epochs: list[int]):
                               f"{', ...' if len(others) > 12 else ''}): each epoch's predictions are a file of "
                               f"their own." if others else ""))
         st.stop()
+
+
+def image_up_close(run_name: str, index: int, image, probs, true: int, pred: int, key: str, more: str = "") -> None:
+    """One test image up close: enlarged (when the images are there), true and predicted digit with the confidence
+    (and `more`, e.g. ", loss 0.92"), the ten probabilities, and a link to its feature maps."""
+    if image is not None:
+        st.image(inspect.enlarge(image, 196), caption=f"test image {index}")
+    verdict = "right" if pred == true else "wrong"
+    st.markdown(f"**true {true}, predicted {pred}** ({verdict}, {probs[pred]:.1%} confident{more})")
+    st.plotly_chart(charts.probability_bars(probs, true, pred), key=key, config={"displayModeBar": False})
+    st.page_link("views/feature_maps.py", label=f"Feature maps of image {index}", icon=":material/layers:",
+                 query_params={"run": run_name, "index": str(index)})
 
 
 def kept(key: str, default):

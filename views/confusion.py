@@ -6,9 +6,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnistviz import analysis
-from mnistviz.charts import digit_grid, probability_bars
-from mnistviz.inspect import enlarge
-from views._shared import keep, kept, predictions_or_stop, run_with_predictions
+from mnistviz.charts import digit_grid
+from views._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 128
 CELL = "cf_cell"  # (true, predicted) picked by clicking the heatmap or the most-confused table
@@ -157,11 +156,4 @@ if cell is not None:
                 st.caption("Title: test-image index and confidence. Click an image to look at it.")
             if picked is not None:
                 with below.container(width=BLOCK, border=True):
-                    pred = int(preds[picked])
-                    st.image(enlarge(images[picked], 196), caption=f"test image {picked}")
-                    verdict = "right" if pred == t else "wrong"
-                    st.markdown(f"**true {t}, predicted {pred}** ({verdict}, {probs[picked, pred]:.1%} confident)")
-                    st.plotly_chart(probability_bars(probs[picked], t, pred), key="cf_probs",
-                                    config={"displayModeBar": False})
-                    st.page_link("views/feature_maps.py", label=f"Feature maps of image {picked}",
-                                 icon=":material/layers:", query_params={"run": run.name, "index": str(picked)})
+                    image_up_close(run.name, picked, images[picked], probs[picked], t, int(preds[picked]), "cf_probs")

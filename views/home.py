@@ -20,7 +20,11 @@ def _states(rows) -> list[tuple]:
     return [(r["name"], r["status"], r["epochs_done"]) for r in rows]
 
 
-@st.fragment(run_every=LIVE_EVERY_S if any(r["status"] in ("queued", "running") for r in good) else None)
+def _training(rows) -> bool:
+    return any(r["status"] in runs.ACTIVE for r in rows)
+
+
+@st.fragment(run_every=LIVE_EVERY_S if _training(good) else None)
 def runs_list():
     """The table, re-read every few seconds while something trains (progress, status). When a run's status or
     epochs change, or runs come and go, the whole page reruns: its buttons and the sidebar follow."""
@@ -45,8 +49,7 @@ def runs_list():
             "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         })
     st.caption("Click a row to select that run on every page."
-               + (f" Updated every {LIVE_EVERY_S} s while a run trains." if any(
-                   r["status"] in ("queued", "running") for r in now) else ""))
+               + (f" Updated every {LIVE_EVERY_S} s while a run trains." if _training(now) else ""))
 
 
 if good:
@@ -80,7 +83,7 @@ if summary:  # only runs listed as good: a folder whose name is not a valid run 
             st.caption("No checkpoint yet (no epoch finished).")
     with c2:
         status = summary["status"]
-        if status in ("queued", "running"):
+        if status in runs.ACTIVE:
             if st.button("Stop", icon=":material/stop:", key="home_stop"):
                 try:
                     st.session_state["_flash"] = jobs.stop(name)

@@ -2,9 +2,8 @@
 import streamlit as st
 
 from mnistviz import analysis
-from mnistviz.charts import digit_grid, probability_bars, wrong_per_batch_bars
-from mnistviz.inspect import enlarge
-from views._shared import keep, kept, predictions_or_stop, run_with_predictions
+from mnistviz.charts import digit_grid, wrong_per_batch_bars
+from views._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 256  # one grid image stays quick to draw; narrow the filters to see the rest
 # Widths in px: rows of fixed-width blocks wrap onto the next line when the page is narrow (at 900 px the main
@@ -164,11 +163,5 @@ with right:
         i = int(i)
         pred, true = int(table["predicted"].iat[i]), int(labels[i])
         with st.container(border=True):
-            if images is not None:
-                st.image(enlarge(images[i], 196), caption=f"test image {i}")
-            verdict = "right" if pred == true else "wrong"
-            st.markdown(f"**true {true}, predicted {pred}** ({verdict}, {probs[i, pred]:.1%} confident, "
-                        f"loss {table['loss'].iat[i]:.3f})")
-            st.plotly_chart(probability_bars(probs[i], true, pred), key="mp_probs", config={"displayModeBar": False})
-            st.page_link("views/feature_maps.py", label=f"Feature maps of image {i}", icon=":material/layers:",
-                         query_params={"run": run.name, "index": str(i)})
+            image_up_close(run.name, i, None if images is None else images[i], probs[i], true, pred, "mp_probs",
+                           more=f", loss {table['loss'].iat[i]:.3f}")

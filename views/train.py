@@ -173,15 +173,14 @@ def _name_problem(raw, errors: dict) -> str | None:
                 pass
         return errors["name"]
     level = st.session_state.get(_key("augment"))
-    pair = lambda n: (f"{n}-{level if level != 'none' else 'standard'}", f"{n}-none")  # noqa: E731 (jobs.submit_pair)
     root = runs.runs_dir()
     if (root / name).exists():
         return (f"A run named {name!r} exists, so Train would launch nothing: pick another name, e.g. "
                 f"{_free_name(name, lambda n: (n,))}.")
-    taken = [n for n in pair(name) if (root / n).exists()]
+    taken = [n for n in jobs.pair_names(name, level) if (root / n).exists()]
     if taken:
         return (f"A run named {taken[0]!r} exists, so the augmented + normal pair would launch nothing: pick "
-                f"another name, e.g. {_free_name(name, lambda n: (n, *pair(n)))}.")
+                f"another name, e.g. {_free_name(name, lambda n: (n, *jobs.pair_names(n, level)))}.")
     return None
 
 
@@ -190,7 +189,7 @@ def _launched_active(names) -> bool:
     only: the numbers' fragment reruns the page when a run starts or ends)."""
     for n in names:
         try:
-            if runs.get_run(n).status().get("status") in ("queued", "running"):
+            if runs.get_run(n).status().get("status") in runs.ACTIVE:
                 return True
         except (runs.RunError, OSError):
             pass
@@ -479,9 +478,9 @@ def live_section():
     elif state in ("interrupted", "failed"):
         st.warning(f"{name} is {state}: {status.get('error') or 'no reason recorded'}. "
                    f"Resume continues from its last checkpoint.")
-    if state in ("queued", "running") or state in jobs.RESUMABLE:
+    if state in runs.ACTIVE or state in jobs.RESUMABLE:
         with st.container(horizontal=True, key="live_buttons"):
-            if state in ("queued", "running"):
+            if state in runs.ACTIVE:
                 st.button("Stop", icon=":material/stop:", key="live_stop", on_click=_stop, args=(name,),
                           help="Training stops at the current step and saves a checkpoint; Resume continues from it.")
             if state in jobs.RESUMABLE:
