@@ -83,6 +83,15 @@ def train_tiny(runs: Path, data: Path, **overrides) -> Path:
             os.environ["MNISTVIZ_DATA"] = old
 
 
+def copy_run_files(src: Path, dst: Path) -> Path:
+    """A run folder's top-level files (config, status, metrics, checkpoints, test labels; not preds/) into dst."""
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file():
+            (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
 @pytest.fixture(scope="session")
 def fixture_runs(tiny_data, tmp_path_factory) -> Path:
     """A runs folder with an augmented + normal pair of tiny completed runs (names 'tiny-aug', 'tiny-none').

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import copy_run_files
 from mnistviz import mydigits, runs
 from mnistviz.mydigits import DigitSet, MyDigitsError
 
@@ -153,10 +154,7 @@ def test_model_choices_default_first_then_completed_runs(fixture_runs, tiny_data
     # a runs folder with two completed runs and one queued (never trained) run
     root = tmp_path / "runs"
     for name in ("tiny-none", "tiny-aug"):
-        (root / name).mkdir(parents=True)
-        for f in (fixture_runs / name).iterdir():
-            if f.is_file():
-                (root / name / f.name).write_bytes(f.read_bytes())
+        copy_run_files(fixture_runs / name, root / name)
     create_run(Config(name="queued", epochs=1), root)
     default = train_tiny(tmp_path / "elsewhere", tiny_data, name="default", epochs=1)
     monkeypatch.setattr(mydigits, "DEFAULT_MODEL", default)
@@ -194,10 +192,7 @@ def test_model_choices_tell_a_run_named_default_from_the_built_in_default(fixtur
 
     root = tmp_path / "runs"
     for name in ("default", "tiny-aug"):  # the runs folder has its own "default", not the bundled one
-        (root / name).mkdir(parents=True)
-        for f in (fixture_runs / "tiny-none").iterdir():
-            if f.is_file():
-                (root / name / f.name).write_bytes(f.read_bytes())
+        copy_run_files(fixture_runs / "tiny-none", root / name)
     create_run(Config(name="queued", epochs=1), root)
     built_in = train_tiny(tmp_path / "elsewhere", tiny_data, name="default", epochs=1)
     monkeypatch.setattr(mydigits, "DEFAULT_MODEL", built_in)
@@ -218,10 +213,7 @@ def test_model_choices_include_the_selected_run_when_it_has_a_checkpoint(fixture
     from mnistviz.train import Config, create_run
 
     root = tmp_path / "runs"
-    (root / "halfway").mkdir(parents=True)
-    for f in (fixture_runs / "tiny-none").iterdir():
-        if f.is_file():
-            (root / "halfway" / f.name).write_bytes(f.read_bytes())
+    copy_run_files(fixture_runs / "tiny-none", root / "halfway")
     status = json.loads((root / "halfway" / "status.json").read_text())
     (root / "halfway" / "status.json").write_text(json.dumps({**status, "status": "stopped"}))
     create_run(Config(name="queued", epochs=1), root)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import ROOT, copy_run_files
 from mnistviz import mydigits
 
 
@@ -92,11 +92,7 @@ def test_saved_digits_are_listed_and_evaluated(tiny_env, monkeypatch):
 
 
 def test_a_run_with_a_broken_checkpoint_is_reported(tiny_env, fixture_runs, monkeypatch):
-    broken = tiny_env / "broken"
-    broken.mkdir()
-    for f in (fixture_runs / "tiny-none").iterdir():
-        if f.is_file():
-            (broken / f.name).write_bytes(f.read_bytes())
+    broken = copy_run_files(fixture_runs / "tiny-none", tiny_env / "broken")
     (broken / "best.pt").write_bytes(b"not a checkpoint")
     at = open_draw(monkeypatch)
     picker = model_picker(at)
@@ -117,14 +113,6 @@ def open_draw_on(monkeypatch, run: str) -> AppTest:
     at.switch_page("views/draw.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def copy_run(src, dst):
-    dst.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.is_file():
-            (dst / f.name).write_bytes(f.read_bytes())
-    return dst
 
 
 def test_the_model_is_the_run_selected_in_the_sidebar_until_the_user_picks_another(fixture_runs, tiny_data,
@@ -155,7 +143,7 @@ def test_a_selected_run_without_usable_weights_falls_back_to_the_default(fixture
     from mnistviz.train import Config, create_run
 
     root = tmp_path / "runs"
-    copy_run(fixture_runs / "tiny-none", root / "broken")
+    copy_run_files(fixture_runs / "tiny-none", root / "broken")
     (root / "broken" / "best.pt").write_bytes(b"not a checkpoint")
     create_run(Config(name="queued", epochs=1), root)          # never trained: no checkpoint at all
     monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "no-mnist"))  # the Draw page does not need MNIST
@@ -174,7 +162,7 @@ def test_a_stopped_run_selected_in_the_sidebar_is_offered_and_used(fixture_runs,
     import json
 
     root = tmp_path / "runs"
-    run = copy_run(fixture_runs / "tiny-none", root / "halfway")
+    run = copy_run_files(fixture_runs / "tiny-none", root / "halfway")
     status = json.loads((run / "status.json").read_text())
     (run / "status.json").write_text(json.dumps({**status, "status": "stopped"}))
     monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
@@ -188,7 +176,7 @@ def test_a_stopped_run_selected_in_the_sidebar_is_offered_and_used(fixture_runs,
 
 def test_a_run_named_default_is_told_apart_from_the_built_in_one(fixture_runs, tiny_data, tmp_path, monkeypatch):
     root = tmp_path / "runs"
-    copy_run(fixture_runs / "tiny-none", root / "default")
+    copy_run_files(fixture_runs / "tiny-none", root / "default")
     monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
     monkeypatch.setenv("MNISTVIZ_RUNS", str(root))
     at = open_draw_on(monkeypatch, "default")
