@@ -190,10 +190,10 @@ def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, flo
 
 
 def app_pages() -> list[tuple[str, str]]:
-    """(url path, title) of the app's pages that exist (app.PAGES), the home page first with path ""."""
+    """(url path, title) of the app's pages that exist (shell.PAGES), the home page first with path ""."""
     import ast
 
-    tree = ast.parse((ROOT / "app.py").read_text())
+    tree = ast.parse((ROOT / "shell.py").read_text())
     pages = next(ast.literal_eval(n.value) for n in ast.walk(tree)
                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "PAGES")
     return [("" if url == "runs" else url, title) for f, title, _, url in pages if (ROOT / f).exists()]

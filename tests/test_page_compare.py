@@ -15,7 +15,7 @@ from mnistviz import runs
 def open_compare(monkeypatch, data_root, runs_root, runs_param: str | None = None) -> AppTest:
     monkeypatch.setenv("MNISTVIZ_DATA", str(data_root))
     monkeypatch.setenv("MNISTVIZ_RUNS", str(runs_root))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     if runs_param is not None:
         at.query_params["runs"] = runs_param
     at.switch_page("views/compare.py")

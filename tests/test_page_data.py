@@ -22,7 +22,7 @@ def test_describe_says_every_transform_of_a_level_with_its_bound():
 
 def test_data_page_says_what_the_chosen_level_does(tiny_env, monkeypatch):
     monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     at.run()
     at.switch_page("views/data.py").run()
     assert not at.exception

@@ -13,7 +13,7 @@ from mnistviz import mydigits
 
 def open_draw(monkeypatch) -> AppTest:
     monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     at.switch_page("views/draw.py")
     return at.run()
 
@@ -107,7 +107,7 @@ def test_a_run_with_a_broken_checkpoint_is_reported(tiny_env, fixture_runs, monk
 def open_draw_on(monkeypatch, run: str) -> AppTest:
     """The app opened with ?run=RUN (the sidebar picks it), then switched to the Draw page."""
     monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     at.query_params["run"] = run
     at.run()
     at.switch_page("views/draw.py").run()

@@ -31,7 +31,7 @@ def app(monkeypatch):
     monkeypatch.chdir(ROOT)
 
     def make(page: str | None = None, run: str | None = None) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
         if run:
             at.query_params["run"] = run
         at.run()

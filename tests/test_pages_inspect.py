@@ -34,7 +34,7 @@ def scratch_runs(fixture_runs, tiny_data, tmp_path, monkeypatch):
 
 
 def open_page(page, run="tiny-none", **params) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     at.query_params["run"] = run
     at.run()  # the shell picks the run (sidebar) before switching pages
     for k, v in params.items():

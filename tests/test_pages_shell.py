@@ -22,7 +22,7 @@ def shell(tiny_env, fixture_runs, monkeypatch):
         shutil.copytree(fixture_runs / name, tiny_env / name)
 
     def make(run: str) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
         at.query_params["run"] = run
         at.run()
         assert not at.exception, [e.value for e in at.exception]

@@ -16,7 +16,7 @@ PAGES = ["views/home.py", "views/train.py", "views/data.py", "views/mispredictio
 def visit_all(run: str | None = None) -> dict[str, str]:
     """Open every page; return page -> all the text it showed. Fails on any exception."""
     out = {}
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     if run:
         at.query_params["run"] = run
     at.run()

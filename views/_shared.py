@@ -10,8 +10,8 @@ import streamlit as st
 from mnistviz import analysis, charts, data, inspect, jobs, runs, train  # noqa: F401
 
 # Streamlit runs a full gc.collect() after every script run, so also after each refresh of the Train
-# page's live view (every second while a run trains). With torch, pandas and plotly loaded that walks
-# ~400,000 long-lived objects: 100-300 ms of CPU a second, taken from the training. gc.freeze() takes
+# page's live curves (every 10 s while a run trains). With torch, pandas and plotly loaded that walks
+# ~400,000 long-lived objects: 100-300 ms of CPU each time, taken from the training. gc.freeze() takes
 # what exists now (modules, mostly: they live as long as the process) out of every later collection.
 # Runs once per process, when a page first imports this module.
 gc.freeze()

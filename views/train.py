@@ -1,7 +1,7 @@
 """Train: every hyperparameter of the trainer, presets, launch (one run or an augmented + normal pair), and a
 "load settings from" the selected run (to train it again with changes), and a live view of the selected run: its
-numbers re-read from status.json every second, its curves and epoch table from metrics.jsonl every 10 s while it
-trains (at once for each of a run's first records)."""
+numbers every second (polled as JSON by the browser, without rerunning this script), its curves and epoch table
+from metrics.jsonl every 10 s while it trains (at once for each of a run's first records)."""
 import dataclasses
 import html
 import math
@@ -9,7 +9,8 @@ import re
 
 import streamlit as st
 
-from mnistviz import augment, charts, data, jobs, models, runs, train
+from mnistviz import augment, charts, data, jobs, live, models, runs, train
+from views._live import poller
 from views._shared import require_mnist, select_run, selected_run_name
 
 
@@ -214,20 +215,14 @@ def _resume(name):
 # how often the curves and the epoch table refresh while a run trains (see the live view below); TensorBoard's
 # default is 30 s
 CURVES_EVERY_S = 10.0
-# ...except at a run's start: while the chart shows fewer records than this, the once-a-second numbers redraw it as
-# soon as a new record lands (otherwise the first 10 s of a run, most of a default run's first epoch, show an empty
-# chart). A handful of extra redraws per run; the 10 s rhythm after them is unchanged.
+# ...except at a run's start: while the chart shows fewer records than this, a poller in the chart's fragment
+# redraws it as soon as metrics.jsonl grows (otherwise the first 10 s of a run, most of a default run's first
+# epoch, show an empty chart). A handful of extra redraws per run; the 10 s rhythm after them is unchanged.
 SPARSE_RECORDS = 3
 # per-step curves with fewer points than this get markers too: one point alone draws no line
 MARKERS_BELOW = 20
-CURVES_DRAWN = "live_curves_drawn"  # (run name, metrics.jsonl size, records) of the chart on screen
-
-
-def _ms(seconds) -> str:
-    if seconds is None:
-        return "–"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
+NUMBERS_EVERY_S = 1.0  # the live numbers, while a run trains or waits in the queue
+IDLE_EVERY_S = 5.0  # while nothing trains: only to notice a run started elsewhere
 
 
 @st.cache_data(show_spinner=False)
@@ -325,12 +320,11 @@ with st.expander(f"Model summary: {st.session_state[_key('model')]}"):
 
 
 # ---------- live view ----------
-# Three parts, refreshed at different rates, because every rerun of a part costs the browser CPU that a training
-# on the same 2 cores then lacks (bench/contention.py): the numbers rerun every second; the curves and epoch table
-# every CURVES_EVERY_S seconds (redrawing them is ~0.2 s of browser CPU each time); the heading, messages and
-# Stop / Resume only when the run's state changes, which reruns the whole page. One exception, at a run's start:
-# while the chart shows fewer than SPARSE_RECORDS records, the numbers' once-a-second rerun notices metrics.jsonl
-# grow (one stat()) and reruns the page, so the first points show at once; at most SPARSE_RECORDS such reruns a run.
+# Three parts, refreshed at different rates, because every refresh costs the browser CPU that a training on the
+# same 2 cores then lacks (bench/contention.py): the numbers every second, written into the page by a poller that
+# fetches them as JSON (views/_live.py, mnistviz/live.py; a Streamlit rerun a second took 15-20% of a training's
+# speed); the curves and epoch table every CURVES_EVERY_S seconds (redrawing them is ~0.2 s of browser CPU each
+# time); the heading, messages and Stop / Resume only when the run's state changes, which reruns the whole page.
 
 _STAT_STYLE = ("<style>.mv-stats{display:flex;flex-wrap:wrap;gap:0.5rem 2.5rem;margin:0.25rem 0 0.75rem}"
                ".mv-stat .mv-label{font-size:0.875rem;opacity:0.7}.mv-stat .mv-value{font-size:1.75rem;line-height:1.3}"
@@ -338,9 +332,9 @@ _STAT_STYLE = ("<style>.mv-stats{display:flex;flex-wrap:wrap;gap:0.5rem 2.5rem;m
 
 
 def _stat_row(stats) -> str:
-    """(label, value[, note]) tuples as one row of metric-style numbers, in ONE markdown element. At one refresh a
-    second, six st.metric in columns cost the browser about 2.5% of a core more (bench/live_view_cpu.py), and an
-    st.progress bar's animation alone about 4%."""
+    """(label, value[, note]) tuples as one row of metric-style numbers, in ONE markdown element whose values the
+    poller rewrites in place (six st.metric in columns cost the browser more at each redraw, and an st.progress
+    bar's animation alone about 4% of a core)."""
     cells = []
     for label, value, *note in stats:
         sub = f'<div class="mv-sub">{html.escape(note[0])}</div>' if note else ""
@@ -349,65 +343,19 @@ def _stat_row(stats) -> str:
     return _STAT_STYLE + '<div class="mv-stats">' + "".join(cells) + "</div>"
 
 
-def _busy_state():
-    return jobs.active(), tuple(jobs.queue())
-
-
-def _epoch_shown(state, finished: int, total) -> int:
-    """The epoch in progress while a run trains (1 during the first), the finished ones otherwise."""
-    if state == "running" and not (isinstance(total, int) and finished >= total):
-        return finished + 1
-    return finished
-
-
 def live_numbers(name, state_seen, busy_seen):
-    try:
-        jobs.tick()  # keeps the queue moving while someone watches
-    except (runs.RunError, OSError):
-        pass  # a runs folder that cannot be written: the sidebar says so on the next full rerun
-    if _busy_state() != busy_seen:
+    """Drawn with the page; rerun only when its poller sees a change beyond the numbers (then the whole page)."""
+    snap = live.snapshot(name)  # (moves the queue on, as each refresh does)
+    if snap["busy"] != busy_seen:
         st.rerun()  # a run started or ended: refresh the sidebar, the buttons and the refresh rates
+    every = NUMBERS_EVERY_S if any(busy_seen) else IDLE_EVERY_S
     if not name:
+        poller("live_poll", None, {"busy": busy_seen}, every, stats=False)
         return
-    try:
-        run = runs.get_run(name)
-        cfg = run.config()
-    except runs.RunError:
-        st.rerun()  # deleted or broken since: the page says so
-    status = run.status()
-    state = status.get("status", "failed")
-    if state != state_seen:
-        st.rerun()
-    epochs = run.epoch_records()
-    progress = float(status.get("progress") or 0.0)
-    ips = status.get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
-    best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
-    if state == "running" and _curves_behind(run):
-        st.rerun()  # the chart is (nearly) empty and has new records to show: redraw it now, not in up to 10 s
-    st.markdown(_stat_row([
-        ("Status", state),
-        ("Epoch", f"{_epoch_shown(state, len(epochs), cfg.get('epochs'))} / {cfg.get('epochs')}"),
-        ("Step", f"{status.get('global_step', 0):,}", f"of {status.get('total_steps', 0):,} · {progress:.0%}"),
-        ("ETA", _ms(status.get("eta_s")) if state == "running" else "–"),
-        ("Images/s", f"{ips:,.0f}" if ips else "–"),
-        ("Best test acc", f"{best:.2%}" if best is not None else "–"),
-    ]), unsafe_allow_html=True)
-
-
-def _metrics_size(run) -> int:
-    try:
-        return run.metrics_file.stat().st_size
-    except OSError:
-        return 0
-
-
-def _curves_behind(run) -> bool:
-    """The chart on screen shows fewer than SPARSE_RECORDS records of this run, and metrics.jsonl has grown
-    since it was drawn. One stat() a second, and only in a fragment rerun of the numbers: live_section clears
-    CURVES_DRAWN before a full rerun draws the chart anew."""
-    drawn = st.session_state.get(CURVES_DRAWN)
-    return (drawn is not None and drawn[0] == run.name and drawn[2] < SPARSE_RECORDS
-            and _metrics_size(run) != drawn[1])
+    if snap["state"] != state_seen:
+        st.rerun()  # started, ended, deleted or broken since: the page says so
+    st.markdown(_stat_row(snap["stats"]), unsafe_allow_html=True)
+    poller("live_poll", name, {"busy": busy_seen, "state": state_seen}, every, stats=True)
 
 
 def live_figure(steps, epochs, x: str) -> dict:
@@ -427,11 +375,12 @@ def live_figure(steps, epochs, x: str) -> dict:
     return spec
 
 
-def live_curves(run):
-    size = _metrics_size(run)  # before reading: a record appended meanwhile makes the next check redraw
+def live_curves(run, state):
+    size = live.metrics_size(run)  # before reading: a record appended meanwhile makes the poller redraw
     epochs = run.epoch_records()
     steps = run.step_records()
-    st.session_state[CURVES_DRAWN] = (run.name, size, len(steps) + len(epochs))
+    if state == "running" and len(steps) + len(epochs) < SPARSE_RECORDS:
+        poller("curves_poll", run.name, {"metrics_size": size}, NUMBERS_EVERY_S, stats=False)
     if steps or epochs:
         x = st.radio("x axis", ["epoch", "step"], horizontal=True, key="curve_x", label_visibility="collapsed")
         st.plotly_chart(live_figure(steps, epochs, x), key="live_curves", width="stretch",
@@ -450,8 +399,7 @@ def live_curves(run):
 
 
 def live_section():
-    busy = _busy_state()
-    every = 1.0 if any(busy) else 5.0  # while nothing trains, only to notice a run started elsewhere
+    busy = live.busy()
     name = selected_run_name() or busy[0]
     run = None
     if not name:
@@ -464,13 +412,12 @@ def live_section():
             st.warning(str(e))
             run = None
     if run is None:
-        st.fragment(live_numbers, run_every=every)(None, None, busy)
+        st.fragment(live_numbers)(None, None, busy)
         return
     status = run.status()
     state = status.get("status", "failed")
-    st.session_state.pop(CURVES_DRAWN, None)  # the curves are drawn below in this rerun: nothing to catch up on
     st.subheader(f"Live: {name}")
-    st.fragment(live_numbers, run_every=every)(name, state, busy)
+    st.fragment(live_numbers)(name, state, busy)
     if state == "queued":
         q = jobs.queue()
         where = f"number {q.index(name) + 1} in the queue" if name in q else "starting"
@@ -490,7 +437,7 @@ def live_section():
         (st.error if msg[0] == "error" else st.success)(msg[1])
     if any(busy):
         st.caption("Training now: " + (busy[0] or "nothing") + (" · queue: " + ", ".join(busy[1]) if busy[1] else ""))
-    st.fragment(live_curves, run_every=CURVES_EVERY_S if state == "running" else None)(run)
+    st.fragment(live_curves, run_every=CURVES_EVERY_S if state == "running" else None)(run, state)
 
 
 live_section()

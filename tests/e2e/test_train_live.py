@@ -136,6 +136,37 @@ def test_the_first_records_of_a_run_show_at_once_then_the_curves_keep_their_10_s
     expect(status(page)).to_have_text("running")
 
 
+# Streamlit reruns of the page's script (whole page or a fragment) and changes of the live Step value, counted from now
+COUNT_JS = """() => {
+  window.__reruns = 0; window.__steps = 0;
+  const app = document.querySelector('[data-testid="stApp"]');
+  new MutationObserver(() => { if (app.dataset.testScriptState === 'running') window.__reruns++; })
+    .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  const step = document.querySelector('[data-stat="Step"] .mv-value');
+  new MutationObserver(() => window.__steps++).observe(step, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_the_numbers_refresh_every_second_without_rerunning_the_page_until_the_state_changes(starting_run, page):
+    srv, run = starting_run
+    page.goto(srv.url + "/train?run=starting")
+    expect(status(page)).to_have_text("running", timeout=60000)
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    page.wait_for_function("document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState === 'notRunning'")
+    page.evaluate(COUNT_JS)
+    for k in range(1, 5):  # the trainer's status moves on: each value shows within ~a second
+        run.write_status(global_step=1000 * k, progress=1000 * k / 430, eta_s=60 - k)
+        expect(page.locator('[data-stat="Step"] .mv-value')).to_have_text(f"{1000 * k:,}", timeout=3000)
+    assert page.evaluate("window.__steps") >= 4
+    # ...written by the poller: no Streamlit rerun a second (at most the curves' own CURVES_EVERY_S refresh)
+    assert page.evaluate("window.__reruns") <= 1
+    # a change of state reruns the whole page: the Stop button makes way for Resume
+    run.write_status(status="stopped", pid=None)
+    expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=5000)
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(status(page)).to_have_text("stopped")
+
+
 # ---------- layout ----------
 
 # text cut short in the form and its buttons: elements whose content is wider than their box, clipped (an ellipsis

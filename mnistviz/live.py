@@ -1,0 +1,84 @@
+"""The live numbers of a training (no Streamlit): what the Train page shows every second, as plain data.
+
+The page draws them once with the page; from then on its browser polls `snapshot` through the app's JSON route
+(`/api/live?run=NAME`, app.py) and writes the new values into the same elements, so a second's refresh costs one
+small HTTP request instead of a Streamlit rerun (bench/contention.py: a rerun a second took 15-20% of a training's
+speed on 2 cores). The page reruns only when something it draws beyond the numbers changed: the run's state, the
+training / queue, or the first records of a run's chart (`changed`)."""
+from __future__ import annotations
+
+from . import jobs, runs
+
+
+def clock(seconds) -> str:
+    """Seconds as m:ss, or XhMM past an hour; '–' for None."""
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
+
+
+def epoch_shown(state, finished: int, total) -> int:
+    """The epoch in progress while a run trains (1 during the first), the finished ones otherwise."""
+    if state == "running" and not (isinstance(total, int) and finished >= total):
+        return finished + 1
+    return finished
+
+
+def metrics_size(run: runs.Run) -> int:
+    try:
+        return run.metrics_file.stat().st_size
+    except OSError:
+        return 0
+
+
+def stats(run: runs.Run) -> tuple[str, list[tuple]]:
+    """(state, [(label, value[, note]), ...]) of a run: status, epoch, step, ETA, images/s, best test accuracy."""
+    cfg = run.config()
+    status = run.status()
+    state = status.get("status", "failed")
+    epochs = run.epoch_records()
+    progress = float(status.get("progress") or 0.0)
+    ips = status.get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
+    best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
+    return state, [
+        ("Status", state),
+        ("Epoch", f"{epoch_shown(state, len(epochs), cfg.get('epochs'))} / {cfg.get('epochs')}"),
+        ("Step", f"{status.get('global_step', 0):,}", f"of {status.get('total_steps', 0):,} · {progress:.0%}"),
+        ("ETA", clock(status.get("eta_s")) if state == "running" else "–"),
+        ("Images/s", f"{ips:,.0f}" if ips else "–"),
+        ("Best test acc", f"{best:.2%}" if best is not None else "–"),
+    ]
+
+
+def busy(root=None) -> list:
+    """[the run training now or None, [the queue, first to start first]]."""
+    return [jobs.active(root), list(jobs.queue(root))]
+
+
+def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
+    """What the live view's browser polls: {"busy": busy()} and, for a run, "state", "stats" (as stats()) and
+    "metrics_size" (of metrics.jsonl); "state": "gone" when the run cannot be read. With `seen` (what the page
+    drew), "rerun": changed(seen, snapshot). Also moves the queue on, as every refresh of the page did (jobs.tick)."""
+    try:
+        jobs.tick(root)
+    except (runs.RunError, OSError):
+        pass  # a runs folder that cannot be written: the page's sidebar says so
+    out: dict = {"busy": busy(root)}
+    if name:
+        try:
+            run = runs.get_run(name, root)
+            out["state"], out["stats"] = stats(run)
+            out["metrics_size"] = metrics_size(run)
+        except (runs.RunError, OSError):
+            out["state"] = "gone"
+    if seen is not None:
+        out["rerun"] = changed(seen, out)
+    return out
+
+
+def changed(seen: dict, now: dict) -> bool:
+    """Whether the page must redraw more than the numbers: `now` (a snapshot) differs from `seen` in any key that
+    `seen` holds. The page's numbers watch {"busy", "state"}; its chart, while it shows its first few records,
+    {"metrics_size"}."""
+    return any(now.get(k) != v for k, v in seen.items())

@@ -1,0 +1,34 @@
+"""The dashboard's script (`streamlit run app.py` serves it): navigation, and the sidebar shared by every page.
+
+The page scripts live in views/, not pages/: Streamlit runs a folder named pages/ in its legacy
+multipage mode until st.navigation has been called once, so a shared link opened on a fresh server
+would run its page without this shell (no sidebar, no run from the URL)."""
+import streamlit as st
+
+from views._shared import sidebar
+
+st.set_page_config(page_title="mnistviz", page_icon="🔢", layout="wide")
+
+# (file, title, icon, url path); the home page is the default.
+PAGES = [
+    ("views/home.py", "Runs", ":material/list:", "runs"),
+    ("views/train.py", "Train", ":material/model_training:", "train"),
+    ("views/data.py", "Data", ":material/dataset:", "data"),
+    ("views/mispredictions.py", "Mispredictions", ":material/error:", "mispredictions"),
+    ("views/confusion.py", "Confusion", ":material/grid_on:", "confusion"),
+    ("views/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps"),
+    ("views/draw.py", "Draw", ":material/draw:", "draw"),
+    ("views/compare.py", "Compare", ":material/compare:", "compare"),
+]
+pages = [st.Page(f, title=t, icon=i, default=True) if u == "runs" else st.Page(f, title=t, icon=i, url_path=u)
+         for f, t, i, u in PAGES]
+
+
+def _to_runs():
+    # the home page lives at "/"; a typed or bookmarked /runs lands there too, its query string kept
+    st.switch_page(pages[0], query_params=st.query_params.to_dict())
+
+
+nav = st.navigation(pages + [st.Page(_to_runs, title="Runs", url_path="runs", visibility="hidden")])
+sidebar()
+nav.run()

@@ -1,0 +1,100 @@
+"""The live numbers as data (mnistviz.live) and as the app's JSON route (/api/live, app.py) that the Train page
+polls every second instead of rerunning its script."""
+import json
+import os
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import StreamlitServer
+from mnistviz import live, train
+
+
+def running_run(root, name="r1", epochs=4):
+    """A run shown as running (this test process stands in for its trainer), one epoch done, 100 of 400 steps."""
+    run = train.create_run(train.Config(name=name, epochs=epochs, log_every=20), root)
+    run.append_metrics([{"epoch": 1, "step": 100, "train_loss": 0.3, "train_acc": 0.9, "test_loss": 0.2,
+                         "test_acc": 0.9731, "epoch_seconds": 5.0, "images_per_s": 5120.0}])
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), started=time.time(), total_steps=400,
+                     steps_per_epoch=100, epochs=epochs, global_step=150, progress=0.375, eta_s=125.4,
+                     images_per_s=6400.0)
+    return run
+
+
+def test_stats_of_a_running_run(tmp_path):
+    run = running_run(tmp_path)
+    state, stats = live.stats(run)
+    assert state == "running"
+    assert stats == [("Status", "running"), ("Epoch", "2 / 4"), ("Step", "150", "of 400 · 38%"), ("ETA", "2:05"),
+                     ("Images/s", "6,400"), ("Best test acc", "97.31%")]
+    run.write_status(status="stopped", pid=None)
+    state, stats = live.stats(run)
+    assert (state, stats[1], stats[3]) == ("stopped", ("Epoch", "1 / 4"), ("ETA", "–"))
+
+
+@pytest.mark.parametrize("seconds, text", [(None, "–"), (0, "0:00"), (59.6, "1:00"), (3599, "59:59"),
+                                           (3600, "1h00"), (7325, "2h02")])
+def test_clock(seconds, text):
+    assert live.clock(seconds) == text
+
+
+def test_snapshot_and_when_the_page_must_rerun(tmp_path):
+    run = running_run(tmp_path)
+    snap = live.snapshot("r1", tmp_path)
+    assert snap["busy"] == ["r1", []]  # training now (its process, this one, is alive), nothing queued
+    assert snap["state"] == "running" and snap["stats"][0] == ("Status", "running")
+    assert snap["metrics_size"] == run.metrics_file.stat().st_size and "rerun" not in snap
+    drawn = {"busy": ["r1", []], "state": "running"}
+    assert live.snapshot("r1", tmp_path, seen=drawn)["rerun"] is False
+    run.write_status(global_step=160, progress=0.4)  # only numbers moved: no rerun
+    assert live.snapshot("r1", tmp_path, seen=drawn)["rerun"] is False
+    run.write_status(status="completed", pid=None)
+    assert live.snapshot("r1", tmp_path, seen=drawn)["rerun"] is True
+    # the chart's poller watches metrics.jsonl only
+    size = {"metrics_size": run.metrics_file.stat().st_size}
+    assert live.snapshot("r1", tmp_path, seen=size)["rerun"] is False
+    run.append_metrics([{"step": 180, "train_loss": 0.25}])
+    assert live.snapshot("r1", tmp_path, seen=size)["rerun"] is True
+    # a training started or ended (what live.busy() reads: the job manager's own runs and queue)
+    assert live.changed({"busy": [None, []]}, {"busy": ["r2", []]}) is True
+    assert live.changed({"busy": ["r2", ["r3"]]}, {"busy": ["r2", []]}) is True
+
+
+def test_a_run_deleted_or_never_there_is_gone(tmp_path):
+    running_run(tmp_path)
+    assert live.snapshot("nope", tmp_path)["state"] == "gone"
+    assert live.snapshot("../etc", tmp_path)["state"] == "gone"
+    assert live.snapshot("nope", tmp_path, seen={"state": "running"})["rerun"] is True
+    assert "state" not in live.snapshot(None, tmp_path)
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.headers["Cache-Control"] == "no-store"
+        return json.loads(r.read())
+
+
+def test_the_app_serves_the_snapshot_as_json(tmp_path):
+    root = tmp_path / "runs"
+    run = running_run(root)
+    srv = StreamlitServer({"MNISTVIZ_RUNS": str(root)})
+    try:
+        seen = json.dumps({"busy": ["r1", []], "state": "running"})
+        got = get_json(f"{srv.url}/api/live?" + urllib.parse.urlencode({"run": "r1", "seen": seen}))
+        assert got == json.loads(json.dumps(live.snapshot("r1", root, seen=json.loads(seen))))
+        assert got["rerun"] is False and got["stats"][2] == ["Step", "150", "of 400 · 38%"]
+        run.write_status(status="stopped", pid=None)
+        assert get_json(f"{srv.url}/api/live?" + urllib.parse.urlencode({"run": "r1", "seen": seen}))["rerun"] is True
+        # bad input: an unknown run, a name leaving the folder, a broken `seen`, no run at all
+        assert get_json(f"{srv.url}/api/live?run=nope")["state"] == "gone"
+        assert get_json(f"{srv.url}/api/live?run=..%2F..%2Fetc")["state"] == "gone"
+        assert "rerun" not in get_json(f"{srv.url}/api/live?run=r1&seen=%7Bbroken")
+        assert "rerun" not in get_json(f"{srv.url}/api/live?run=r1&seen=%5B1%5D")
+        assert get_json(f"{srv.url}/api/live") == {"busy": [None, []]}
+        # the dashboard itself is still served by the same server
+        with urllib.request.urlopen(srv.url + "/train", timeout=10) as r:
+            assert b"<div id=\"root\"" in r.read()
+    finally:
+        srv.stop()

@@ -1,0 +1,57 @@
+"""The live view's poller: a small JavaScript component that fetches mnistviz.live.snapshot from the app's JSON
+route (/api/live, app.py) every second, writes the numbers into the page's metric-style row (the elements with
+data-stat="<label>") and, when the snapshot differs from what the page drew (live.changed), reruns the fragment
+that mounted it. A second's refresh is then one HTTP request and a few text nodes, not a Streamlit rerun."""
+import json
+
+import streamlit as st
+
+_JS = """
+export default function ({ data, setTriggerValue }) {
+  const pollers = (window.__mvPollers = window.__mvPollers || {});
+  if (pollers[data.id]) pollers[data.id]();  // a previous mount of this poller: only one polls
+  const base = window.location.pathname.replace(/[^/]*$/, "");
+  const query = new URLSearchParams({ run: data.run || "", seen: JSON.stringify(data.seen) });
+  const url = base + "api/live?" + query.toString();
+  let stopped = false, timer = null, askedAt = 0;
+  const show = (stats) => {
+    for (const [label, value, note] of stats || []) {
+      const cell = document.querySelector('.mv-stat[data-stat="' + CSS.escape(label) + '"]');
+      if (!cell) continue;
+      const v = cell.querySelector(".mv-value");
+      if (v && v.textContent !== value) v.textContent = value;
+      const n = cell.querySelector(".mv-sub");
+      if (n && note !== undefined && n.textContent !== note) n.textContent = note;
+    }
+  };
+  const poll = async () => {
+    try {
+      const r = await fetch(url, { cache: "no-store" });
+      if (r.ok && !stopped) {
+        const snap = await r.json();
+        if (data.stats) show(snap.stats);
+        // rerun the fragment; once, unless the page has not redrawn within 5 s (the rerun was lost)
+        if (snap.rerun && Date.now() - askedAt > 5000) {
+          askedAt = Date.now();
+          setTriggerValue("changed", askedAt);
+        }
+      }
+    } catch (e) {}  // the server is restarting or gone: Streamlit's own banner says so; try again
+    if (!stopped) timer = setTimeout(poll, data.every_ms);
+  };
+  timer = setTimeout(poll, data.every_ms);
+  const stop = () => { stopped = true; clearTimeout(timer); if (pollers[data.id] === stop) delete pollers[data.id]; };
+  pollers[data.id] = stop;
+  return stop;
+}
+"""
+
+_poller = st.components.v2.component("mnistviz_live_poller", js=_JS, isolate_styles=False)
+
+
+def poller(key: str, run: str | None, seen: dict, every_s: float, stats: bool) -> None:
+    """Mount the poller in the current fragment: every `every_s` seconds it fetches the snapshot of `run` (None: the
+    training and queue only), shows its numbers if `stats`, and reruns the fragment when it differs from `seen`."""
+    _poller(key=key, data={"id": key, "run": run, "seen": json.loads(json.dumps(seen)), "every_ms": int(every_s * 1000),
+                           "stats": stats},
+            on_changed_change=lambda: None)
