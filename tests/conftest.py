@@ -121,14 +121,14 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """`streamlit run app.py` as a real process on a free port, with the given env."""
+    """`streamlit run app.py` (or `script`) as a real process on a free port, with the given env."""
 
-    def __init__(self, env: dict, cwd: Path = ROOT):
+    def __init__(self, env: dict, cwd: Path = ROOT, script: str = "app.py"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(env.get("MNISTVIZ_RUNS", "/tmp")) / f".streamlit-{self.port}.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+            [sys.executable, "-m", "streamlit", "run", script, "--server.headless=true",
              f"--server.port={self.port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
              "--server.fileWatcherType=none"],
             cwd=cwd, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)

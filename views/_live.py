@@ -1,16 +1,18 @@
 """The live view's poller: a small JavaScript component that fetches mnistviz.live.snapshot from the app's JSON
 route (/api/live, app.py) every second, writes the numbers into the page's metric-style row (the elements with
 data-stat="<label>") and, when the snapshot differs from what the page drew (live.changed), reruns the fragment
-that mounted it. A second's refresh is then one HTTP request and a few text nodes, not a Streamlit rerun."""
+that mounted it. A second's refresh is then one HTTP request and a few text nodes, not a Streamlit rerun. Where
+the route is missing (shell.py run directly), it reruns the fragment at every poll instead, which redraws the
+numbers on the server as before."""
 import json
 
 import streamlit as st
 
-_JS = """
+_JS = r"""
 export default function ({ data, setTriggerValue }) {
   const pollers = (window.__mvPollers = window.__mvPollers || {});
   if (pollers[data.id]) pollers[data.id]();  // a previous mount of this poller: only one polls
-  const base = window.location.pathname.replace(/[^/]*$/, "");
+  const base = window.location.pathname.replace(/\/[^/]*\/?$/, "/");  // the app's root: /train -> /
   const query = new URLSearchParams({ run: data.run || "", seen: JSON.stringify(data.seen) });
   const url = base + "api/live?" + query.toString();
   let stopped = false, timer = null, askedAt = 0;
@@ -27,8 +29,15 @@ export default function ({ data, setTriggerValue }) {
   const poll = async () => {
     try {
       const r = await fetch(url, { cache: "no-store" });
-      if (r.ok && !stopped) {
+      const isJson = r.ok && (r.headers.get("content-type") || "").startsWith("application/json");
+      if (stopped) return;
+      if (!isJson) {
+        // no JSON route (shell.py served by `streamlit run shell.py`, not app.py, answers with its HTML page):
+        // rerun the fragment every time, as the page did before the route existed
+        setTriggerValue("changed", Date.now());
+      } else {
         const snap = await r.json();
+        if (stopped) return;
         if (data.stats) show(snap.stats);
         // rerun the fragment; once, unless the page has not redrawn within 5 s (the rerun was lost)
         if (snap.rerun && Date.now() - askedAt > 5000) {

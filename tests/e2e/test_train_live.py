@@ -167,6 +167,29 @@ def test_the_numbers_refresh_every_second_without_rerunning_the_page_until_the_s
     expect(status(page)).to_have_text("stopped")
 
 
+def test_without_the_json_route_the_numbers_still_refresh(tmp_path, tiny_data, page):
+    """`streamlit run shell.py` serves the dashboard without app.py's /api/live route: the poller then reruns its
+    fragment every second, which redraws the numbers on the server, and a change of state still reruns the page."""
+    from mnistviz import train
+
+    root = tmp_path / "runs"
+    run = train.create_run(train.Config(name="plain", epochs=2, log_every=20), root)
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), started=time.time(),
+                     total_steps=430, steps_per_epoch=215, epochs=2)
+    srv = StreamlitServer({"MNISTVIZ_RUNS": str(root), "MNISTVIZ_DATA": str(tiny_data)}, script="shell.py")
+    try:
+        page.goto(srv.url + "/train?run=plain")
+        expect(status(page)).to_have_text("running", timeout=60000)
+        for k in range(1, 3):
+            run.write_status(global_step=1000 * k, progress=1000 * k / 430)
+            expect(page.locator('[data-stat="Step"] .mv-value')).to_have_text(f"{1000 * k:,}", timeout=5000)
+        run.write_status(status="stopped", pid=None)
+        expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=8000)
+    finally:
+        run.write_status(status="stopped", pid=None)
+        srv.stop()
+
+
 # ---------- layout ----------
 
 # text cut short in the form and its buttons: elements whose content is wider than their box, clipped (an ellipsis
