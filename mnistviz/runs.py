@@ -105,19 +105,22 @@ def append_jsonl(path: Path, records: list[dict]) -> None:
         os.close(fd)
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, bad: list | None = None) -> list[dict]:
     """The JSON objects of a .jsonl file, one a line; a torn line (crash mid-append) or a line that is valid
-    JSON but not an object (42, [1, 2]) is skipped."""
+    JSON but not an object (42, [1, 2]) is skipped. `bad`, if given, gets the numbers (from 1) of the skipped lines,
+    except blank ones and an unfinished last line (no newline yet: being appended, or torn by a crash)."""
     out = []
     try:
         with open(path, "rb") as f:
-            for line in f:
+            for n, line in enumerate(f, 1):
                 try:
                     rec = json.loads(line)
                 except ValueError:
-                    continue  # a torn last line from a crash mid-append
+                    rec = None  # a torn line from a crash mid-append, or a damaged one
                 if isinstance(rec, dict):
                     out.append(rec)
+                elif bad is not None and line.strip() and line.endswith(b"\n"):
+                    bad.append(n)
     except FileNotFoundError:
         pass
     return out
@@ -293,6 +296,12 @@ class Run:
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_file)
+
+    def unreadable_metric_lines(self) -> list[int]:
+        """Numbers of the lines of metrics.jsonl that every reader skips (damaged, or not a JSON object)."""
+        bad: list[int] = []
+        read_jsonl(self.metrics_file, bad)
+        return bad
 
     def epoch_records(self) -> list[dict]:
         """Epoch records (whole-number "epoch" from 1), keeping only numeric values: a value of another type

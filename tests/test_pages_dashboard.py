@@ -261,6 +261,14 @@ def test_the_live_epoch_is_the_one_in_progress_while_running(tiny_env, fixture_r
     run.write_status(status="stopped", epoch=1)
     at = app("views/train.py", run="going")
     assert (live_stats(at)["Status"], live_stats(at)["Epoch"]) == ("stopped", "1 / 4")  # finished ones only
+    assert not [w for w in at.warning if "cannot be read" in w.value]
+    with open(run.metrics_file, "a") as f:  # a damaged line: said, not skipped silently
+        f.write("not json\n")
+    run.append_metrics([{**epoch_one, "epoch": 2}])
+    at = app("views/train.py", run="going")
+    assert live_stats(at)["Epoch"] == "2 / 4"
+    assert [w.value for w in at.warning if "cannot be read" in w.value] == [
+        f"1 line(s) of {run.metrics_file} cannot be read (line 2): the curves and the epoch table leave them out."]
 
 
 # ---------- shell and Runs ----------

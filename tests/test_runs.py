@@ -48,6 +48,20 @@ def test_torn_metrics_line_is_skipped(tmp_path):
     with open(m, "a") as f:
         f.write('{"step": 3, "tra')
     assert [r["step"] for r in runs.read_jsonl(m)] == [1, 2]
+    bad = []
+    runs.read_jsonl(m, bad)
+    assert bad == []  # an unfinished last line is not (yet) damage: it may be being appended
+
+
+def test_damaged_metrics_lines_are_skipped_and_numbered(tmp_path):
+    run = runs.Run(tmp_path / "r")
+    run.path.mkdir()
+    run.append_metrics([{"step": 1}])
+    with open(run.metrics_file, "a") as f:
+        f.write('{"step": 2, "tra\n\n[1, 2]\n')  # a line torn in the middle of the file, a blank one, a list
+    run.append_metrics([{"step": 3}])
+    assert [r["step"] for r in run.metrics()] == [1, 3]
+    assert run.unreadable_metric_lines() == [2, 4]
 
 
 @pytest.mark.parametrize("bad", ["../evil", "..", "a/b", "/abs", "", ".hidden", "x" * 101, "a\x00b", "a b"])

@@ -417,6 +417,10 @@ def live_section():
     status = run.status()
     state = status.get("status", "failed")
     st.subheader(f"Live: {name}")
+    bad = run.unreadable_metric_lines()
+    if bad:
+        st.warning(f"{len(bad)} line(s) of {run.metrics_file} cannot be read (line {', '.join(map(str, bad[:5]))}"
+                   f"{', ...' if len(bad) > 5 else ''}): the curves and the epoch table leave them out.")
     st.fragment(live_numbers)(name, state, busy)
     if state == "queued":
         q = jobs.queue()
