@@ -64,6 +64,48 @@ def test_damaged_metrics_lines_are_skipped_and_numbered(tmp_path):
     assert run.unreadable_metric_lines() == [2, 4]
 
 
+def test_a_growing_jsonl_is_parsed_only_where_it_grew(tmp_path, monkeypatch):
+    m = tmp_path / "metrics.jsonl"
+    runs.append_jsonl(m, [{"step": k} for k in range(100)])
+    assert len(runs.read_jsonl(m)) == 100
+    parsed = []
+    real_loads = json.loads
+    monkeypatch.setattr(runs.json, "loads", lambda b: parsed.append(b) or real_loads(b))
+    runs.append_jsonl(m, [{"step": 100}])
+    with open(m, "a") as f:
+        f.write('{"step": 101')  # being appended: not a record yet, and read again next time
+    assert [r["step"] for r in runs.read_jsonl(m)][-2:] == [99, 100] and len(parsed) == 2
+    with open(m, "a") as f:
+        f.write(', "x": 1}\n')
+    bad = []
+    assert [r["step"] for r in runs.read_jsonl(m, bad)][-2:] == [100, 101] and bad == []
+    # a last line without a newline that parses is a record (a hand-edited file), as before
+    with open(m, "a") as f:
+        f.write('{"step": 102}')
+    assert runs.read_jsonl(m)[-1] == {"step": 102}
+
+
+def test_a_jsonl_replaced_or_rewritten_is_read_again(tmp_path):
+    run = runs.Run(tmp_path / "r")
+    run.path.mkdir()
+    run.append_metrics([{"step": k} for k in range(10)])
+    assert len(run.metrics()) == 10
+    run.truncate_metrics(4)  # a new file (atomic rename), shorter
+    assert [r["step"] for r in run.metrics()] == [0, 1, 2, 3, 4]
+    run.append_metrics([{"step": k} for k in range(50, 60)])  # now longer than the first read
+    assert [r["step"] for r in run.metrics()] == [0, 1, 2, 3, 4] + list(range(50, 60))
+    with open(run.metrics_file, "r+b") as f:  # rewritten in place, same inode, same length: one digit changed
+        data = f.read()
+        f.seek(0)
+        f.write(data.replace(b'{"step":59}', b'{"step":58}'))
+    assert run.metrics()[-1] == {"step": 58}
+    with open(run.metrics_file, "wb") as f:  # truncated in place and written longer than before
+        f.write(b"".join(b'{"step":%d}\n' % k for k in range(200, 230)))
+    assert [r["step"] for r in run.metrics()] == list(range(200, 230))
+    run.metrics_file.unlink()
+    assert run.metrics() == [] and run.unreadable_metric_lines() == []
+
+
 @pytest.mark.parametrize("bad", ["../evil", "..", "a/b", "/abs", "", ".hidden", "x" * 101, "a\x00b", "a b"])
 def test_names_cannot_escape(tmp_path, bad):
     with pytest.raises(runs.RunError):
