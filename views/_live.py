@@ -4,8 +4,6 @@ data-stat="<label>") and, when the snapshot differs from what the page drew (liv
 that mounted it. A second's refresh is then one HTTP request and a few text nodes, not a Streamlit rerun. Where
 the route is missing (shell.py run directly), it reruns the fragment at every poll instead, which redraws the
 numbers on the server as before."""
-import json
-
 import streamlit as st
 
 _JS = r"""
@@ -61,6 +59,5 @@ _poller = st.components.v2.component("mnistviz_live_poller", js=_JS, isolate_sty
 def poller(key: str, run: str | None, seen: dict, every_s: float, stats: bool) -> None:
     """Mount the poller in the current fragment: every `every_s` seconds it fetches the snapshot of `run` (None: the
     training and queue only), shows its numbers if `stats`, and reruns the fragment when it differs from `seen`."""
-    _poller(key=key, data={"id": key, "run": run, "seen": json.loads(json.dumps(seen)), "every_ms": int(every_s * 1000),
-                           "stats": stats},
+    _poller(key=key, data={"id": key, "run": run, "seen": seen, "every_ms": int(every_s * 1000), "stats": stats},
             on_changed_change=lambda: None)
