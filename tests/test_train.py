@@ -1,3 +1,4 @@
+import gc
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ def test_loss_falls_on_a_small_subset(tiny_env):
         assert ep[0][k] is not None
     assert run.probs().shape == (200, 10) and run.pred_epochs() == [1, 2, 3]
     assert len(run.test_labels()) == 200
+    assert gc.get_freeze_count() == 0  # the loop's gc.freeze() is undone: the caller's objects are collectable again
 
 
 def test_step_points_average_whole_windows_across_epochs(tiny_env):
