@@ -38,13 +38,18 @@ def stats(run: runs.Run) -> tuple[str, list[tuple]]:
     status = run.status()
     state = status.get("status", "failed")
     epochs = run.epoch_records()
-    progress = float(status.get("progress") or 0.0)
+    progress = runs.progress_of(status, len(epochs), cfg.get("epochs")) or 0.0
+    step, kept = status.get("global_step", 0), status.get("checkpoint_step")
+    if state in ("interrupted", "failed") and isinstance(kept, (int, float)) and kept < step:
+        where = f"of {status.get('total_steps', 0):,} · checkpoint at {kept:,.0f} ({progress:.0%})"
+    else:
+        where = f"of {status.get('total_steps', 0):,} · {progress:.0%}"
     ips = status.get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
     best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
     return state, [
         ("Status", state),
         ("Epoch", f"{epoch_shown(state, len(epochs), cfg.get('epochs'))} / {cfg.get('epochs')}"),
-        ("Step", f"{status.get('global_step', 0):,}", f"of {status.get('total_steps', 0):,} · {progress:.0%}"),
+        ("Step", f"{step:,}", where),
         ("ETA", clock(status.get("eta_s")) if state == "running" else "–"),
         ("Images/s", f"{ips:,.0f}" if ips else "–"),
         ("Best test acc", f"{best:.2%}" if best is not None else "–"),

@@ -433,16 +433,14 @@ class Run:
         epochs = self.epoch_records()
         accs = [r["test_acc"] for r in epochs if r.get("test_acc") is not None]
         planned = cfg.get("epochs") if _number(cfg.get("epochs")) else None
-        # how far the run is: the trainer's own figure while it trains (steps), else whole epochs
-        progress = st.get("progress") if st.get("status") == "running" and _finite(st.get("progress")) else (
-            len(epochs) / planned if planned else None)
+        progress = progress_of(st, len(epochs), planned)
         secs = [r["train_seconds"] for r in epochs if _finite(r.get("train_seconds"))]
         return {
             "name": self.name, "model": cfg["model"], "augment": _text(cfg.get("augment")),
             "optimizer": _text(cfg.get("optimizer")), "epochs_done": len(epochs), "epochs": planned,
             "lr": cfg.get("lr") if _finite(cfg.get("lr")) else None,
             "batch_size": cfg.get("batch_size") if _number(cfg.get("batch_size")) else None,
-            "progress": None if progress is None else min(1.0, max(0.0, float(progress))),
+            "progress": progress,
             "train_seconds": secs[-1] if secs else None,
             "best_test_acc": max(accs) if accs else None, "last_test_acc": accs[-1] if accs else None,
             "status": st.get("status"), "error": st.get("error"), "created": cfg.get("created"),
@@ -451,7 +449,23 @@ class Run:
 
 
 _STATUS_NUMBERS = ("pid", "launcher_pid", "heartbeat", "updated", "started", "launched", "ended", "epoch", "step",
-                   "global_step", "total_steps", "steps_per_epoch", "epochs", "progress", "eta_s", "images_per_s")
+                   "global_step", "total_steps", "steps_per_epoch", "epochs", "progress", "eta_s", "images_per_s",
+                   "checkpoint_step")
+
+
+def progress_of(status: dict, epochs_done: int, planned) -> float | None:
+    """How far a run is, as a fraction of its planned steps, the same on every page: the trainer's step count while
+    it trains and once it stopped (a stop checkpoints that very step) or completed; for a run that died (interrupted,
+    failed) what its last checkpoint holds, which is where --resume continues; whole epochs for a run without those
+    figures (queued, or written by an older version)."""
+    if status.get("status") in ("interrupted", "failed"):
+        kept, total = status.get("checkpoint_step"), status.get("total_steps")
+        progress = kept / total if _finite(kept) and _finite(total) and total > 0 else None
+    else:
+        progress = status.get("progress") if _finite(status.get("progress")) else None
+    if progress is None and planned:
+        progress = epochs_done / planned
+    return None if progress is None else min(1.0, max(0.0, float(progress)))
 
 
 def _numbers_only(rec: dict) -> dict:

@@ -29,6 +29,7 @@ from .runs import (Run, RunError, atomic_write_json, check_name, load_checkpoint
                    save_checkpoint)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+RATE_WINDOW_S = 2.0  # the status's images/s: over about the last this many seconds of training steps
 SCHEDULES = ("none", "step", "onecycle")
 
 
@@ -258,6 +259,10 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
     lr = sched.get_last_lr()[0]
     gen = torch.Generator()
     last_beat = 0.0
+    # the images/s the status shows: over the last RATE_WINDOW_S seconds of steps, across epoch ends (the epoch's
+    # own average, shown before, jumped about in each epoch's first seconds); the epoch records keep the average
+    rate_seen, rate_secs, rate = 0, 0.0, None
+    checkpoint_step = state["global_step"] if resume else 0  # what last.pt holds: where --resume continues from
     status = "completed"
     # the objects alive now (torch, the data, the model: ~300,000) are left out of the collector's passes
     # until the loop ends: a full pass over them takes ~0.15 s, and in a 2-epoch CLI run one fell inside a step
@@ -303,6 +308,10 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
                 state["w_correct"] += correct
                 state["w_seen"] += b
                 state["w_seconds"] += dt
+                rate_seen += b
+                rate_secs += dt
+                if rate_secs >= RATE_WINDOW_S:
+                    rate, rate_seen, rate_secs = rate_seen / rate_secs, 0, 0.0
                 if bar:
                     bar.update(1)
                 g = state["global_step"]
@@ -312,10 +321,11 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
                 if now - last_beat >= 0.5:
                     last_beat = now
                     done = g / total_steps
-                    rate = state["global_step"] / max(state["train_seconds"], 1e-9)
+                    steps_per_s = state["global_step"] / max(state["train_seconds"], 1e-9)
                     run.write_status(status="running", heartbeat=now, epoch=epoch + 1, step=i + 1, global_step=g,
-                                     images_per_s=state["ep_seen"] / max(state["ep_seconds"], 1e-9),
-                                     eta_s=(total_steps - g) / max(rate, 1e-9), progress=done)
+                                     images_per_s=rate or state["ep_seen"] / max(state["ep_seconds"], 1e-9),
+                                     eta_s=(total_steps - g) / max(steps_per_s, 1e-9), progress=done,
+                                     checkpoint_step=checkpoint_step)
             if status == "stopped":
                 break
             # epoch end: evaluate, store predictions, checkpoint
@@ -340,12 +350,15 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
             # last.pt's global step) and redoes the epoch; the other order lost the record for good
             run.append_metrics([rec])
             checkpoint(run.last_ckpt)
+            checkpoint_step = state["global_step"]
+            run.write_status(checkpoint_step=checkpoint_step)
             if bar:
                 bar.set_postfix(epoch=epoch + 1, test_acc=f"{test_acc:.4f}")
             if cfg.target_accuracy is not None and test_acc >= cfg.target_accuracy:
                 break
         if status == "stopped":
             checkpoint(run.last_ckpt)  # a partial window stays in the checkpoint: resuming continues it
+            checkpoint_step = state["global_step"]
         elif state["w_seen"]:
             log_window(state["epoch"], lr)  # the run's last steps, fewer than log_every
     finally:
@@ -354,7 +367,8 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
             bar.close()
     epochs = run.epoch_records()
     run.write_status(status=status, ended=time.time(), heartbeat=time.time(), epoch=state["epoch"],
-                     global_step=state["global_step"], progress=state["global_step"] / total_steps)
+                     global_step=state["global_step"], progress=state["global_step"] / total_steps,
+                     checkpoint_step=checkpoint_step)
     return {
         "run": run.name, "run_dir": str(run.path), "status": status, "epochs": len(epochs),
         "test_accuracy": epochs[-1].get("test_acc") if epochs else None,

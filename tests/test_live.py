@@ -32,6 +32,18 @@ def test_stats_of_a_running_run(tmp_path):
     run.write_status(status="stopped", pid=None)
     state, stats = live.stats(run)
     assert (state, stats[1], stats[3]) == ("stopped", ("Epoch", "1 / 4"), ("ETA", "–"))
+    assert stats[2] == ("Step", "150", "of 400 · 38%")  # a stop checkpoints where it stopped
+
+
+def test_a_dead_runs_step_says_where_resume_continues(tmp_path):
+    """Killed at step 150 with its last checkpoint at step 100 (the end of epoch 1): the Train page and the Runs
+    table both give 25%, what --resume keeps, and the page says where the checkpoint is."""
+    run = running_run(tmp_path)
+    run.write_status(status="running", pid=999_999_999, checkpoint_step=100)  # a trainer that is gone
+    state, stats = live.stats(run)
+    assert state == "interrupted"
+    assert stats[2] == ("Step", "150", "of 400 · checkpoint at 100 (25%)")
+    assert run.summary()["progress"] == 0.25
 
 
 @pytest.mark.parametrize("seconds, text", [(None, "–"), (0, "0:00"), (59.6, "1:00"), (3599, "59:59"),

@@ -339,11 +339,32 @@ def test_summary_has_the_hyperparameters_and_progress_the_runs_table_shows(fixtu
     assert run.summary()["progress"] == 0.37  # the trainer's own figure while it trains, finer than epochs
     run.write_status(status="stopped", pid=None, progress=0.37)
     (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in epochs[:1]))
-    assert run.summary()["progress"] == 0.5  # otherwise whole epochs: 1 of 2
+    assert run.summary()["progress"] == 0.37  # a stop checkpoints that very step: the Train page's figure too
+    run.write_status(progress=None)
+    assert run.summary()["progress"] == 0.5  # without the trainer's figure, whole epochs: 1 of 2
 
+    run.write_status(progress=0.5)
     table = charts.runs_table([run.summary()])
     row = table.iloc[0]
     assert (row["status"], row["progress %"], row["lr"], row["batch"], row["epochs"]) == (
         "stopped", 50.0, cfg["lr"], cfg["batch_size"], "1 / 2")
     assert "pair" in table.columns and row["pair"] == cfg["pair"]  # the fixture's runs were trained as a pair
     assert "pair" not in charts.runs_table([{**run.summary(), "pair": None}]).columns  # a column of None: hidden
+
+
+@pytest.mark.parametrize("status, progress", [
+    ({"status": "running", "progress": 0.3, "checkpoint_step": 100, "total_steps": 1000}, 0.3),
+    ({"status": "stopped", "progress": 0.3, "checkpoint_step": 300, "total_steps": 1000}, 0.3),
+    ({"status": "completed", "progress": 0.4}, 0.4),  # stopped early at its target accuracy
+    ({"status": "interrupted", "progress": 0.3, "checkpoint_step": 100, "total_steps": 1000}, 0.1),
+    ({"status": "failed", "progress": 0.3, "checkpoint_step": 0, "total_steps": 1000}, 0.0),
+    ({"status": "interrupted", "progress": 0.3}, 0.25),  # an older run: whole epochs
+    ({"status": "queued"}, 0.25),
+    ({"status": "running", "progress": 1.7}, 1.0),
+])
+def test_progress_is_what_the_run_keeps(status, progress):
+    assert runs.progress_of(status, 1, 4) == progress
+
+
+def test_progress_without_a_plan_is_unknown():
+    assert runs.progress_of({"status": "queued"}, 0, None) is None

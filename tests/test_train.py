@@ -82,10 +82,12 @@ def test_stop_then_resume_reaches_planned_epochs_with_same_metrics(tiny_env, opt
     # the stop itself saved a checkpoint, mid-epoch (the one from the end of epoch 1 would say step 10)
     assert runs.load_checkpoint(run.last_ckpt)["state"]["global_step"] == 15
     assert runs.load_checkpoint(run.last_ckpt)["state"]["step_in_epoch"] == 5
+    assert run.status()["checkpoint_step"] == 15  # what the pages show as kept
     res = train.train_run(run, resume=True)
     assert res["status"] == "completed" and res["epochs"] == 3
     assert [r["epoch"] for r in run.epoch_records()] == [1, 2, 3]
     assert _metrics(run) == _metrics(ref)  # resuming mid-epoch changes nothing
+    assert run.status()["checkpoint_step"] == run.status()["global_step"] == 30
 
 
 def _cli(args, env, timeout=120):
@@ -162,6 +164,8 @@ def test_sigkill_is_interrupted_and_resume_completes(tiny_env):
     assert st["status"] == "interrupted" and st["error"]
     done = len(run.epoch_records())
     assert 1 <= done < 12
+    # where resume continues, as the pages show it: last.pt's step (the status is written just after last.pt)
+    assert 0 < st["checkpoint_step"] <= runs.load_checkpoint(run.last_ckpt)["state"]["global_step"]
     r = _cli(["--resume", "killed", "--no-progress"], {}, timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
