@@ -2,7 +2,7 @@
 runs throughout; a load is switched on and off every few seconds; the training's steps per second in the "on"
 windows are compared with the "off" windows beside them.
 
-    MNISTVIZ_DATA=../shared/data python bench/contention.py [--windows 16] [--window 6] [--loads dashboard burst10 burst50]
+    MNISTVIZ_DATA=../shared/data python bench/contention.py [--windows 16] [--window 6] [--loads dashboard runs burst10 burst50]
 
 On this kind of shared 2-core VM the same training runs +-15% faster or slower from one minute to the next, more
 than the effect measured here, so timing one whole training against another (bench/dashboard_speed.py) needs
@@ -11,8 +11,9 @@ luck. Here each "on" window is compared with the "off" windows just before and a
 The training is the default recipe's model, optimizer and batch size (train.Config(): fast, SGD nesterov, 256), two
 threads, on random pixels, in its own process. Loads:
   dashboard  a Streamlit server and headless Chromium showing the Train page's live view of a stand-in running
-             run (bench/live_view_cpu.py's), against the Data page (idle once drawn; the Runs page is not: it
-             re-reads its table every few seconds while a run trains); switched with sidebar clicks in one session
+             run (bench/live_view_cpu.py's), against the Data page (idle once drawn); switched with sidebar clicks
+             in one session
+  runs       the same with the Runs page (its table, and the training's numbers polled every second) for the Train page
   burst10    a process burning 20% of one core as 10 ms every 50 ms
   burst50    the same 20% of one core as 50 ms every 250 ms
 The burners take the same CPU in different patterns: if a training lost only the CPU a load takes, both would
@@ -127,6 +128,14 @@ class Dashboard:
         self.child.wait()
 
 
+class RunsPage(Dashboard):
+    """The same, with on = the Runs page while the stand-in run trains."""
+
+    def on(self):
+        self.nav("Runs")
+        self.page.locator('[data-testid="stDataFrame"]').wait_for(timeout=60000)
+
+
 def measure(load, windows: int, window: float) -> list[float]:
     """Ratios (steps/s in an 'on' window) / (mean of the 'off' windows beside it)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,7 +172,7 @@ def main():
     ap.add_argument("--windows", type=int, default=16, help="windows per load, alternately off and on")
     ap.add_argument("--window", type=float, default=6.0, help="seconds per window")
     ap.add_argument("--loads", nargs="+", default=["dashboard", "burst10", "burst50"],
-                    choices=["dashboard", *BURSTS])
+                    choices=["dashboard", "runs", *BURSTS])
     ap.add_argument("--probe", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--burn", nargs=2, type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -175,7 +184,7 @@ def main():
           f"per load (the first {SETTLE:g} s of each dropped)")
     for name in args.loads:
         with tempfile.TemporaryDirectory() as tmp:
-            load = Dashboard(tmp) if name == "dashboard" else Burner(name)
+            load = Dashboard(tmp) if name == "dashboard" else RunsPage(tmp) if name == "runs" else Burner(name)
             try:
                 ratios = measure(load, args.windows, args.window)
             finally:

@@ -62,9 +62,10 @@ def busy(root=None) -> list:
 
 
 def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
-    """What the live view's browser polls: {"busy": busy()} and, for a run, "state", "stats" (as stats()) and
-    "metrics_size" (of metrics.jsonl); "state": "gone" when the run cannot be read. With `seen` (what the page
-    drew), "rerun": changed(seen, snapshot). Also moves the queue on, as every refresh of the page did (jobs.tick)."""
+    """What the live view's browser polls: {"busy": busy()} and, for a run, "state", "stats" (as stats()),
+    "metrics_size" (of metrics.jsonl) and "epochs_done"; "state": "gone" when the run cannot be read. With `seen`
+    (what the page drew), "rerun": changed(seen, snapshot). Also moves the queue on, as every refresh of the page did
+    (jobs.tick)."""
     try:
         jobs.tick(root)
     except (runs.RunError, OSError):
@@ -75,6 +76,7 @@ def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
             run = runs.get_run(name, root)
             out["state"], out["stats"] = stats(run)
             out["metrics_size"] = metrics_size(run)
+            out["epochs_done"] = len(run.epoch_records())
         except (runs.RunError, OSError):
             out["state"] = "gone"
     if seen is not None:
@@ -84,6 +86,6 @@ def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
 
 def changed(seen: dict, now: dict) -> bool:
     """Whether the page must redraw more than the numbers: `now` (a snapshot) differs from `seen` in any key that
-    `seen` holds. The page's numbers watch {"busy", "state"}; its chart, while it shows its first few records,
-    {"metrics_size"}."""
+    `seen` holds. The Train page's numbers watch {"busy", "state"}; its chart, while it shows its first few records,
+    {"metrics_size"}; the Runs page {"busy", "state", "epochs_done"} of the run training."""
     return any(now.get(k) != v for k, v in seen.items())

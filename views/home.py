@@ -1,7 +1,8 @@
 """Runs: every run folder in a table; select one for every page, download its checkpoint, delete it."""
 import streamlit as st
 
-from mnistviz import charts, jobs, runs
+from mnistviz import charts, jobs, live, runs
+from views._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
 from views._shared import all_runs, select_run, selected_run_name
 
 
@@ -13,24 +14,31 @@ st.caption(f"Run folders in {runs.runs_dir()} · training from the Train page ru
 if not good and not broken:
     st.info("No runs yet. Train one on the Train page, or from a terminal: `python -m mnistviz.train`.")
 
-LIVE_EVERY_S = 3  # while a run is queued or running; nothing reruns when nothing trains
-
 
 def _states(rows) -> list[tuple]:
     return [(r["name"], r["status"], r["epochs_done"]) for r in rows]
 
 
-def _training(rows) -> bool:
-    return any(r["status"] in runs.ACTIVE for r in rows)
-
-
-@st.fragment(run_every=LIVE_EVERY_S if _training(good) else None)
+@st.fragment
 def runs_list():
-    """The table, re-read every few seconds while something trains (progress, status). When a run's status or
-    epochs change, or runs come and go, the whole page reruns: its buttons and the sidebar follow."""
+    """The table, redrawn when a run's status or epochs change; the training's numbers, written into the page every
+    second by a poller (views/_live.py), as on the Train page: a Streamlit rerun every few seconds, as this page
+    did, takes a training's CPU (bench/contention.py). When the table changes, or runs come and go, the whole page
+    reruns: its buttons and the sidebar follow."""
     now, _ = all_runs()
     if _states(now) != _states(good):
         st.rerun()
+    busy = live.busy()
+    training = next((r["name"] for r in now if r["status"] == "running"), None)  # from the Train page or a terminal
+    if training:
+        snap = live.snapshot(training)
+        st.markdown(f"**Training now: {training}**" + (f" · queued: {', '.join(busy[1])}" if busy[1] else ""))
+        if "stats" in snap:
+            st.markdown(stat_row(snap["stats"]), unsafe_allow_html=True)
+        poller("runs_poll", training, {k: snap.get(k) for k in ("busy", "state", "epochs_done")},
+               NUMBERS_EVERY_S, stats=True)
+    else:
+        poller("runs_poll", None, {"busy": busy}, NUMBERS_EVERY_S if any(busy) else IDLE_EVERY_S, stats=False)
     if not now:
         return
     table = charts.runs_table(now)
@@ -49,11 +57,10 @@ def runs_list():
             "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         })
     st.caption("Click a row to select that run on every page."
-               + (f" Updated every {LIVE_EVERY_S} s while a run trains." if _training(now) else ""))
+               + (" The table follows the training at each epoch's end." if training else ""))
 
 
-if good:
-    runs_list()
+runs_list()
 
 name = selected_run_name()
 summary = next((r for r in good if r["name"] == name), None) if name else None

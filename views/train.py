@@ -3,14 +3,13 @@
 numbers every second (polled as JSON by the browser, without rerunning this script), its curves and epoch table
 from metrics.jsonl every 10 s while it trains (at once for each of a run's first records)."""
 import dataclasses
-import html
 import math
 import re
 
 import streamlit as st
 
 from mnistviz import augment, charts, data, jobs, live, models, runs, train
-from views._live import poller
+from views._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
 from views._shared import require_mnist, select_run, selected_run_name
 
 
@@ -221,8 +220,6 @@ CURVES_EVERY_S = 10.0
 SPARSE_RECORDS = 3
 # per-step curves with fewer points than this get markers too: one point alone draws no line
 MARKERS_BELOW = 20
-NUMBERS_EVERY_S = 1.0  # the live numbers, while a run trains or waits in the queue
-IDLE_EVERY_S = 5.0  # while nothing trains: only to notice a run started elsewhere
 
 
 @st.cache_data(show_spinner=False)
@@ -326,23 +323,6 @@ with st.expander(f"Model summary: {st.session_state[_key('model')]}"):
 # speed); the curves and epoch table every CURVES_EVERY_S seconds (redrawing them is ~0.2 s of browser CPU each
 # time); the heading, messages and Stop / Resume only when the run's state changes, which reruns the whole page.
 
-_STAT_STYLE = ("<style>.mv-stats{display:flex;flex-wrap:wrap;gap:0.5rem 2.5rem;margin:0.25rem 0 0.75rem}"
-               ".mv-stat .mv-label{font-size:0.875rem;opacity:0.7}.mv-stat .mv-value{font-size:1.75rem;line-height:1.3}"
-               ".mv-stat .mv-sub{font-size:0.8rem;opacity:0.6}</style>")
-
-
-def _stat_row(stats) -> str:
-    """(label, value[, note]) tuples as one row of metric-style numbers, in ONE markdown element whose values the
-    poller rewrites in place (six st.metric in columns cost the browser more at each redraw, and an st.progress
-    bar's animation alone about 4% of a core)."""
-    cells = []
-    for label, value, *note in stats:
-        sub = f'<div class="mv-sub">{html.escape(note[0])}</div>' if note else ""
-        cells.append(f'<div class="mv-stat" data-stat="{html.escape(label)}"><div class="mv-label">{html.escape(label)}'
-                     f'</div><div class="mv-value">{html.escape(value)}</div>{sub}</div>')
-    return _STAT_STYLE + '<div class="mv-stats">' + "".join(cells) + "</div>"
-
-
 def live_numbers(name, state_seen, busy_seen):
     """Drawn with the page; rerun only when its poller sees a change beyond the numbers (then the whole page)."""
     snap = live.snapshot(name)  # (moves the queue on, as each refresh does)
@@ -354,7 +334,7 @@ def live_numbers(name, state_seen, busy_seen):
         return
     if snap["state"] != state_seen:
         st.rerun()  # started, ended, deleted or broken since: the page says so
-    st.markdown(_stat_row(snap["stats"]), unsafe_allow_html=True)
+    st.markdown(stat_row(snap["stats"]), unsafe_allow_html=True)
     poller("live_poll", name, {"busy": busy_seen, "state": state_seen}, every, stats=True)
 
 

@@ -78,14 +78,26 @@ def test_the_runs_page_follows_a_training_without_a_reload(server, page):
 
     run = runs.Run(server.root / "tiny-none")
     # training elsewhere (here: this test's own process, alive, with a fresh heartbeat)
-    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), progress=0.25, epoch=1)
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), progress=0.25, epoch=1,
+                     global_step=10, total_steps=40)
     page.goto(server.url + "/?run=tiny-none")
     expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=TIMEOUT)
     stop = page.get_by_role("button", name="Stop")
     expect(stop).to_be_visible(timeout=TIMEOUT)
-    expect(page.get_by_text("Updated every")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("Training now: tiny-none")).to_be_visible(timeout=TIMEOUT)
+    step = page.locator('[data-stat="Step"] .mv-value')
+    expect(step).to_have_text("10")
+    page.wait_for_function("document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState === 'notRunning'")
+    page.evaluate("""() => { window.__reruns = 0; const app = document.querySelector('[data-testid="stApp"]');
+      new MutationObserver(() => { if (app.dataset.testScriptState === 'running') window.__reruns++; })
+        .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']}); }""")
+    for k in (20, 30):  # the trainer moves on: the numbers follow within a second or so, written in place
+        run.write_status(global_step=k, progress=k / 40)
+        expect(step).to_have_text(str(k), timeout=4000)
+    time.sleep(1.5)
+    assert page.evaluate("window.__reruns") == 0  # no Streamlit rerun for them (the page used to rerun every 3 s)
     run.write_status(status="completed", pid=None, heartbeat=time.time(), progress=1.0)
-    # no reload, no click: the table's refresh notices the new status and the page follows (buttons, sidebar)
+    # no reload, no click: the poller notices the new status and the page follows (buttons, sidebar)
     expect(stop).to_have_count(0, timeout=15000)
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("completed")
-    expect(page.get_by_text("Updated every")).to_have_count(0)  # nothing trains: the refresh has stopped
+    expect(page.get_by_text("Training now")).to_have_count(0)  # nothing trains: the numbers are gone
