@@ -29,15 +29,17 @@ def runs_list():
     if _states(now) != _states(good):
         st.rerun()
     busy = live.busy()
-    training = next((r["name"] for r in now if r["status"] == "running"), None)  # from the Train page or a terminal
+    running = sorted(r["name"] for r in now if r["status"] == "running")  # from the Train page or a terminal
+    training = running[0] if running else None
     if training:
         snap = live.snapshot(training)
-        st.markdown(f"**Training now: {training}**" + (f" · queued: {', '.join(busy[1])}" if busy[1] else ""))
+        st.markdown(f"**Training now: {training}**" + (f" · also running: {', '.join(running[1:])}" if running[1:] else "")
+                    + (f" · queued: {', '.join(busy[1])}" if busy[1] else ""))
         if "stats" in snap:
             st.markdown(stat_row(snap["stats"]), unsafe_allow_html=True)
-        poller("runs_poll", training, {k: snap.get(k) for k in ("busy", "state", "epochs_done")},
-               NUMBERS_EVERY_S, stats=True)
-    else:
+        seen = {"busy": busy, "state": snap.get("state"), "epochs_done": snap.get("epochs_done")}
+        poller("runs_poll", training, seen, NUMBERS_EVERY_S, stats=True)
+    else:  # busy: the training and the queue, however started (status files: the Train page or a terminal)
         poller("runs_poll", None, {"busy": busy}, NUMBERS_EVERY_S if any(busy) else IDLE_EVERY_S, stats=False)
     if not now:
         return

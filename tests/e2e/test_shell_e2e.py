@@ -77,13 +77,15 @@ def test_the_runs_page_follows_a_training_without_a_reload(server, page):
     import time
 
     run = runs.Run(server.root / "tiny-none")
-    # training elsewhere (here: this test's own process, alive, with a fresh heartbeat)
-    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), progress=0.25, epoch=1,
-                     global_step=10, total_steps=40)
     page.goto(server.url + "/?run=tiny-none")
     expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=TIMEOUT)
+    idle(page)
+    # a training starts elsewhere, as from a terminal (here: this test's own process, alive, with a fresh
+    # heartbeat): the idle page's poll, every IDLE_EVERY_S = 5 s, notices it
+    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), progress=0.25, epoch=1,
+                     global_step=10, total_steps=40)
     stop = page.get_by_role("button", name="Stop")
-    expect(stop).to_be_visible(timeout=TIMEOUT)
+    expect(stop).to_be_visible(timeout=12000)
     expect(page.get_by_text("Training now: tiny-none")).to_be_visible(timeout=TIMEOUT)
     step = page.locator('[data-stat="Step"] .mv-value')
     expect(step).to_have_text("10")
