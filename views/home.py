@@ -33,8 +33,8 @@ def runs_list():
     training = running[0] if running else None
     if training:
         snap = live.snapshot(training)
-        st.markdown(f"**Training now: {training}**" + (f" · also running: {', '.join(running[1:])}" if running[1:] else "")
-                    + (f" · queued: {', '.join(busy[1])}" if busy[1] else ""))
+        also = f" · also running: {', '.join(running[1:])}" if running[1:] else ""
+        st.markdown(f"**Training now: {training}**{also}" + (f" · queued: {', '.join(busy[1])}" if busy[1] else ""))
         if "stats" in snap:
             st.markdown(stat_row(snap["stats"]), unsafe_allow_html=True)
         seen = {"busy": busy, "state": snap.get("state"), "epochs_done": snap.get("epochs_done")}

@@ -222,6 +222,9 @@ SPARSE_RECORDS = 3
 MARKERS_BELOW = 20
 
 
+MODEL_HELP = "\n".join(f"- **{m}**: {d}" for m, d in models.DESCRIPTIONS.items())
+
+
 @st.cache_data(show_spinner=False)
 def _summary(model_name: str):
     return models.summary(models.build(model_name))
@@ -270,8 +273,9 @@ with st.container(horizontal=True, gap="medium", key="train_form"):
                 help_ = extra if isinstance(extra, str) else None
                 k = _key(f)
                 if kind == "select":
-                    fmt = (lambda m: f"{m}: {models.DESCRIPTIONS.get(m, '')}") if f == "model" else str
-                    st.selectbox(label, extra, key=k, persist_state="session", format_func=fmt)
+                    # the model's description does not fit the box at any width: it is in the help and under the form
+                    help_ = MODEL_HELP if f == "model" else None
+                    st.selectbox(label, extra, key=k, persist_state="session", help=help_)
                 elif kind == "bool":
                     st.checkbox(label, key=k, help=help_, persist_state="session")
                 elif kind == "int":
@@ -310,8 +314,10 @@ with st.container(key="train_launch_msg"):
         elif not active:
             st.session_state.pop("train_launched")  # finished (or gone): the message would be stale
 
-with st.expander(f"Model summary: {st.session_state[_key('model')]}"):
-    rows = _summary(st.session_state[_key("model")])
+_model = st.session_state[_key("model")]
+_about = models.DESCRIPTIONS.get(_model)
+with st.expander(f"Model summary: {_model}" + (f" ({_about})" if _about else "")):
+    rows = _summary(_model)
     st.dataframe(rows, hide_index=True, width="stretch")
     st.markdown(f"Total parameters: **{sum(r['parameters'] for r in rows):,}**")
 

@@ -193,14 +193,13 @@ def test_without_the_json_route_the_numbers_still_refresh(tmp_path, tiny_data, p
 # ---------- layout ----------
 
 # text cut short in the form and its buttons: elements whose content is wider than their box, clipped (an ellipsis
-# or a hidden overflow); a selectbox's shown value (the model's description) may be cut, its label may not
+# or a hidden overflow), and fields whose value is wider than their box (a select's shown option included)
 CUT_TEXT_JS = """() => {
   const main = document.querySelector('[data-testid="stMain"]');
   const end = main.querySelector('[data-testid="stExpander"]');  // the model summary: the form ends above it
   const out = [];
   for (const el of main.querySelectorAll('*')) {
     if (end && (end.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING)) continue;
-    if (el.closest('[data-baseweb="select"]')) continue;
     const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join('').trim();
     if (!text) continue;
     const cut = (node) => {
@@ -210,6 +209,16 @@ CUT_TEXT_JS = """() => {
     let node = el, clipped = false;
     for (let i = 0; i < 4 && node && node !== main; i++, node = node.parentElement) clipped = clipped || cut(node);
     if (clipped) out.push(text);
+  }
+  // a field's value (a select's shown option is an <input> too) wider than the field's text box
+  const ctx = document.createElement('canvas').getContext('2d');
+  for (const input of main.querySelectorAll('input')) {
+    if (end && (end.compareDocumentPosition(input) & Node.DOCUMENT_POSITION_FOLLOWING)) continue;
+    if (!input.value || input.type === 'checkbox') continue;
+    const s = getComputedStyle(input);
+    ctx.font = s.font;
+    const room = input.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+    if (ctx.measureText(input.value).width > room + 1) out.push(input.value);
   }
   return out;
 }"""
