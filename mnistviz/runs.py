@@ -456,7 +456,8 @@ _STATUS_NUMBERS = ("pid", "launcher_pid", "heartbeat", "updated", "started", "la
 def progress_of(status: dict, epochs_done: int, planned) -> float | None:
     """How far a run is, as a fraction of its planned steps, the same on every page: the trainer's step count while
     it trains and once it stopped (a stop checkpoints that very step) or completed; for a run that died (interrupted,
-    failed) what its last checkpoint holds, which is where --resume continues; whole epochs for a run without those
+    failed) what its last checkpoint holds, which is where --resume continues (status.json says it just after each
+    checkpoint: a kill between the two leaves it one checkpoint behind); whole epochs for a run without those
     figures (queued, or written by an older version)."""
     if status.get("status") in ("interrupted", "failed"):
         kept, total = status.get("checkpoint_step"), status.get("total_steps")

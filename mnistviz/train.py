@@ -244,7 +244,7 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
     # the plain models (LeNet-5, net-320...) backpropagate without autograd's graph: same gradients, a LeNet-5
     # step about a fifth faster measured alone, an epoch 5-7% faster in this loop (mnistviz/fastgrad.py)
     handrun = fastgrad.supports(model)
-    opt_step = fastgrad.sgd_step(opt)  # opt.step, without SGD.step's per-step Python (same update and state)
+    opt_step = fastgrad.step_function(opt)  # opt.step, without its per-step Python (the same update and state)
 
     def log_window(epoch_progress, lr):
         # one point of the per-step curve: the mean over the last log_every steps. Windows run across epoch

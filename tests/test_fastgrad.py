@@ -85,50 +85,59 @@ def test_an_sgd_step_on_either_path_gives_the_same_weights():
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=lambda m: f"{n}: {m}")
 
 
-@pytest.mark.parametrize("momentum,nesterov,wd", [(0.9, False, 0.0), (0.9, True, 5e-4), (0.0, False, 1e-3)])
+OPTIMIZERS = {
+    "sgd": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, fused=True),
+    "sgd-nesterov-wd": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                                                  fused=True),
+    "sgd-no-momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, weight_decay=1e-3, fused=True),
+    "adam": lambda ps: torch.optim.Adam(ps, lr=3e-3, weight_decay=1e-4, fused=True),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=3e-3, betas=(0.8, 0.99), weight_decay=0.05, fused=True),
+}
+
+
+@pytest.mark.parametrize("kind", OPTIMIZERS)
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
-def test_sgd_step_is_torchs_fused_sgd_exactly(momentum, nesterov, wd, layout, recwarn):
-    """The direct kernel call: bit for bit the weights and the state_dict torch's SGD.step gives, under an
-    LR schedule, with channels-last weights (updated through their contiguous view) and without."""
+def test_the_direct_step_is_torchs_fused_step_exactly(kind, layout, recwarn):
+    """The direct kernel call: bit for bit the weights and the state_dict torch's step gives, under an LR schedule,
+    with channels-last weights (updated through their contiguous view) and without."""
     torch.manual_seed(3)
     a = models.build("lenet5").to(memory_format=layout)
     b = models.build("lenet5").to(memory_format=layout)
     b.load_state_dict(a.state_dict())
-    opts, steps = [], []
-    for m in (a, b):
-        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=wd,
-                              fused=True)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (1 + s))
-        opts.append((opt, sched))
-    steps = [opts[0][0].step, fastgrad.sgd_step(opts[1][0])]
-    assert steps[1] != opts[1][0].step  # the direct path was taken
+    opts = [OPTIMIZERS[kind](m.parameters()) for m in (a, b)]
+    scheds = [torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (1 + s)) for opt in opts]
+    steps = [opts[0].step, fastgrad.step_function(opts[1])]
+    assert steps[1] != opts[1].step  # the direct path was taken
     for _ in range(4):
         x = torch.rand(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, 10, (16,))
-        for m, step, (opt, sched) in zip((a, b), steps, opts):
+        for m, step, sched in zip((a, b), steps, scheds):
             fastgrad.loss_and_grads(m, x, y)
             step()
             sched.step()
     for (n, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(p, q), n
         assert p.stride() == q.stride(), n
-    sa, sb = opts[0][0].state_dict(), opts[1][0].state_dict()
+    sa, sb = opts[0].state_dict(), opts[1].state_dict()
     assert sa["param_groups"] == sb["param_groups"]
     assert sa["state"].keys() == sb["state"].keys()
     for k in sa["state"]:
+        assert sa["state"][k].keys() == sb["state"][k].keys()
         for key, v in sa["state"][k].items():
-            assert v is None and sb["state"][k][key] is None or torch.equal(v, sb["state"][k][key])
+            assert v is None and sb["state"][k][key] is None or torch.equal(v, sb["state"][k][key]), (k, key)
+            if torch.is_tensor(v):
+                assert v.stride() == sb["state"][k][key].stride() and v.dtype == sb["state"][k][key].dtype
     assert not [w for w in recwarn if "lr_scheduler" in str(w.message)]  # the schedulers saw the steps
 
 
-def test_sgd_step_falls_back_to_opt_step():
+def test_the_direct_step_falls_back_to_opt_step():
     model = models.build("lenet5")
-    adam = torch.optim.Adam(model.parameters(), fused=True)
-    assert fastgrad.sgd_step(adam) == adam.step
-    plain = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # not fused
-    assert fastgrad.sgd_step(plain) == plain.step
+    for opt in (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),  # not fused
+                torch.optim.Adam(model.parameters(), amsgrad=True, fused=True),
+                torch.optim.RMSprop(model.parameters())):
+        assert fastgrad.step_function(opt) == opt.step
     fused = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
-    step = fastgrad.sgd_step(fused)
+    step = fastgrad.step_function(fused)
     x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
     fastgrad.loss_and_grads(model, x, y)
     model.conv1.weight.grad = None  # a parameter without a gradient: torch's step, which skips it
