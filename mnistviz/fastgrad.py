@@ -212,11 +212,12 @@ def _grads(opt, params):
 
 
 def _sgd_step(opt):
-    group, state = opt.param_groups[0], opt.state
-    params = list(group["params"])
+    params = list(opt.param_groups[0]["params"])
 
     @torch.no_grad()
     def step():
+        # read at each step: load_state_dict replaces the optimizer's state and group objects
+        group, state = opt.param_groups[0], opt.state
         grads = _grads(opt, params)
         if grads is None:
             return opt.step()
@@ -240,13 +241,13 @@ def _sgd_step(opt):
 
 
 def _adam_step(opt):
-    group, state = opt.param_groups[0], opt.state
-    params = list(group["params"])
-    kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay", type(opt) is torch.optim.AdamW) \
-        else torch._fused_adam_
+    params = list(opt.param_groups[0]["params"])
+    decoupled = opt.param_groups[0].get("decoupled_weight_decay", type(opt) is torch.optim.AdamW)
+    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
 
     @torch.no_grad()
     def step():
+        group, state = opt.param_groups[0], opt.state
         grads = _grads(opt, params)
         if grads is None:
             return opt.step()

@@ -1,4 +1,6 @@
 """fastgrad's hand-run backward against autograd: same loss, logits and gradients for every model it takes."""
+import io
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -128,6 +130,21 @@ def test_the_direct_step_is_torchs_fused_step_exactly(kind, layout, recwarn):
             if torch.is_tensor(v):
                 assert v.stride() == sb["state"][k][key].stride() and v.dtype == sb["state"][k][key].dtype
     assert not [w for w in recwarn if "lr_scheduler" in str(w.message)]  # the schedulers saw the steps
+    # a state loaded after the step function was made (as --resume does): it steps from the loaded state
+    c = models.build("lenet5").to(memory_format=layout)
+    c.load_state_dict(a.state_dict())
+    opt_c = OPTIMIZERS[kind](c.parameters())
+    step_c = fastgrad.step_function(opt_c)
+    saved = io.BytesIO()  # through a file, as last.pt (state_dict() holds the optimizer's own tensors)
+    torch.save(opts[0].state_dict(), saved)
+    saved.seek(0)
+    opt_c.load_state_dict(torch.load(saved, weights_only=True))
+    x, y = torch.rand(16, 1, 28, 28).contiguous(memory_format=torch.channels_last), torch.randint(0, 10, (16,))
+    for m, step in ((a, opts[0].step), (c, step_c)):
+        fastgrad.loss_and_grads(m, x, y)
+        step()
+    for (n, p), q in zip(a.named_parameters(), c.parameters()):
+        assert torch.equal(p, q), n
 
 
 def test_the_direct_step_falls_back_to_opt_step():
