@@ -206,7 +206,7 @@ def step_function(opt: torch.optim.Optimizer):
     return opt.step
 
 
-def _grads(opt, params):
+def _grads(params):
     grads = [p.grad for p in params]
     return None if any(g is None or g.is_sparse for g in grads) else grads
 
@@ -218,7 +218,7 @@ def _sgd_step(opt):
     def step():
         # read at each step: load_state_dict replaces the optimizer's state and group objects
         group, state = opt.param_groups[0], opt.state
-        grads = _grads(opt, params)
+        grads = _grads(params)
         if grads is None:
             return opt.step()
         momentum = group["momentum"]
@@ -248,7 +248,7 @@ def _adam_step(opt):
     @torch.no_grad()
     def step():
         group, state = opt.param_groups[0], opt.state
-        grads = _grads(opt, params)
+        grads = _grads(params)
         if grads is None:
             return opt.step()
         states = [state[p] for p in params]

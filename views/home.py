@@ -22,8 +22,8 @@ def _states(rows) -> list[tuple]:
 @st.fragment
 def runs_list():
     """The table, redrawn when a run's status or epochs change; the training's numbers, written into the page every
-    second by a poller (views/_live.py), as on the Train page: a Streamlit rerun every few seconds, as this page
-    did, takes a training's CPU (bench/contention.py). When the table changes, or runs come and go, the whole page
+    second by a poller (views/_live.py), as on the Train page, for about what the table's rerun every 3 s cost a
+    training before (bench/contention.py --loads runs). When the table changes, or runs come and go, the whole page
     reruns: its buttons and the sidebar follow."""
     now, _ = all_runs()
     if _states(now) != _states(good):
