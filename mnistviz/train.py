@@ -265,7 +265,7 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
     checkpoint_step = state["global_step"] if resume else 0  # what last.pt holds: where --resume continues from
     status = "completed"
     # the objects alive now (torch, the data, the model: ~300,000) are left out of the collector's passes
-    # until the loop ends: a full pass over them takes ~0.15 s, and in a 2-epoch CLI run one fell inside a step
+    # until the loop ends: a full pass over them takes ~0.15 s, and a 2-epoch CLI run made one more without this
     gc.freeze()
     try:
         for epoch in range(state["epoch"], cfg.epochs):
