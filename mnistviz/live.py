@@ -32,24 +32,24 @@ def metrics_size(run: runs.Run) -> int:
         return 0
 
 
-def stats(run: runs.Run) -> tuple[str, list[tuple]]:
-    """(state, [(label, value[, note]), ...]) of a run: status, epoch, step, ETA, images/s, best test accuracy."""
+def stats(run: runs.Run, epochs: list[dict] | None = None) -> tuple[str, list[tuple]]:
+    """(state, [(label, value[, note]), ...]) of a run: status, epoch, step, ETA, images/s, best test accuracy.
+    `epochs`: the run's epoch records, when the caller has read them already."""
     cfg = run.config()
     status = run.status()
     state = status.get("status", "failed")
-    epochs = run.epoch_records()
-    progress = runs.progress_of(status, len(epochs), cfg.get("epochs")) or 0.0
+    if epochs is None:
+        epochs = run.epoch_records()
+    progress = f"{runs.progress_of(status, len(epochs), cfg.get('epochs')) or 0.0:.0%}"
     step, kept = status.get("global_step", 0), status.get("checkpoint_step")
     if state in ("interrupted", "failed") and isinstance(kept, (int, float)) and kept < step:
-        where = f"of {status.get('total_steps', 0):,} · checkpoint at {kept:,.0f} ({progress:.0%})"
-    else:
-        where = f"of {status.get('total_steps', 0):,} · {progress:.0%}"
+        progress = f"checkpoint at {kept:,.0f} ({progress})"
     ips = status.get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
     best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
     return state, [
         ("Status", state),
         ("Epoch", f"{epoch_shown(state, len(epochs), cfg.get('epochs'))} / {cfg.get('epochs')}"),
-        ("Step", f"{step:,}", where),
+        ("Step", f"{step:,}", f"of {status.get('total_steps', 0):,} · {progress}"),
         ("ETA", clock(status.get("eta_s")) if state == "running" else "–"),
         ("Images/s", f"{ips:,.0f}" if ips else "–"),
         ("Best test acc", f"{best:.2%}" if best is not None else "–"),
@@ -74,9 +74,10 @@ def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
     if name:
         try:
             run = runs.get_run(name, root)
-            out["state"], out["stats"] = stats(run)
+            epochs = run.epoch_records()
+            out["state"], out["stats"] = stats(run, epochs)
             out["metrics_size"] = metrics_size(run)
-            out["epochs_done"] = len(run.epoch_records())
+            out["epochs_done"] = len(epochs)
         except (runs.RunError, OSError):
             out["state"] = "gone"
     if seen is not None:

@@ -28,7 +28,7 @@ def runs_list():
     now, _ = all_runs()
     if _states(now) != _states(good):
         st.rerun()
-    busy = live.busy()
+    busy = live.busy()  # before snapshot()'s tick: a queued run it starts then differs at the next poll, which redraws
     running = sorted(r["name"] for r in now if r["status"] == "running")  # from the Train page or a terminal
     training = running[0] if running else None
     if training:
