@@ -200,71 +200,65 @@ def step_function(opt: torch.optim.Optimizer):
     step gathering lists, checking and profiling (a LeNet-5 step at batch 32 takes ~2.3 ms). Anything else (other
     optimizers or settings, several parameter groups, hooks, a parameter without a gradient) uses ``opt.step``."""
     if type(opt) is torch.optim.SGD and _direct_ok(opt):
-        return _sgd_step(opt)
+        return _direct(opt, _sgd_update)
     if type(opt) in (torch.optim.Adam, torch.optim.AdamW) and _direct_ok(opt) and not opt.param_groups[0]["amsgrad"]:
-        return _adam_step(opt)
+        return _direct(opt, _adam_update)
     return opt.step
 
 
-def _grads(params):
-    grads = [p.grad for p in params]
-    return None if any(g is None or g.is_sparse for g in grads) else grads
-
-
-def _sgd_step(opt):
+def _direct(opt, update):
+    """opt.step through `update(opt, group, state, params, grads)`, which returns False, having changed nothing, when
+    it cannot take this step (then torch's step does)."""
     params = list(opt.param_groups[0]["params"])
 
     @torch.no_grad()
     def step():
-        # read at each step: load_state_dict replaces the optimizer's state and group objects
-        group, state = opt.param_groups[0], opt.state
-        grads = _grads(params)
-        if grads is None:
+        grads = [p.grad for p in params]
+        # the group and state are read at each step: load_state_dict replaces those objects
+        if (any(g is None or g.is_sparse for g in grads)
+                or update(opt, opt.param_groups[0], opt.state, params, grads) is False):
             return opt.step()
-        momentum = group["momentum"]
-        bufs, first = [], False
-        if momentum:
-            bufs = [state[p].get("momentum_buffer") for p in params]
-            if any(b is None for b in bufs):
-                if not all(b is None for b in bufs):
-                    return opt.step()
-                first = True  # the kernel sets each buffer to its gradient
-                bufs = [torch.empty_like(g) for g in grads]
-                for p, b in zip(params, bufs):
-                    state[p]["momentum_buffer"] = b
-        ps, gs, bs = _dense_views(params, grads, bufs)
-        torch._fused_sgd_(ps, gs, bs, weight_decay=group["weight_decay"], momentum=momentum, lr=group["lr"],
-                          dampening=group["dampening"], nesterov=group["nesterov"], maximize=False,
-                          is_first_step=first)
         opt._opt_called = True  # what torch's LR schedulers look for to know the optimizer stepped
     return step
 
 
-def _adam_step(opt):
-    params = list(opt.param_groups[0]["params"])
-    decoupled = opt.param_groups[0].get("decoupled_weight_decay", type(opt) is torch.optim.AdamW)
-    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+def _first_step(missing: list[bool]) -> bool | None:
+    """True when no parameter has its state yet (the first step), False when all have, None when some have."""
+    return True if all(missing) else False if not any(missing) else None
 
-    @torch.no_grad()
-    def step():
-        group, state = opt.param_groups[0], opt.state
-        grads = _grads(params)
-        if grads is None:
-            return opt.step()
-        states = [state[p] for p in params]
-        if any(len(s) == 0 for s in states):
-            if not all(len(s) == 0 for s in states):
-                return opt.step()
-            for p, s in zip(params, states):  # as Adam's first step makes them
-                s["step"] = torch.zeros((), dtype=torch.float32)
-                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
-        ps, gs, m1, m2 = _dense_views(params, grads, [s["exp_avg"] for s in states],
-                                      [s["exp_avg_sq"] for s in states])
-        beta1, beta2 = group["betas"]
-        kernel(ps, gs, m1, m2, [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
-               weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
-        opt._opt_called = True
-    return step
+
+def _sgd_update(opt, group, state, params, grads):
+    momentum = group["momentum"]
+    bufs, first = [], False
+    if momentum:
+        bufs = [state[p].get("momentum_buffer") for p in params]
+        first = _first_step([b is None for b in bufs])
+        if first is None:
+            return False
+        if first:  # the kernel sets each buffer to its gradient
+            bufs = [torch.empty_like(g) for g in grads]
+            for p, b in zip(params, bufs):
+                state[p]["momentum_buffer"] = b
+    ps, gs, bs = _dense_views(params, grads, bufs)
+    torch._fused_sgd_(ps, gs, bs, weight_decay=group["weight_decay"], momentum=momentum, lr=group["lr"],
+                      dampening=group["dampening"], nesterov=group["nesterov"], maximize=False, is_first_step=first)
+
+
+def _adam_update(opt, group, state, params, grads):
+    states = [state[p] for p in params]
+    first = _first_step([not s for s in states])
+    if first is None:
+        return False
+    if first:  # as Adam's first step makes them
+        for p, s in zip(params, states):
+            s["step"] = torch.zeros((), dtype=torch.float32)
+            s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    steps = [s["step"] for s in states]
+    torch._foreach_add_(steps, 1)
+    ps, gs, m1, m2 = _dense_views(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states])
+    kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay", type(opt) is torch.optim.AdamW) \
+        else torch._fused_adam_
+    beta1, beta2 = group["betas"]
+    kernel(ps, gs, m1, m2, [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+           weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
