@@ -5,6 +5,7 @@ import os
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -56,9 +57,9 @@ def test_snapshot_and_when_the_page_must_rerun(tmp_path):
     run = running_run(tmp_path)
     snap = live.snapshot("r1", tmp_path)
     assert snap["busy"] == ["r1", []]  # training now (its process, this one, is alive), nothing queued
-    assert snap["state"] == "running" and snap["stats"][0] == ("Status", "running")
+    assert snap["state"] == snap["phase"] == "running" and snap["stats"][0] == ("Status", "running")
     assert snap["metrics_size"] == run.metrics_file.stat().st_size and "rerun" not in snap
-    drawn = {"busy": ["r1", []], "state": "running"}
+    drawn = {"busy": ["r1", []], "phase": "running"}
     assert live.snapshot("r1", tmp_path, seen=drawn)["rerun"] is False
     run.write_status(global_step=160, progress=0.4)  # only numbers moved: no rerun
     assert live.snapshot("r1", tmp_path, seen=drawn)["rerun"] is False
@@ -72,6 +73,40 @@ def test_snapshot_and_when_the_page_must_rerun(tmp_path):
     # a training started or ended (what live.busy() reads: the job manager's own runs and queue)
     assert live.changed({"busy": [None, []]}, {"busy": ["r2", []]}) is True
     assert live.changed({"busy": ["r2", ["r3"]]}, {"busy": ["r2", []]}) is True
+
+
+def test_a_run_being_started_is_in_the_running_phase():
+    # the Train page draws a launched run whose trainer is still loading (busy()'s training, status queued) as
+    # running, so the trainer's own "running" changes nothing it drew
+    assert live.phase("queued", "r1", ["r1", []]) == "running"
+    assert live.phase("running", "r1", ["r1", []]) == "running"
+    assert live.phase("queued", "r1", ["r0", ["r1"]]) == "queued"  # waiting behind another training
+    assert live.phase("queued", "r1", [None, ["r1"]]) == "queued"
+    assert live.phase("stopped", "r1", [None, []]) == "stopped"
+    assert live.phase("queued", None, [None, []]) == "queued"
+
+
+def test_a_run_being_started_shows_as_starting(tmp_path):
+    import subprocess
+    import sys
+
+    run = running_run(tmp_path)
+    # jobs' launch, as runs.launcher_alive knows it: alive, its command line naming the run and mnistviz
+    launch = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "mnistviz.train", "r1"])
+    deadline = time.time() + 10  # until it has exec'd (before, its command line is still this process's)
+    while b"mnistviz.train" not in Path(f"/proc/{launch.pid}/cmdline").read_bytes() and time.time() < deadline:
+        time.sleep(0.01)
+    try:
+        run.write_status(status="queued", pid=None, launcher_pid=launch.pid)
+        snap = live.snapshot("r1", tmp_path)
+        assert snap["busy"] == ["r1", []] and snap["state"] == "queued" and snap["phase"] == "running"
+        assert snap["stats"][0] == ("Status", "starting")
+        assert live.snapshot("r1", tmp_path, seen={"busy": ["r1", []], "phase": "running"})["rerun"] is False
+    finally:
+        launch.kill()
+        launch.wait()
+    snap = live.snapshot("r1", tmp_path)  # the launch ended without its trainer: failed (jobs' tick says why)
+    assert snap["phase"] == snap["state"] != "running" and snap["stats"][0] == ("Status", snap["state"])
 
 
 def test_a_run_deleted_or_never_there_is_gone(tmp_path):

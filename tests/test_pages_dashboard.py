@@ -195,6 +195,17 @@ def test_live_curves_of_a_starting_run_show_their_few_points_on_sane_axes(tiny_e
     assert layout["yaxis2"]["autorangeoptions"] == {"minallowed": 0, "maxallowed": 1}  # accuracy within 0-100%
     assert all(layout[a]["autorangeoptions"]["minallowed"] == 0 for a in ("xaxis", "xaxis2", "yaxis"))
 
+    # before its first record: an empty chart that says so (drawn from the start: see views/train.py live_figure)
+    blank = train.create_run(train.Config(name="blank", epochs=2), tiny_env)
+    blank.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), total_steps=22)
+    at = app("views/train.py", run="blank")
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [len(t["x"]) for t in fig["data"]] == [0, 0]
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["waiting for the first logged steps"] * 2
+    blank.write_status(status="stopped", pid=None)
+    at = app("views/train.py", run="blank")
+    assert not at.get("plotly_chart") and "This run logged no steps." in texts(at.caption)
+
     many = train.create_run(train.Config(name="many", epochs=2), tiny_env)  # a curve of many points: lines only
     many.append_metrics([{**first, "step": k, "epoch_progress": k / 22} for k in range(1, 41)])
     many.write_status(status="completed")

@@ -102,7 +102,10 @@ def sidebar() -> None:
             r = by_name[current]
             acc = (f"{r['best_test_acc']:.2%}" if r.get("best_test_acc") is not None
                    else "none recorded" if r.get("epochs_done") else "no epoch yet")
-            st.caption(f"**{r['status']}** · {r['model']} · augmentation {r['augment']} · "
+            # a run being started shows as running, as the Train page draws it (live.phase): this caption is not
+            # redrawn when its trainer begins
+            shown = "running" if r["status"] == "queued" and current == training else r["status"]
+            st.caption(f"**{shown}** · {r['model']} · augmentation {r['augment']} · "
                        f"{r['epochs_done']}/{r['epochs']} epochs · best test accuracy {acc}")
         else:
             st.caption("No runs yet: launch one on the Train page.")

@@ -220,6 +220,7 @@ CURVES_EVERY_S = 10.0
 SPARSE_RECORDS = 3
 # per-step curves with fewer points than this get markers too: one point alone draws no line
 MARKERS_BELOW = 20
+WAITING = "waiting for the first logged steps"
 
 
 MODEL_HELP = "\n".join(f"- **{m}**: {d}" for m, d in models.DESCRIPTIONS.items())
@@ -329,7 +330,7 @@ with st.expander(f"Model summary: {_model}" + (f" ({_about})" if _about else "")
 # speed); the curves and epoch table every CURVES_EVERY_S seconds (redrawing them is ~0.2 s of browser CPU each
 # time); the heading, messages and Stop / Resume only when the run's state changes, which reruns the whole page.
 
-def live_numbers(name, state_seen, busy_seen):
+def live_numbers(name, phase_seen, busy_seen):
     """Drawn with the page; rerun only when its poller sees a change beyond the numbers (then the whole page)."""
     snap = live.snapshot(name)  # (moves the queue on, as each refresh does)
     if snap["busy"] != busy_seen:
@@ -338,10 +339,10 @@ def live_numbers(name, state_seen, busy_seen):
     if not name:
         poller("live_poll", None, {"busy": busy_seen}, every, stats=False)
         return
-    if snap["state"] != state_seen:
+    if snap.get("phase", snap["state"]) != phase_seen:
         st.rerun()  # started, ended, deleted or broken since: the page says so
     st.markdown(stat_row(snap["stats"]), unsafe_allow_html=True)
-    poller("live_poll", name, {"busy": busy_seen, "state": state_seen}, every, stats=True)
+    poller("live_poll", name, {"busy": busy_seen, "phase": phase_seen}, every, stats=True)
 
 
 def live_figure(steps, epochs, x: str) -> dict:
@@ -358,6 +359,16 @@ def live_figure(steps, epochs, x: str) -> dict:
     layout["yaxis2"]["autorangeoptions"] = dict(minallowed=0, maxallowed=1)
     # the legend hangs below the axis titles: anchored at its bottom, a legend of two rows (at 900 px) rose over them
     layout["legend"].update(yanchor="top", y=-0.28)
+    if not steps and not epochs:
+        # drawn empty from the launch on: the first plotly chart in a browser tab loads and compiles plotly.js
+        # (~1 s of CPU here), which the first records would otherwise bring about in the training's first second
+        # (plotly takes no figure without a trace: one empty trace per panel; and fixed axes, not its -1 to 6)
+        spec["data"] = [dict(type="scatter", x=[], y=[], xaxis="x" + a, yaxis="y" + a, showlegend=False, hoverinfo="skip")
+                        for a in ("", "2")]
+        for axis, top in (("xaxis", 1), ("xaxis2", 1), ("yaxis", 2.5), ("yaxis2", 1)):
+            layout[axis]["range"] = [0, top]
+        layout["annotations"] = [dict(text=WAITING, xref=f"x{a} domain", yref=f"y{a} domain", x=0.5, y=0.5,
+                                      showarrow=False, font=dict(size=13, color="gray")) for a in ("", "2")]
     return spec
 
 
@@ -367,12 +378,12 @@ def live_curves(run, state):
     steps = run.step_records()
     if state == "running" and len(steps) + len(epochs) < SPARSE_RECORDS:
         poller("curves_poll", run.name, {"metrics_size": size}, NUMBERS_EVERY_S, stats=False)
-    if steps or epochs:
+    if steps or epochs or state in runs.ACTIVE:
         x = st.radio("x axis", ["epoch", "step"], horizontal=True, key="curve_x", label_visibility="collapsed")
         st.plotly_chart(live_figure(steps, epochs, x), key="live_curves", width="stretch",
                         config={"displaylogo": False})
     else:
-        st.caption("Curves appear after the first logged steps.")
+        st.caption("This run logged no steps.")
     if epochs:
         st.caption("Per epoch: seconds spent training and evaluating, throughput")
         st.dataframe(charts.epoch_table(epochs), width="stretch",
@@ -401,7 +412,7 @@ def live_section():
         st.fragment(live_numbers)(None, None, busy)
         return
     status = run.status()
-    state = status.get("status", "failed")
+    state = live.phase(status.get("status", "failed"), name, busy)  # a run being started is drawn as running
     st.subheader(f"Live: {name}")
     bad = run.unreadable_metric_lines()
     if bad:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -116,7 +117,10 @@ def test_the_first_records_of_a_run_show_at_once_then_the_curves_keep_their_10_s
     srv, run = starting_run
     page.goto(srv.url + "/train?run=starting")
     expect(status(page)).to_have_text("running", timeout=60000)
-    expect(page.get_by_text("Curves appear after the first logged steps.")).to_be_visible()
+    # an empty chart, drawn from the start (so plotly.js is loaded before the training needs the CPU)
+    expect(page.locator('[data-testid="stPlotlyChart"] .annotation-text')).to_have_text(
+        ["waiting for the first logged steps"] * 2)
+    assert page.evaluate(CHART_POINTS_JS) == 0
     # while the chart shows fewer than SPARSE_RECORDS records, each new one is drawn within a second or two, not
     # at the next 10 s refresh; a single point shows as a marker, on an accuracy axis within 0-100%
     for k in range(1, SPARSE_RECORDS + 1):
@@ -165,6 +169,51 @@ def test_the_numbers_refresh_every_second_without_rerunning_the_page_until_the_s
     expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=5000)
     expect(page.get_by_role("button", name="Stop")).to_have_count(0)
     expect(status(page)).to_have_text("stopped")
+
+
+def test_a_run_being_started_is_drawn_as_running_and_its_trainer_starting_reruns_nothing(server, page):
+    """Launched, its trainer still loading (status queued, launch alive): the page draws it as running (sidebar, empty
+    chart, Stop) so that the trainer's "running", a second before its first step, reruns nothing: that rerun's redraw
+    took ~1 s of the browser's CPU from the training's first second."""
+    import subprocess
+    import sys
+
+    from mnistviz import train
+
+    srv, root = server
+    run = train.create_run(train.Config(name="launching", epochs=2, log_every=20), root)
+    # a stand-in for jobs' launch: alive, and its command line names the run and mnistviz (runs.launcher_alive)
+    launch = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "mnistviz.train", "launching"])
+    deadline = time.time() + 10  # until it has exec'd (before, its command line is still this process's)
+    while b"mnistviz.train" not in Path(f"/proc/{launch.pid}/cmdline").read_bytes() and time.time() < deadline:
+        time.sleep(0.01)
+    try:
+        run.write_status(status="queued", launcher_pid=launch.pid, launched=time.time())
+        page.goto(srv.url + "/train?run=launching")
+        expect(page.get_by_role("heading", name="Live: launching")).to_be_visible(timeout=60000)
+        expect(page.locator('[data-testid="stPlotlyChart"] .annotation-text')).to_have_text(
+            ["waiting for the first logged steps"] * 2)
+        expect(status(page)).to_have_text("starting")
+        expect(page.get_by_role("button", name="Stop")).to_be_visible()
+        expect(page.get_by_text("is queued")).to_have_count(0)
+        expect(page.locator('[data-testid="stSidebar"]').get_by_text("running ·")).to_be_visible()
+        page.wait_for_function("document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState"
+                               " === 'notRunning'")
+        page.evaluate(COUNT_JS)
+        # the trainer starts: its status says running; the poller shows it, and nothing reruns
+        run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), started=time.time(),
+                         total_steps=430, steps_per_epoch=215, epochs=2, global_step=3)
+        expect(status(page)).to_have_text("running", timeout=5000)
+        expect(page.locator('[data-stat="Step"] .mv-value')).to_have_text("3")
+        time.sleep(2.5)
+        assert page.evaluate("window.__reruns") == 0
+        # its first records are drawn at once (the chart's own poller: a starting run is drawn as running)
+        run.append_metrics([step_record(1)])
+        page.wait_for_function(f"({CHART_POINTS_JS})() == 2", timeout=5000, polling=100)
+    finally:
+        run.write_status(status="stopped", pid=None, launcher_pid=None)
+        launch.kill()
+        launch.wait()
 
 
 def test_without_the_json_route_the_numbers_still_refresh(tmp_path, tiny_data, page):
