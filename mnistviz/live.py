@@ -58,9 +58,9 @@ def stats(run: runs.Run, epochs: list[dict] | None = None) -> tuple[str, list[tu
 
 def phase(state: str, name: str | None, busy: list) -> str:
     """The state as the Train page draws it: a queued run being started (busy()'s training, its trainer loading) is
-    drawn as running already, so the page need not redraw when the trainer says "running", a second before its
-    first step: that redraw took ~1 s of the browser's CPU from the training's first second (bench/dashboard_speed.py
-    at 1 epoch)."""
+    drawn as running already, so the page need not rerun when the trainer says "running", a second before its first
+    step: that rerun, and the first records' redraw after it, took about 1 s of the browser's CPU as the training
+    began (bench/dashboard_speed.py at 1 epoch: median 0.83 -> 0.96 of the CLI's images/s)."""
     return "running" if state == "queued" and name and busy[0] == name else state
 
 
@@ -70,10 +70,10 @@ def busy(root=None) -> list:
 
 
 def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
-    """What the live view's browser polls: {"busy": busy()} and, for a run, "state", "stats" (as stats()),
-    "phase" (as phase()), "metrics_size" (of metrics.jsonl) and "epochs_done"; "state": "gone" when the run cannot be read. With `seen`
-    (what the page drew), "rerun": changed(seen, snapshot). Also moves the queue on, as every refresh of the page did
-    (jobs.tick)."""
+    """What the live view's browser polls: {"busy": busy()} and, for a run, "state", "stats" (as stats(); the Status of
+    a run being started says "starting"), "phase" (as phase()), "metrics_size" (of metrics.jsonl) and "epochs_done";
+    "state": "gone" when the run cannot be read. With `seen` (what the page drew), "rerun": changed(seen, snapshot).
+    Also moves the queue on, as every refresh of the page did (jobs.tick)."""
     try:
         jobs.tick(root)
     except (runs.RunError, OSError):
