@@ -60,7 +60,8 @@ def phase(state: str, name: str | None, busy: list) -> str:
     """The state as the Train page draws it: a queued run being started (busy()'s training, its trainer loading) is
     drawn as running already, so the page need not rerun when the trainer says "running", a second before its first
     step: that rerun, and the first records' redraw after it, took about 1 s of the browser's CPU as the training
-    began (bench/dashboard_speed.py at 1 epoch: median 0.83 -> 0.96 of the CLI's images/s)."""
+    began (bench/dashboard_speed.py at 1 epoch: median 0.83 -> 0.96 of the CLI's images/s). The sidebar says the same.
+    `busy`: busy(), of which only the first item (the run training or being started now) is read."""
     return "running" if state == "queued" and name and busy[0] == name else state
 
 
@@ -90,7 +91,7 @@ def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
             out["metrics_size"] = metrics_size(run)
             out["epochs_done"] = len(epochs)
         except (runs.RunError, OSError):
-            out["state"] = "gone"
+            out["state"] = out["phase"] = "gone"
     if seen is not None:
         out["rerun"] = changed(seen, out)
     return out

@@ -7,7 +7,7 @@ import pandas  # noqa: F401  (imported before the freeze below, like everything 
 import plotly.graph_objects  # noqa: F401
 import streamlit as st
 
-from mnistviz import analysis, charts, data, inspect, jobs, runs, train  # noqa: F401
+from mnistviz import analysis, charts, data, inspect, jobs, live, runs, train  # noqa: F401
 
 # Streamlit runs a full gc.collect() after every script run, so also after each refresh of the Train
 # page's live curves (every 10 s while a run trains). With torch, pandas and plotly loaded that walks
@@ -102,9 +102,9 @@ def sidebar() -> None:
             r = by_name[current]
             acc = (f"{r['best_test_acc']:.2%}" if r.get("best_test_acc") is not None
                    else "none recorded" if r.get("epochs_done") else "no epoch yet")
-            # a run being started shows as running, as the Train page draws it (live.phase): this caption is not
-            # redrawn when its trainer begins
-            shown = "running" if r["status"] == "queued" and current == training else r["status"]
+            # a run being started shows as running, as the Train page draws it: this caption is not redrawn when its
+            # trainer begins
+            shown = live.phase(r["status"], current, [training])
             st.caption(f"**{shown}** · {r['model']} · augmentation {r['augment']} · "
                        f"{r['epochs_done']}/{r['epochs']} epochs · best test accuracy {acc}")
         else:

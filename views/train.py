@@ -339,7 +339,7 @@ def live_numbers(name, phase_seen, busy_seen):
     if not name:
         poller("live_poll", None, {"busy": busy_seen}, every, stats=False)
         return
-    if snap.get("phase", snap["state"]) != phase_seen:
+    if snap["phase"] != phase_seen:
         st.rerun()  # started, ended, deleted or broken since: the page says so
     st.markdown(stat_row(snap["stats"]), unsafe_allow_html=True)
     poller("live_poll", name, {"busy": busy_seen, "phase": phase_seen}, every, stats=True)
