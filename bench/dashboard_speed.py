@@ -12,8 +12,8 @@ metrics.jsonl. Prints every pair, the median ratio dashboard / CLI and the ratio
 target is >= 0.95; on a shared 2-core VM one side's images/s varies by +-10% between rounds), and the CPU
 the UI itself used meanwhile (Streamlit server, Chromium), which does not depend on what else the machine runs.
 Then (--pages, default) the first render of every page in a warm app, until its script has finished, its charts
-are drawn and its images loaded: opening the page's URL in a new browser session, and clicking its sidebar link
-in an open one (target <= 1 s).
+are drawn and its images loaded: opening the page's URL in a new browser session (in the tab that shows the app,
+and in a tab of its own), and clicking its sidebar link in an open one (target <= 1 s).
 """
 import argparse
 import json
@@ -147,13 +147,18 @@ RENDERED_JS = """() => {
 
 def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, float]:
     """Seconds until each page has rendered (script finished, its charts drawn and its images loaded):
-    opening the page's URL in a new session (a pasted link; median of `repeat`), and clicking its sidebar
-    link in an open session. After one warm-up visit of every page."""
+    opening the page's URL in a new session (a pasted link; median of `repeat`) in the tab that shows the app and
+    in a new tab, and clicking its sidebar link in an open session. After one warm-up visit of every page."""
     srv = StreamlitServer({"MNISTVIZ_RUNS": str(runs_dir), "MNISTVIZ_DATA": str(data.data_root())})
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = ctx.new_page()
 
-    def visit(path):  # a pasted link: a new session, the whole app script, the page's own script
+    def visit(path, new_tab=False):  # a pasted link: a new session, the whole app script, the page's own script
+        nonlocal page
+        if new_tab:  # ... in a tab of its own: a new renderer process, which compiles Streamlit's JavaScript anew
+            page.close()
+            page = ctx.new_page()
+            time.sleep(0.3)
         t = time.perf_counter()
         page.goto(f"{srv.url}/{path}")
         page.wait_for_function(RENDERED_JS, timeout=60000, polling="raf")
@@ -176,6 +181,8 @@ def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, flo
         out = {}
         for path, title in pages:
             out[f"{path or 'runs'} (new session)"] = statistics.median(visit(path) for _ in range(repeat))
+        for path, title in pages:
+            out[f"{path or 'runs'} (new tab)"] = statistics.median(visit(path, new_tab=True) for _ in range(repeat))
         visit("")
         clicks: dict[str, list[float]] = {}
         for _ in range(repeat):  # round the sidebar: every page's first render in this session, `repeat` times

@@ -44,6 +44,17 @@ def write_idx(raw: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_back():
+    """A page run under AppTest puts torch on one thread (views._shared.one_core), and threads started after it
+    take that count: each test starts with the count this process had."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A data root holding tiny IDX files (600 train, 200 test) in MNIST/raw."""

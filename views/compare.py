@@ -10,7 +10,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from mnistviz import charts, compare, data, jobs, runs, train
-from views._shared import all_runs
+from views._shared import all_cores_unless_training, all_runs
 
 PALETTE = qualitative.Plotly
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
@@ -119,7 +119,8 @@ def robustness_figure(df, colors) -> go.Figure:
 def robustness_table(run_dirs: tuple[str, ...], stamps: tuple[float, ...], data_root: str):
     """Cached per (runs, checkpoint mtimes, data root): a retrained checkpoint gets a fresh result."""
     mnist = data.load_mnist(data_root, download=False)
-    return compare.run_robustness(list(run_dirs), mnist.test_images, mnist.test_labels)
+    with all_cores_unless_training():
+        return compare.run_robustness(list(run_dirs), mnist.test_images, mnist.test_labels)
 
 
 def test_images(labels):

@@ -16,7 +16,7 @@ import streamlit as st
 
 from mnistviz import charts, mydigits, preprocess
 from mnistviz import inspect as look
-from views._shared import cached_model, selected_run, selected_run_name
+from views._shared import cached_model, one_core, selected_run, selected_run_name
 
 CANVAS_PX = 280
 SHOW_PX = 168  # the 28 x 28 input is shown 6x, pixel-sharp
@@ -125,6 +125,7 @@ def save_drawing(image: np.ndarray, n: int) -> None:
 
 @st.fragment
 def drawing(model, model_name: str | None) -> None:
+    one_core()  # a fragment's rerun runs in a thread of its own, without the shell
     n = st.session_state.get("draw_n", 0)
     left, right = st.columns([1, 1.3], gap="large")
     with left:
