@@ -45,7 +45,7 @@ def stats(run: runs.Run, epochs: list[dict] | None = None) -> tuple[str, list[tu
     if state in ("interrupted", "failed") and isinstance(kept, (int, float)) and kept < step:
         progress = f"checkpoint at {kept:,.0f} ({progress})"
     ips = status.get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
-    best = max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
+    best = best_test_acc(epochs)
     return state, [
         ("Status", state),
         ("Epoch", f"{epoch_shown(state, len(epochs), cfg.get('epochs'))} / {cfg.get('epochs')}"),
@@ -54,6 +54,17 @@ def stats(run: runs.Run, epochs: list[dict] | None = None) -> tuple[str, list[tu
         ("Images/s", f"{ips:,.0f}" if ips else "–"),
         ("Best test acc", f"{best:.2%}" if best is not None else "–"),
     ]
+
+
+def best_test_acc(epochs: list[dict]) -> float | None:
+    return max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
+
+
+def sidebar_figures(epochs_done: int, best: float | None) -> dict:
+    """The sidebar's figures of a run that move while it trains, as it writes them: {"epochs_done": "3",
+    "best": "98.12%"}, or why there is no best ("none recorded" after epochs without a test, "no epoch yet")."""
+    return {"epochs_done": str(epochs_done),
+            "best": f"{best:.2%}" if best is not None else "none recorded" if epochs_done else "no epoch yet"}
 
 
 def phase(state: str, name: str | None, busy: list) -> str:
@@ -72,7 +83,8 @@ def busy(root=None) -> list:
 
 def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
     """What the live view's browser polls: {"busy": busy()} and, for a run, "state", "stats" (as stats(); the Status of
-    a run being started says "starting"), "phase" (as phase()), "metrics_size" (of metrics.jsonl) and "epochs_done";
+    a run being started says "starting"), "phase" (as phase()), "metrics_size" (of metrics.jsonl), "epochs_done" and
+    "sidebar" (sidebar_figures(), which the poller writes into the sidebar while the run trains);
     "state": "gone" when the run cannot be read. With `seen` (what the page drew), "rerun": changed(seen, snapshot).
     Also moves the queue on, as every refresh of the page did (jobs.tick)."""
     try:
@@ -90,6 +102,7 @@ def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
                 out["stats"][0] = ("Status", "starting")
             out["metrics_size"] = metrics_size(run)
             out["epochs_done"] = len(epochs)
+            out["sidebar"] = sidebar_figures(len(epochs), best_test_acc(epochs))
         except (runs.RunError, OSError):
             out["state"] = out["phase"] = "gone"
     if seen is not None:

@@ -53,12 +53,19 @@ def test_clock(seconds, text):
     assert live.clock(seconds) == text
 
 
+def test_sidebar_figures():
+    assert live.sidebar_figures(0, None) == {"epochs_done": "0", "best": "no epoch yet"}
+    assert live.sidebar_figures(2, None) == {"epochs_done": "2", "best": "none recorded"}  # epochs without a test
+    assert live.sidebar_figures(3, 0.98765) == {"epochs_done": "3", "best": "98.77%"}
+
+
 def test_snapshot_and_when_the_page_must_rerun(tmp_path):
     run = running_run(tmp_path)
     snap = live.snapshot("r1", tmp_path)
     assert snap["busy"] == ["r1", []]  # training now (its process, this one, is alive), nothing queued
     assert snap["state"] == snap["phase"] == "running" and snap["stats"][0] == ("Status", "running")
     assert snap["metrics_size"] == run.metrics_file.stat().st_size and "rerun" not in snap
+    assert snap["sidebar"] == {"epochs_done": "1", "best": "97.31%"}  # what the sidebar says of it
     drawn = {"busy": ["r1", []], "phase": "running"}
     assert live.snapshot("r1", tmp_path, seen=drawn)["rerun"] is False
     run.write_status(global_step=160, progress=0.4)  # only numbers moved: no rerun
@@ -70,6 +77,8 @@ def test_snapshot_and_when_the_page_must_rerun(tmp_path):
     assert live.snapshot("r1", tmp_path, seen=size)["rerun"] is False
     run.append_metrics([{"step": 180, "train_loss": 0.25}])
     assert live.snapshot("r1", tmp_path, seen=size)["rerun"] is True
+    run.append_metrics([{"epoch": 2, "step": 200, "test_acc": 0.9702}])  # a worse second epoch: the best stays
+    assert live.snapshot("r1", tmp_path)["sidebar"] == {"epochs_done": "2", "best": "97.31%"}
     # a training started or ended (what live.busy() reads: the job manager's own runs and queue)
     assert live.changed({"busy": [None, []]}, {"busy": ["r2", []]}) is True
     assert live.changed({"busy": ["r2", ["r3"]]}, {"busy": ["r2", []]}) is True

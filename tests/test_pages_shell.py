@@ -100,3 +100,19 @@ def test_one_unreadable_epoch_of_predictions_points_to_the_others(shell, tiny_en
     assert not at.get("plotly_chart")
     at.select_slider(key=slider).set_value(other).run()  # the slider is still there, and the other epoch works
     assert not at.exception and "cannot be read" not in texts(at.warning) and at.get("plotly_chart")
+
+
+def test_the_sidebar_marks_the_figures_of_a_training_run_for_the_live_poller(shell, tiny_env):
+    """While the selected run trains, its epochs done and best test accuracy are spans the poller rewrites
+    (views/_live.py); a run that is not training keeps a plain caption."""
+    at = shell("tiny-none")
+    caption = at.sidebar.caption[0].value
+    assert "<span" not in caption and "2/2 epochs · best test accuracy " in caption
+    runs.get_run("tiny-none").write_status(status="running", pid=os.getpid(), heartbeat=time.time())  # this process
+    at = shell("tiny-none")
+    caption = at.sidebar.caption[0].value
+    assert caption.startswith("**running** · ")
+    assert '<span class="mv-side" data-run="tiny-none" data-side="epochs_done">2</span>/2 epochs' in caption
+    assert 'best test accuracy <span class="mv-side" data-run="tiny-none" data-side="best">' in caption
+    at = shell("tiny-aug")  # another run selected: its caption, plain
+    assert "<span" not in at.sidebar.caption[0].value

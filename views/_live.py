@@ -1,6 +1,6 @@
 """The live view's poller: a small JavaScript component that fetches mnistviz.live.snapshot from the app's JSON
 route (/api/live, app.py) every second, writes the numbers into the page's metric-style row (the elements with
-data-stat="<label>") and, when the snapshot differs from what the page drew (live.changed), reruns the fragment
+data-stat="<label>") and the run's figures into the sidebar (data-side="<key>"), and, when the snapshot differs from what the page drew (live.changed), reruns the fragment
 that mounted it. A second's refresh is then one HTTP request and a few text nodes, not a Streamlit rerun. Where
 the route is missing (shell.py run directly), it reruns the fragment at every poll instead, which redraws the
 numbers on the server as before."""
@@ -39,6 +39,10 @@ export default function ({ data, setTriggerValue }) {
         const snap = await r.json();
         if (stopped) return;
         if (data.stats) show(snap.stats);
+        // the sidebar's figures of this run (views/_shared.sidebar marks them while the run trains)
+        for (const [k, v] of Object.entries((data.stats && snap.sidebar) || {}))
+          for (const el of document.querySelectorAll('.mv-side[data-side="' + CSS.escape(k) + '"]'))
+            if (el.dataset.run === data.run && el.textContent !== v) el.textContent = v;
         // rerun the fragment; once, unless the page has not redrawn within 5 s (the rerun was lost)
         if (snap.rerun && Date.now() - askedAt > 5000) {
           askedAt = Date.now();

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import html
 import os
 from contextlib import contextmanager
 
@@ -127,13 +128,18 @@ def sidebar() -> None:
             st.selectbox("Run", names, key=PICKER, on_change=_picked,
                          help="Shared by every page and kept in the URL (?run=NAME).")
             r = by_name[current]
-            acc = (f"{r['best_test_acc']:.2%}" if r.get("best_test_acc") is not None
-                   else "none recorded" if r.get("epochs_done") else "no epoch yet")
+            fig = live.sidebar_figures(r["epochs_done"], r.get("best_test_acc"))
+            if current == training:
+                # while it trains, the live poller (views/_live.py, on the Train and Runs pages) rewrites these as
+                # its epochs end: the caption itself is redrawn only when the page reruns
+                fig = {k: f'<span class="mv-side" data-run="{html.escape(current)}" data-side="{k}">{v}</span>'
+                       for k, v in fig.items()}
             # a run being started shows as running, as the Train page draws it: this caption is not redrawn when its
             # trainer begins
             shown = live.phase(r["status"], current, [training])
-            st.caption(f"**{shown}** · {r['model']} · augmentation {r['augment']} · "
-                       f"{r['epochs_done']}/{r['epochs']} epochs · best test accuracy {acc}")
+            st.caption(f"**{shown}** · {html.escape(r['model'])} · augmentation {html.escape(str(r['augment']))} · "
+                       f"{fig['epochs_done']}/{r['epochs']} epochs · best test accuracy {fig['best']}",
+                       unsafe_allow_html=current == training)
         else:
             st.caption("No runs yet: launch one on the Train page.")
         if broken:

@@ -164,6 +164,13 @@ def test_the_numbers_refresh_every_second_without_rerunning_the_page_until_the_s
     assert page.evaluate("window.__steps") >= 4
     # ...written by the poller: no Streamlit rerun a second (at most the curves' own CURVES_EVERY_S refresh)
     assert page.evaluate("window.__reruns") <= 1
+    # the sidebar's figures of the run follow its epochs, written by the same poller (before, they stayed as the
+    # page was drawn until it reran)
+    sidebar = page.locator('[data-testid="stSidebar"] [data-testid="stCaptionContainer"]').first
+    expect(sidebar).to_contain_text("0/2 epochs · best test accuracy no epoch yet")
+    run.append_metrics([{"epoch": 1, "step": 215, "train_loss": 0.3, "train_acc": 0.9, "test_loss": 0.2,
+                         "test_acc": 0.9731, "epoch_seconds": 5.0, "images_per_s": 9000.0}])
+    expect(sidebar).to_contain_text("1/2 epochs · best test accuracy 97.31%", timeout=3000)
     # a change of state reruns the whole page: the Stop button makes way for Resume
     run.write_status(status="stopped", pid=None)
     expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=5000)
