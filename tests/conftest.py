@@ -132,19 +132,22 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """`streamlit run app.py` (or `script`) as a real process on a free port, with the given env."""
+    """`streamlit run app.py` (or `script`) as a real process on a free port, with the given env. `flags`: the
+    command's options besides the port and address (default: headless, no file watcher)."""
 
-    def __init__(self, env: dict, cwd: Path = ROOT, script: str = "app.py"):
+    FLAGS = ("--server.headless=true", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none")
+
+    def __init__(self, env: dict, cwd: Path = ROOT, script: str = "app.py", flags=FLAGS):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(env.get("MNISTVIZ_RUNS", "/tmp")) / f".streamlit-{self.port}.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", script, "--server.headless=true",
-             f"--server.port={self.port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
-             "--server.fileWatcherType=none"],
-            cwd=cwd, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "streamlit", "run", script, f"--server.port={self.port}",
+             "--server.address=127.0.0.1", *flags],
+            cwd=cwd, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
         deadline = time.time() + 60
-        while time.time() < deadline:
+        while time.time() < deadline and self.proc.poll() is None:
             try:
                 if urllib.request.urlopen(self.url + "/_stcore/health", timeout=2).read() == b"ok":
                     return
