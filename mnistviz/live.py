@@ -57,6 +57,7 @@ def stats(run: runs.Run, epochs: list[dict] | None = None) -> tuple[str, list[tu
 
 
 def best_test_acc(epochs: list[dict]) -> float | None:
+    """The highest test accuracy of a run's epoch records, or None when none recorded one."""
     return max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None)
 
 

@@ -21,7 +21,6 @@ from mnistviz import analysis, charts, data, inspect, jobs, live, runs, train  #
 gc.freeze()
 
 
-
 def one_core() -> None:
     """Give this script run's tensor work (a preview's augmentation, a model's forward pass) one thread.
 
