@@ -5,7 +5,7 @@ multipage mode until st.navigation has been called once, so a shared link opened
 would run its page without this shell (no sidebar, no run from the URL)."""
 import streamlit as st
 
-from views._shared import one_core, sidebar
+from views._shared import freeze_imports, one_core, sidebar
 
 st.set_page_config(page_title="mnistviz", page_icon="🔢", layout="wide")
 
@@ -31,5 +31,6 @@ def _to_runs():
 
 nav = st.navigation(pages + [st.Page(_to_runs, title="Runs", url_path="runs", visibility="hidden")])
 one_core()  # before any page computes: every run is a new thread
+freeze_imports()  # keeps Streamlit's gc.collect() after each run short
 sidebar()
 nav.run()

@@ -168,16 +168,16 @@ def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, flo
         t = time.perf_counter()
         page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
         page.wait_for_url(f"**/{path}*", timeout=60000)
-        try:  # the rerun starts a few ms after the click
-            page.wait_for_selector('[data-testid="stApp"]:not([data-test-script-state="notRunning"])', timeout=1000)
-        except Exception:
-            pass  # it may have finished already
-        page.wait_for_function(RENDERED_JS, timeout=60000, polling="raf")
+        # its own title shown (the rerun has drawn the page: the old page's title differs), then drawn and done
+        page.wait_for_function(f"(t) => document.querySelector('h1')?.innerText.trim() === t && ({RENDERED_JS})()",
+                               arg=titles[path], timeout=60000, polling="raf")
         return time.perf_counter() - t
     try:
         pages = app_pages()
+        titles = {}
         for path, _ in pages:
             visit(path)
+            titles[path] = page.locator("h1").first.inner_text().strip()
         out = {}
         for path, title in pages:
             out[f"{path or 'runs'} (new session)"] = statistics.median(visit(path) for _ in range(repeat))

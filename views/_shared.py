@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import html
 import os
+import sys
 from contextlib import contextmanager
 
 import pandas  # noqa: F401  (imported before the freeze below, like everything the pages use)
@@ -13,12 +14,23 @@ import torch
 
 from mnistviz import analysis, charts, data, inspect, jobs, live, runs, train  # noqa: F401
 
-# Streamlit runs a full gc.collect() after every script run, so also after each refresh of the Train
-# page's live curves (every 10 s while a run trains). With torch, pandas and plotly loaded that walks
-# ~400,000 long-lived objects: 100-300 ms of CPU each time, taken from the training. gc.freeze() takes
-# what exists now (modules, mostly: they live as long as the process) out of every later collection.
-# Runs once per process, when a page first imports this module.
-gc.freeze()
+# Streamlit runs a full gc.collect() after every script run (runner.postScriptGC), so after every page render and
+# every refresh of the Train page's live curves. With torch, torchvision, pandas and plotly loaded that walks ~500,000
+# long-lived objects: 100-300 ms with the GIL held each time, so the page's last messages, its images and the next
+# session wait. gc.freeze() takes the objects that exist now (modules, mostly: they live as long as the process) out
+# of every later collection; freeze_imports() does it again whenever a page has imported more (torchvision with
+# torch._dynamo and sympy on the first MNIST load: ~250,000 objects; altair; captum).
+_frozen_at = 0  # len(sys.modules) at the last freeze
+
+
+def freeze_imports() -> None:
+    """Freeze what exists (after collecting what is garbage now) when modules were imported since the last time.
+    Cheap on every run: once the pages have all been seen the module count stops changing."""
+    global _frozen_at
+    if len(sys.modules) != _frozen_at:
+        _frozen_at = len(sys.modules)
+        gc.collect()
+        gc.freeze()
 
 
 def one_core() -> None:
