@@ -1,13 +1,17 @@
 """mnistviz: `streamlit run app.py`.
 
 The dashboard itself is shell.py (navigation, sidebar) and the page scripts in views/. This file serves it as an
-st.App with one extra route: /api/live?run=NAME, the live numbers of a training as JSON (mnistviz.live), which the
-Train page polls every second instead of rerunning its script (see mnistviz/live.py)."""
+st.App with two additions: /api/live?run=NAME, the live numbers of a training as JSON (mnistviz.live), which the
+Train page polls every second instead of rerunning its script (see mnistviz/live.py); and each page's URL (/data...),
+which serves Streamlit's own index.html with one line more (see page_html)."""
 import json
+from pathlib import Path
 
 import streamlit as st
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
+
+from views._nav import PAGES
 
 
 def live_numbers(request):  # a plain function: Starlette runs it in a worker thread (it reads files)
@@ -23,4 +27,37 @@ def live_numbers(request):  # a plain function: Starlette runs it in a worker th
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
-app = st.App("shell.py", routes=[Route("/api/live", live_numbers)])
+# Opened at a page's URL (a pasted link, a new tab, a refresh of /data), Streamlit's frontend first looks for its server
+# under that path (/data/_stcore/health: a 404), and only ~0.1 s later under its parent, so every such page load
+# waited that long before its session started (streamlit/streamlit#11537 names the 404). window.__streamlit is the
+# frontend's own setting for where its server and main page are (BACKEND_BASE_URL, MAIN_PAGE_BASE_URL): worked out
+# in the browser from the page's URL, so it stays right behind a proxy that adds a path prefix.
+_ROOT_JS = """<script>(() => {
+  const page = %s, path = location.pathname.replace(/\\/+$/, "");
+  if (!path.endsWith("/" + page)) return;
+  const root = location.origin + path.slice(0, path.length - page.length);
+  window.__streamlit = {BACKEND_BASE_URL: root, MAIN_PAGE_BASE_URL: root};
+})()</script>"""
+
+
+def page_html(url_path: str) -> str | None:
+    """Streamlit's index.html for the page at /url_path, telling the frontend where the app's root is; None if this
+    Streamlit's index.html is not where it was (the page is then served by Streamlit as before)."""
+    index = Path(st.__file__).parent / "static" / "index.html"
+    html = index.read_text(encoding="utf-8") if index.is_file() else ""
+    if "<head>" not in html:
+        return None
+    return html.replace("<head>", "<head>" + _ROOT_JS % json.dumps(url_path), 1)
+
+
+def page_routes() -> list[Route]:
+    routes = []
+    for _, _, _, url_path in PAGES:
+        html = page_html(url_path)
+        if html is not None:
+            routes.append(Route(f"/{url_path}", lambda request, html=html: HTMLResponse(
+                html, headers={"Cache-Control": "no-cache"})))
+    return routes
+
+
+app = st.App("shell.py", routes=[Route("/api/live", live_numbers), *page_routes()])

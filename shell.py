@@ -5,21 +5,11 @@ multipage mode until st.navigation has been called once, so a shared link opened
 would run its page without this shell (no sidebar, no run from the URL)."""
 import streamlit as st
 
+from views._nav import PAGES
 from views._shared import freeze_imports, one_core, sidebar
 
 st.set_page_config(page_title="mnistviz", page_icon="🔢", layout="wide")
 
-# (file, title, icon, url path); the home page is the default.
-PAGES = [
-    ("views/home.py", "Runs", ":material/list:", "runs"),
-    ("views/train.py", "Train", ":material/model_training:", "train"),
-    ("views/data.py", "Data", ":material/dataset:", "data"),
-    ("views/mispredictions.py", "Mispredictions", ":material/error:", "mispredictions"),
-    ("views/confusion.py", "Confusion", ":material/grid_on:", "confusion"),
-    ("views/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps"),
-    ("views/draw.py", "Draw", ":material/draw:", "draw"),
-    ("views/compare.py", "Compare", ":material/compare:", "compare"),
-]
 pages = [st.Page(f, title=t, icon=i, default=True) if u == "runs" else st.Page(f, title=t, icon=i, url_path=u)
          for f, t, i, u in PAGES]
 

@@ -197,13 +197,10 @@ def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, flo
 
 
 def app_pages() -> list[tuple[str, str]]:
-    """(url path, title) of the app's pages that exist (shell.PAGES), the home page first with path ""."""
-    import ast
+    """(url path, title) of the app's pages that exist (views/_nav.py), the home page first with path ""."""
+    from views._nav import PAGES
 
-    tree = ast.parse((ROOT / "shell.py").read_text())
-    pages = next(ast.literal_eval(n.value) for n in ast.walk(tree)
-                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "PAGES")
-    return [("" if url == "runs" else url, title) for f, title, _, url in pages if (ROOT / f).exists()]
+    return [("" if url == "runs" else url, title) for f, title, _, url in PAGES if (ROOT / f).exists()]
 
 
 def main():

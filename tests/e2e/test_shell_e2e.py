@@ -103,3 +103,24 @@ def test_the_runs_page_follows_a_training_without_a_reload(server, page):
     expect(stop).to_have_count(0, timeout=15000)
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("completed")
     expect(page.get_by_text("Training now")).to_have_count(0)  # nothing trains: the numbers are gone
+
+
+def test_a_page_url_finds_the_server_at_once_and_navigates_as_before(server, page):
+    # Streamlit's frontend, opened at /confusion, used to ask /confusion/_stcore/health first (a 404) and the root
+    # only ~0.1 s later; app.py serves each page's URL with window.__streamlit naming the app's root
+    asked = []
+    page.on("response", lambda r: "/_stcore/" in r.url and asked.append((r.status, urlparse(r.url).path)))
+    page.goto(server.url + "/confusion?run=tiny-aug")
+    expect(page.get_by_role("heading", name="Confusion", exact=True)).to_be_visible(timeout=TIMEOUT)
+    idle(page)
+    assert asked[:2] and all(status == 200 and path.startswith("/_stcore/") for status, path in asked), asked
+    goto_page(page, "Mispredictions", "mispredictions")
+    assert urlparse(page.url).path == "/mispredictions" and url_run(page) == ["tiny-aug"]
+    page.go_back()
+    page.wait_for_url("**/confusion?*")
+    expect(page.get_by_role("heading", name="Confusion", exact=True)).to_be_visible(timeout=TIMEOUT)
+    page.reload()  # the page's own URL again, as served by app.py: the same page and run
+    expect(page.get_by_role("heading", name="Confusion", exact=True)).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Run")).to_have_value(
+        re.compile(r"^tiny-aug\b"), timeout=TIMEOUT)
+    assert all(status == 200 for status, _ in asked), asked
