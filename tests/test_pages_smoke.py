@@ -64,3 +64,19 @@ def test_run_without_predictions_or_checkpoints(runs_dir, fixture_runs, tiny_dat
     for page in ("views/mispredictions.py", "views/confusion.py"):
         assert "no stored test predictions" in shown[page], page
     assert "checkpoint" in shown["views/feature_maps.py"]
+
+
+def test_every_picture_is_sent_as_png(runs_dir, fixture_runs, tiny_data, monkeypatch):
+    # Streamlit sends an array as JPEG (quality 100) by default: pixels up to 1/255 off and 6-12x the bytes of a PNG
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    shutil.copytree(fixture_runs / "tiny-none", runs_dir / "tiny-none")
+    at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
+    at.query_params["run"] = "tiny-none"
+    at.run()
+    urls = {}
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, page
+        urls[page] = [img.url for e in at.get("image") for img in e.proto.imgs]
+    assert urls["views/data.py"] and urls["views/feature_maps.py"], urls  # the sample grids, the test image and maps
+    assert all(u.endswith(".png") for us in urls.values() for u in us), urls

@@ -186,7 +186,7 @@ def image_up_close(run_name: str, index: int, image, probs, true: int, pred: int
     """One test image up close: enlarged (when the images are there), true and predicted digit with the confidence
     (and `more`, e.g. ", loss 0.92"), the ten probabilities, and a link to its feature maps."""
     if image is not None:
-        st.image(inspect.enlarge(image, 196), caption=f"test image {index}")
+        st.image(inspect.enlarge(image, 196), caption=f"test image {index}", output_format="PNG")
     verdict = "right" if pred == true else "wrong"
     st.markdown(f"**true {true}, predicted {pred}** ({verdict}, {probs[pred]:.1%} confident{more})")
     st.plotly_chart(charts.probability_bars(probs, true, pred), key=key, config={"displayModeBar": False})

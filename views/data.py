@@ -48,8 +48,9 @@ seed = st.session_state.get("data_seed", 0)
 original, augmented = augment.preview(mnist.train_images, n=n, level=level, seed=seed)
 g1, g2 = st.columns(2)
 # plain images (torchvision's make_grid): nothing to click here, and an <img> draws far faster than a plotly figure
-g1.image(charts.image_grid(original), caption="Original", width="stretch", clamp=True)
-g2.image(charts.image_grid(augmented), caption=f"Augmented ({level}): the same images", width="stretch", clamp=True)
+g1.image(charts.image_grid(original), caption="Original", width="stretch", clamp=True, output_format="PNG")
+g2.image(charts.image_grid(augmented), caption=f"Augmented ({level}): the same images", width="stretch", clamp=True,
+         output_format="PNG")
 
 st.subheader("Normalization")
 mean, std = _pixel_stats(str(mnist.root))

@@ -105,7 +105,7 @@ def what_the_model_sees(model, image: np.ndarray, digit: int) -> None:
         grid = look.image_grid(out, nrow=8)
         st.image(sharp(grid, 640), clamp=True,
                  caption=f"{name}: {out.shape[0]} maps of {out.shape[1]} x {out.shape[2]} for your drawing "
-                         f"(each scaled to its own range; bright = strong)")
+                         f"(each scaled to its own range; bright = strong)", output_format="PNG")
 
 
 def save_drawing(image: np.ndarray, n: int) -> None:
@@ -152,14 +152,14 @@ def drawing(model, model_name: str | None) -> None:
                     "It is classified each time you lift the pen.", icon=":material/draw:")
             return
         if model is None:
-            st.image(sharp(image, SHOW_PX), caption="What the model would receive (28 x 28)")
+            st.image(sharp(image, SHOW_PX), caption="What the model would receive (28 x 28)", output_format="PNG")
             return
         probs = preprocess.classify(model, image)
         digit = int(probs.argmax())
         m1, m2, m3 = st.columns([1, 1, 1.2])
         m1.metric("Prediction", digit)
         m2.metric("Confidence", f"{probs[digit]:.0%}")
-        m3.image(sharp(image, SHOW_PX), caption="The model's input, 28 x 28")
+        m3.image(sharp(image, SHOW_PX), caption="The model's input, 28 x 28", output_format="PNG")
         if preprocess.is_unsure(probs):
             second = int(np.argsort(probs)[-2])
             st.warning(f"Unsure: {model_name} gives {digit} only {probs[digit]:.0%} (next: {second} at "

@@ -93,7 +93,7 @@ if mnist is not None:
     pred = int(now.argmax())
 
     left, right = st.columns([1, 3])
-    left.image(inspect.enlarge(mnist.test_images[i].numpy(), 168), caption=f"test image {i}")
+    left.image(inspect.enlarge(mnist.test_images[i].numpy(), 168), caption=f"test image {i}", output_format="PNG")
     with right:
         verdict = "right" if pred == true else "wrong"
         st.markdown(f"**True {true}; the model predicts {pred}** ({verdict}, {now[pred]:.1%} confident).")
@@ -124,7 +124,7 @@ if shown(tabs[1]):
             st.markdown(f"**{name}**: {o} filters of {ci}×{k}×{k} ({layout}; each kernel on its own grey scale, "
                         f"white = largest weight)")
             grid = inspect.filter_grid(w)
-            st.image(inspect.enlarge(grid, min(900, 12 * max(grid.shape))))
+            st.image(inspect.enlarge(grid, min(900, 12 * max(grid.shape))), output_format="PNG")
 
 if mnist is None:
     st.stop()
@@ -151,7 +151,7 @@ if shown(tabs[0]):
                     unit_bars(o[0].flatten().numpy(), name)
                     continue
                 grid = inspect.image_grid(o[0], nrow=16 if c_ > 32 else 8, scale_each=each)
-                st.image(inspect.enlarge(grid, min(640, 8 * max(grid.shape))))
+                st.image(inspect.enlarge(grid, min(640, 8 * max(grid.shape))), output_format="PNG")
 
 # ---- final layer ----
 if shown(tabs[2]):
@@ -183,7 +183,7 @@ if shown(tabs[3]):
         heat.update_xaxes(visible=False, constrain="domain")
         heat.update_layout(height=340, width=380, margin=dict(l=0, r=0, t=0, b=0))
         b1, b2 = st.columns([1, 2])
-        b1.image(inspect.enlarge(mnist.test_images[i].numpy(), 280), caption="input")
+        b1.image(inspect.enlarge(mnist.test_images[i].numpy(), 280), caption="input", output_format="PNG")
         b2.plotly_chart(heat, key="fm_attr", width="content")
         st.caption("Saliency: how much each pixel changes the digit's score (|gradient|). Integrated gradients: "
                    "each pixel's share of the score relative to a black image; red adds, blue subtracts.")
