@@ -5,7 +5,7 @@ multipage mode until st.navigation has been called once, so a shared link opened
 would run its page without this shell (no sidebar, no run from the URL)."""
 import streamlit as st
 
-from views._nav import PAGES
+from views._nav import LIVE_PAGES, PAGES
 from views._shared import freeze_imports, one_core, sidebar
 
 st.set_page_config(page_title="mnistviz", page_icon="🔢", layout="wide")
@@ -22,5 +22,5 @@ def _to_runs():
 nav = st.navigation(pages + [st.Page(_to_runs, title="Runs", url_path="runs", visibility="hidden")])
 one_core()  # before any page computes: every run is a new thread
 freeze_imports()  # keeps Streamlit's gc.collect() after each run short
-sidebar()
+sidebar(follow_training=nav.url_path not in LIVE_PAGES)
 nav.run()

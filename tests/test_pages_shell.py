@@ -116,3 +116,22 @@ def test_the_sidebar_marks_the_figures_of_a_training_run_for_the_live_poller(she
     assert 'best test accuracy <span class="mv-side" data-run="tiny-none" data-side="best">' in caption
     at = shell("tiny-aug")  # another run selected: its caption, plain
     assert "<span" not in at.sidebar.caption[0].value
+
+
+def side_pollers(at) -> list[str]:
+    return [e.key for e in at.sidebar.get("bidi_component")]
+
+
+def test_the_sidebar_polls_for_a_training_run_only_on_pages_without_a_live_view(shell, tiny_env):
+    """The Runs and Train pages' own poller writes the sidebar's figures; on the other pages the sidebar mounts one
+    while its run trains (one request every 2 s), and none for a run that does not train."""
+    runs.get_run("tiny-none").write_status(status="running", pid=os.getpid(), heartbeat=time.time())  # this process
+    at = shell("tiny-none")
+    assert side_pollers(at) == []  # the Runs page
+    for page, pollers in (("views/train.py", []), ("views/confusion.py", ["side_poll"]),
+                          ("views/data.py", ["side_poll"]), ("views/home.py", [])):
+        at.switch_page(page).run()
+        assert not at.exception and side_pollers(at) == pollers, page
+    at = shell("tiny-aug")
+    at.switch_page("views/confusion.py").run()
+    assert side_pollers(at) == []

@@ -1,6 +1,7 @@
 """The live view's poller: a small JavaScript component that fetches mnistviz.live.snapshot from the app's JSON
 route (/api/live, app.py) every second, writes the numbers into the page's metric-style row (the elements with
-data-stat="<label>") and the run's figures into the sidebar (data-side="<key>"), and, when the snapshot differs
+data-stat="<label>") and the run's figures into the sidebar (data-side="<key>"; on the other pages a poller in the
+sidebar does only that), and, when the snapshot differs
 from what the page drew (live.changed), reruns the fragment that mounted it. A second's refresh is then one HTTP
 request and a few text nodes, not a Streamlit rerun. Where the route is missing (shell.py run directly), it reruns
 the fragment at every poll instead, which redraws the numbers on the server as before."""
@@ -40,7 +41,7 @@ export default function ({ data, setTriggerValue }) {
         if (stopped) return;
         if (data.stats) show(snap.stats);
         // the sidebar's figures of this run (views/_shared.sidebar marks them while the run trains)
-        for (const [k, v] of Object.entries((data.stats && snap.sidebar) || {}))
+        for (const [k, v] of Object.entries((data.side && snap.sidebar) || {}))
           for (const el of document.querySelectorAll('.mv-side[data-side="' + CSS.escape(k) + '"]'))
             if (el.dataset.run === data.run && el.textContent !== v) el.textContent = v;
         // rerun the fragment; once, unless the page has not redrawn within 5 s (the rerun was lost)
@@ -61,14 +62,17 @@ export default function ({ data, setTriggerValue }) {
 
 NUMBERS_EVERY_S = 1.0  # the live numbers, while a run trains or waits in the queue
 IDLE_EVERY_S = 5.0  # while nothing trains: only to notice a run started elsewhere (one small request)
+SIDEBAR_EVERY_S = 2.0  # the sidebar's figures of the selected run on the other pages (its epochs take seconds)
 
 _poller = st.components.v2.component("mnistviz_live_poller", js=_JS, isolate_styles=False)
 
 
-def poller(key: str, run: str | None, seen: dict, every_s: float, stats: bool) -> None:
+def poller(key: str, run: str | None, seen: dict, every_s: float, stats: bool, side: bool | None = None) -> None:
     """Mount the poller in the current fragment: every `every_s` seconds it fetches the snapshot of `run` (None: the
-    training and queue only), shows its numbers if `stats`, and reruns the fragment when it differs from `seen`."""
-    _poller(key=key, data={"id": key, "run": run, "seen": seen, "every_ms": int(every_s * 1000), "stats": stats},
+    training and queue only), shows its numbers if `stats` and its sidebar figures if `side` (default: `stats`), and
+    reruns the fragment (outside one: the page) when it differs from `seen`."""
+    _poller(key=key, data={"id": key, "run": run, "seen": seen, "every_ms": int(every_s * 1000), "stats": stats,
+                           "side": stats if side is None else side},
             on_changed_change=lambda: None)
 
 

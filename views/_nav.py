@@ -12,3 +12,7 @@ PAGES = [
     ("views/draw.py", "Draw", ":material/draw:", "draw"),
     ("views/compare.py", "Compare", ":material/compare:", "compare"),
 ]
+
+# url paths of the pages whose own live poller (views/_live.py) writes the sidebar's figures of a training run; on
+# the others the sidebar mounts one of its own ("" is the home page's path)
+LIVE_PAGES = {"", "runs", "train"}

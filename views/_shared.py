@@ -13,6 +13,7 @@ import streamlit as st
 import torch
 
 from mnistviz import analysis, charts, data, inspect, jobs, live, runs, train  # noqa: F401
+from views._live import SIDEBAR_EVERY_S, poller
 
 # Streamlit runs a full gc.collect() after every script run (runner.postScriptGC), so after every page render and
 # every refresh of the Train page's live curves. With torch, torchvision, pandas and plotly loaded that walks ~500,000
@@ -97,16 +98,19 @@ def _picked() -> None:
         pass
 
 
-def sidebar() -> None:
+def sidebar(follow_training: bool = False) -> None:
     """Run picker and data status. The URL wins when it names a run (a pasted link); otherwise the session
-    keeps the selection (a page switch clears the query string: it is put back here)."""
+    keeps the selection (a page switch clears the query string: it is put back here). `follow_training`: the page
+    has no live poller of its own, so while the selected run trains or waits in the queue the sidebar mounts one that
+    writes its figures and reruns the page when the training or queue changes."""
     try:
         queue_note = jobs.repair_queue()  # an unreadable _queue.json: rebuilt from the runs marked queued
         jobs.tick()  # any rerun keeps the training queue moving
     except (runs.RunError, OSError) as e:  # e.g. a runs folder that cannot be written
         queue_note = f"The training queue cannot be updated ({e}); nothing new starts until that is fixed."
     good, broken = all_runs()
-    training = jobs.active()
+    busy = live.busy()
+    training, waiting = busy
     by_name = {r["name"]: r for r in good}
     names = list(by_name)
     url = st.query_params.get("run")
@@ -141,8 +145,8 @@ def sidebar() -> None:
             r = by_name[current]
             fig = live.sidebar_figures(r["epochs_done"], r.get("best_test_acc"))
             if current == training:
-                # while it trains, the live poller (views/_live.py, on the Train and Runs pages) rewrites these as
-                # its epochs end: the caption itself is redrawn only when the page reruns
+                # while it trains, a live poller (views/_live.py: the Train and Runs pages' own, or the one below)
+                # rewrites these as its epochs end: the caption itself is redrawn only when the page reruns
                 fig = {k: f'<span class="mv-side" data-run="{html.escape(current)}" data-side="{k}">{v}</span>'
                        for k, v in fig.items()}
             # a run being started shows as running, as the Train page draws it: this caption is not redrawn when its
@@ -151,13 +155,14 @@ def sidebar() -> None:
             st.caption(f"**{shown}** · {html.escape(r['model'])} · augmentation {html.escape(str(r['augment']))} · "
                        f"{fig['epochs_done']}/{r['epochs']} epochs · best test accuracy {fig['best']}",
                        unsafe_allow_html=current == training)
+            if follow_training and current in (training, *waiting):
+                poller("side_poll", current, {"busy": busy}, SIDEBAR_EVERY_S, stats=False, side=True)
         else:
             st.caption("No runs yet: launch one on the Train page.")
         if broken:
             st.caption(f"{len(broken)} broken run folder(s): see the Runs page.")
         if queue_note:
             st.warning(queue_note, icon=":material/queue:")
-        waiting = jobs.queue()
         if training or waiting:
             st.caption(f"Training: {training or 'nothing'}" + (f" · {len(waiting)} queued" if waiting else ""))
         root = data.data_root()

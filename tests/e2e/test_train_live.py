@@ -316,3 +316,25 @@ def test_the_train_page_reads_whole_at_900_and_1400_px(server, browser, fixture_
         assert not pg.evaluate(LEGEND_OVER_TITLE_JS)
     finally:
         ctx.close()
+
+
+def test_on_another_page_the_sidebar_follows_the_training_and_its_end(starting_run, page):
+    # the Data page has no live view: the sidebar mounts a poller of its own while its run trains
+    srv, run = starting_run
+    page.goto(srv.url + "/data?run=starting")
+    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=60000)
+    sidebar = page.locator('[data-testid="stSidebar"] [data-testid="stCaptionContainer"]').first
+    expect(sidebar).to_contain_text("running")
+    expect(sidebar).to_contain_text("0/2 epochs · best test accuracy no epoch yet")
+    page.wait_for_function("document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState === 'notRunning'")
+    run.append_metrics([{"epoch": 1, "step": 215, "train_loss": 0.3, "train_acc": 0.9, "test_loss": 0.2,
+                         "test_acc": 0.9731, "epoch_seconds": 5.0, "images_per_s": 9000.0}])
+    expect(sidebar).to_contain_text("1/2 epochs · best test accuracy 97.31%", timeout=5000)
+    # its end reruns the page: the sidebar says how it ended, and stops polling
+    run.write_status(status="completed", pid=None)
+    expect(sidebar).to_contain_text("completed", timeout=6000)
+    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
+    polls = []
+    page.on("request", lambda r: "/api/live" in r.url and polls.append(r.url))
+    time.sleep(4.5)
+    assert polls == []
