@@ -1,10 +1,10 @@
 """The live view's poller: a small JavaScript component that fetches mnistviz.live.snapshot from the app's JSON
 route (/api/live, app.py) every second, writes the numbers into the page's metric-style row (the elements with
 data-stat="<label>") and the run's figures into the sidebar (data-side="<key>"; on the other pages a poller in the
-sidebar does only that), and, when the snapshot differs
-from what the page drew (live.changed), reruns the fragment that mounted it. A second's refresh is then one HTTP
-request and a few text nodes, not a Streamlit rerun. Where the route is missing (shell.py run directly), it reruns
-the fragment at every poll instead, which redraws the numbers on the server as before."""
+sidebar does only that, every 2 s), and, when the snapshot differs from what the page drew (live.changed), reruns
+the fragment that mounted it. A second's refresh is then one HTTP request and a few text nodes, not a Streamlit
+rerun. Where the route is missing (shell.py run directly), it reruns the fragment at every poll instead, which
+redraws the numbers on the server as before."""
 import html
 
 import streamlit as st

@@ -7,7 +7,7 @@ import os
 import sys
 from contextlib import contextmanager
 
-import pandas  # noqa: F401  (imported before the freeze below, like everything the pages use)
+import pandas  # noqa: F401  (imported before the first freeze below, like everything the pages use)
 import plotly.graph_objects  # noqa: F401
 import streamlit as st
 import torch

@@ -23,7 +23,8 @@ def server(tmp_path, fixture_runs, tiny_data):
 def test_compare_page_shows_both_runs_curves(server, page):
     # a shared link straight to the page on a fresh server: it runs inside the app shell (sidebar included)
     page.goto(server.url + "/compare?runs=tiny-none,tiny-aug")
-    expect(page.get_by_role("heading", name="A = tiny-none vs B = tiny-aug")).to_be_visible()
+    # (the first render on a fresh server imports torch and the pages' modules: seconds, more on a fresh clone)
+    expect(page.get_by_role("heading", name="A = tiny-none vs B = tiny-aug")).to_be_visible(timeout=30000)
     expect(page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Compare", exact=True)).to_be_visible()
     curves = page.locator('[data-testid="stPlotlyChart"]').first
     legend = curves.locator(".legendtext")
