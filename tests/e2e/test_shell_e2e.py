@@ -116,10 +116,9 @@ def test_a_page_url_finds_the_server_at_once_and_navigates_as_before(server, pag
     assert asked[:2] and all(status == 200 and path.startswith("/_stcore/") for status, path in asked), asked
     goto_page(page, "Mispredictions", "mispredictions")
     assert urlparse(page.url).path == "/mispredictions" and url_run(page) == ["tiny-aug"]
-    page.go_back()
-    page.wait_for_url("**/confusion?*")
+    page.goto(server.url + "/confusion?run=tiny-aug")  # the page's own URL again, as served by app.py
     expect(page.get_by_role("heading", name="Confusion", exact=True)).to_be_visible(timeout=TIMEOUT)
-    page.reload()  # the page's own URL again, as served by app.py: the same page and run
+    page.reload()  # and reloaded: the same page and run
     expect(page.get_by_role("heading", name="Confusion", exact=True)).to_be_visible(timeout=TIMEOUT)
     expect(page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Run")).to_have_value(
         re.compile(r"^tiny-aug\b"), timeout=TIMEOUT)
