@@ -3,7 +3,7 @@
 The dashboard itself is shell.py (navigation, sidebar) and the page scripts in views/. This file serves it as an
 st.App with two additions: /api/live?run=NAME, the live numbers of a training as JSON (mnistviz.live), which the
 Train page polls every second instead of rerunning its script (see mnistviz/live.py); and each page's URL (/data...),
-which serves Streamlit's own index.html with one line more (see page_html)."""
+which serves Streamlit's own index.html with one line more (see page_routes)."""
 import json
 from pathlib import Path
 
@@ -40,23 +40,18 @@ _ROOT_JS = """<script>(() => {
 })()</script>"""
 
 
-def page_html(url_path: str) -> str | None:
-    """Streamlit's index.html for the page at /url_path, telling the frontend where the app's root is; None if this
-    Streamlit's index.html is not where it was (the page is then served by Streamlit as before)."""
+def page_routes() -> list[Route]:
+    """Each page's URL: Streamlit's index.html (read once) with _ROOT_JS for that page. None at all if this
+    Streamlit's index.html is not where it was: the pages are then served by Streamlit as before."""
     index = Path(st.__file__).parent / "static" / "index.html"
     html = index.read_text(encoding="utf-8") if index.is_file() else ""
     if "<head>" not in html:
-        return None
-    return html.replace("<head>", "<head>" + _ROOT_JS % json.dumps(url_path), 1)
-
-
-def page_routes() -> list[Route]:
+        return []
     routes = []
     for _, _, _, url_path in PAGES:
-        html = page_html(url_path)
-        if html is not None:
-            routes.append(Route(f"/{url_path}", lambda request, html=html: HTMLResponse(
-                html, headers={"Cache-Control": "no-cache"})))
+        page = html.replace("<head>", "<head>" + _ROOT_JS % json.dumps(url_path), 1)
+        routes.append(Route(f"/{url_path}", lambda request, page=page: HTMLResponse(
+            page, headers={"Cache-Control": "no-cache"})))
     return routes
 
 
