@@ -13,13 +13,15 @@ then uses autograd as usual.
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 import torch.optim.optimizer as torch_optimizer
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from . import models
+from . import models, native
 
 aten = torch.ops.aten
 
@@ -135,17 +137,89 @@ def supports(model: nn.Module) -> bool:
     return True
 
 
+def _is_pool2(m) -> bool:
+    """A 2x2 average pool, stride 2, no padding (what native.c's kernels pool)."""
+    return (type(m) is nn.AvgPool2d and _pair(m.kernel_size) == (2, 2) and m.stride in (None, 2, (2, 2))
+            and _pair(m.padding) == (0, 0) and not m.ceil_mode and m.divisor_override is None)
+
+
+def _tanh_pool(m: nn.Module, x):
+    """tanh then a 2x2 average pool (LeNet-5's second block) in one pass of native.c, or None."""
+    got = native.tanh_pool(x)
+    if got is None:
+        return None
+    y, p = got
+    return p, lambda gp, need_gx: native.tanh_pool_backward(gp.contiguous(memory_format=torch.channels_last), y)
+
+
+def _conv1_tanh_pool(m: nn.Conv2d, x):
+    """LeNet-5's first block (a convolution of the one-channel image, tanh, 2x2 average pool) in one pass of
+    native.c, or None. Only as the first stage with parameters: its backward gives no input gradient."""
+    got = native.conv1_tanh_pool(x, m.weight, m.bias, m.padding[0])
+    if got is None:
+        return None
+    y, p = got
+
+    def back(gp, need_gx):
+        gw, gb = native.conv1_tanh_pool_grads(x, y, gp.contiguous(memory_format=torch.channels_last), m.weight,
+                                              m.padding[0])
+        _set_grad(m.weight, gw)
+        _set_grad(m.bias, gb)
+    return p, back
+
+
+_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _plan(model: nn.Sequential) -> tuple[list, int]:
+    """The model's stages as (index, length, fused function or None), and the index of the first stage with
+    parameters (stages before it need no input gradient). Runs of stages that native.c fuses are one entry
+    when its library is there; their function returns None at run time for inputs it does not take, and the
+    stages then run one by one."""
+    if model in _plans:
+        return _plans[model]
+    stages = list(model)
+    first = next((i for i, s in enumerate(stages) if any(True for _ in s.parameters())), len(stages))
+    plan, i = [], 0
+    while i < len(stages):
+        s, nxt = stages[i], stages[i + 1:i + 3]
+        tanh_next = len(nxt) >= 1 and isinstance(nxt[0], (nn.Tanh, models.Tanh))
+        if (native.lib() is not None and i == first and isinstance(s, nn.Conv2d) and s.in_channels == 1
+                and s.groups == 1 and s.bias is not None and s.stride == (1, 1) and s.dilation == (1, 1)
+                and not isinstance(s.padding, str) and s.padding[0] == s.padding[1] and s.padding_mode == "zeros"
+                and s.kernel_size[0] == s.kernel_size[1] and tanh_next and len(nxt) == 2 and _is_pool2(nxt[1])):
+            plan.append((i, 3, _conv1_tanh_pool))
+            i += 3
+        elif (native.lib() is not None and isinstance(s, (nn.Tanh, models.Tanh)) and len(nxt) >= 1
+              and _is_pool2(nxt[0])):
+            plan.append((i, 2, _tanh_pool))
+            i += 2
+        else:
+            plan.append((i, 1, None))
+            i += 1
+    _plans[model] = plan, first
+    return plan, first
+
+
 @torch.no_grad()
 def loss_and_grads(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor,
                    label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of ``model(x)`` against ``y`` (as F.cross_entropy, mean over the batch), with every
     parameter's ``.grad`` set to its gradient (replacing, not adding to, what was there).
     Returns (logits, loss). Only for models where ``supports(model)``."""
-    backs = []
+    plan, first = _plan(model)
+    backs = []  # (index of the stage, its backward)
     h = x
-    for stage in model:
-        h, back = _STAGES[type(stage)](stage, h)
-        backs.append(back)
+    for i, length, fused in plan:
+        got = fused(model[i], h) if fused is not None else None
+        if got is not None:
+            h, back = got
+            backs.append((i, back))
+            continue
+        for j in range(i, i + length):
+            stage = model[j]
+            h, back = _STAGES[type(stage)](stage, h)
+            backs.append((j, back))
     logits = h
     n, c = logits.shape
     lsm = torch.log_softmax(logits, 1)
@@ -158,11 +232,16 @@ def loss_and_grads(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor,
         g.sub_(eps / c)
     g.view(-1).index_add_(0, y + torch.arange(0, n * c, c), torch.full((n,), eps - 1.0))
     g.div_(n)
-    # stages before the first one with parameters need no input gradient
-    first = next((i for i, s in enumerate(model) if any(True for _ in s.parameters())), len(backs))
-    for i in range(len(backs) - 1, first - 1, -1):
-        g = backs[i](g, i > first)
+    for i, back in reversed(backs):
+        if i < first:  # stages before the first one with parameters need no input gradient
+            break
+        g = back(g, i > first)
     return logits, loss
+
+
+def uses_native(model: nn.Sequential) -> bool:
+    """True when some of the model's stages run as one of native.c's fused kernels."""
+    return any(fused is not None for _, _, fused in _plan(model)[0])
 
 
 def _dense_views(*lists: list) -> list[list]:

@@ -244,6 +244,8 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
     # the plain models (LeNet-5, net-320...) backpropagate without autograd's graph: same gradients, a LeNet-5
     # step about a fifth faster measured alone, an epoch 5-7% faster in this loop (mnistviz/fastgrad.py)
     handrun = fastgrad.supports(model)
+    if handrun:  # LeNet-5's tanh / pool blocks run as native.c's fused kernels when a C compiler is there; its one-off
+        fastgrad.uses_native(model)  # build (about a second, once per machine) happens here, not in a timed step
     opt_step = fastgrad.step_function(opt)  # opt.step, without its per-step Python (the same update and state)
 
     def log_window(epoch_progress, lr):
