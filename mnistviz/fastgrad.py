@@ -183,15 +183,16 @@ def _plan(model: nn.Sequential) -> tuple[list, int]:
     plan, i = [], 0
     while i < len(stages):
         s, nxt = stages[i], stages[i + 1:i + 3]
-        tanh_next = len(nxt) >= 1 and isinstance(nxt[0], (nn.Tanh, models.Tanh))
-        if (native.lib() is not None and i == first and isinstance(s, nn.Conv2d) and s.in_channels == 1
+        tanh_next = len(nxt) >= 1 and isinstance(nxt[0], nn.Tanh)  # models.Tanh too
+        # (native.lib() last: the library is built only for a model that has a run of stages it fuses)
+        if (i == first and isinstance(s, nn.Conv2d) and s.in_channels == 1
                 and s.groups == 1 and s.bias is not None and s.stride == (1, 1) and s.dilation == (1, 1)
                 and not isinstance(s.padding, str) and s.padding[0] == s.padding[1] and s.padding_mode == "zeros"
-                and s.kernel_size[0] == s.kernel_size[1] and tanh_next and len(nxt) == 2 and _is_pool2(nxt[1])):
+                and s.kernel_size[0] == s.kernel_size[1] and tanh_next and len(nxt) == 2 and _is_pool2(nxt[1])
+                and native.lib() is not None):
             plan.append((i, 3, _conv1_tanh_pool))
             i += 3
-        elif (native.lib() is not None and isinstance(s, (nn.Tanh, models.Tanh)) and len(nxt) >= 1
-              and _is_pool2(nxt[0])):
+        elif isinstance(s, nn.Tanh) and len(nxt) >= 1 and _is_pool2(nxt[0]) and native.lib() is not None:
             plan.append((i, 2, _tanh_pool))
             i += 2
         else:

@@ -126,3 +126,10 @@ def test_the_library_is_built_once_into_the_cache_and_keeps_denormals(tmp_path):
     mtime = built[0].stat().st_mtime_ns
     assert _probe({"MNISTVIZ_CACHE": str(tmp_path)}, code) == "True"
     assert list(tmp_path.glob("native-*.so")) == built and built[0].stat().st_mtime_ns == mtime
+
+
+def test_a_model_without_a_fused_run_of_stages_builds_nothing(tmp_path):
+    code = ("import torch; from mnistviz import fastgrad, models; m = models.build('net-320');"
+            "fastgrad.loss_and_grads(m, torch.rand(2, 1, 28, 28), torch.arange(2)); print(fastgrad.uses_native(m))")
+    assert _probe({"MNISTVIZ_CACHE": str(tmp_path)}, code) == "False"
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
