@@ -1,7 +1,7 @@
 """The fused CPU kernels of native.c, compiled on first use with the machine's C compiler, through ctypes.
 
 The library is built once per machine into a cache folder (env ``MNISTVIZ_CACHE``, default ``~/.cache/mnistviz``),
-named by a hash of the source, the flags and the compiler, written atomically (so trainers starting together
+named by a hash of the source, the flags, the compiler and the CPU, written atomically (so trainers starting together
 cannot load a half-written file). Without a C compiler (or with env ``MNISTVIZ_NATIVE=0``) ``lib()`` is None,
 ``why_not()`` says why, and the trainer runs the same model with torch's own kernels: slower, nothing else changes.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -41,9 +42,19 @@ def _compiler() -> str | None:
     return None
 
 
+def _cpu() -> str:
+    """What -march=native compiles for: a cache shared by machines with other CPUs must not hand them this build
+    (an instruction their CPU lacks would kill the process)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith(("flags", "Features"))), "") + platform.machine()
+    except OSError:
+        return platform.platform() + platform.processor()
+
+
 def _build(cc: str) -> Path:
     """The library's path, compiled into the cache folder unless it is there already."""
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout + _cpu()
     errors = []
     for extra in (OPENMP, []):
         cflags, ldflags = CFLAGS + extra, LDFLAGS + extra
