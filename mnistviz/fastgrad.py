@@ -149,7 +149,7 @@ def _tanh_pool(m: nn.Module, x):
     if got is None:
         return None
     y, p = got
-    return p, lambda gp, need_gx: native.tanh_pool_backward(gp.contiguous(memory_format=torch.channels_last), y)
+    return p, lambda gp, need_gx: native.tanh_pool_backward(gp, y)
 
 
 def _conv1_tanh_pool(m: nn.Conv2d, x):
@@ -161,8 +161,7 @@ def _conv1_tanh_pool(m: nn.Conv2d, x):
     y, p = got
 
     def back(gp, need_gx):
-        gw, gb = native.conv1_tanh_pool_grads(x, y, gp.contiguous(memory_format=torch.channels_last), m.weight,
-                                              m.padding[0])
+        gw, gb = native.conv1_tanh_pool_grads(x, y, gp, m.weight, m.padding[0])
         _set_grad(m.weight, gw)
         _set_grad(m.bias, gb)
     return p, back

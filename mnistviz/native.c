@@ -22,6 +22,7 @@ typedef float v16 __attribute__((vector_size(64)));
 #define MAXC 64
 #define MAXK 16
 #define MAX_THREADS 8
+#define MAXROW 8192   /* w * c of a map the tanh / pool kernels take */
 
 static inline v16 ld(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
 static inline void st(float *p, v16 v) { memcpy(p, &v, sizeof v); }
@@ -190,8 +191,8 @@ int conv1_tanh_pool_grads(const float *x, const float *y, const float *gp, float
 /* channels-last z (n, h, w, c) -> y = tanh(z) (same layout), p = avgpool2(y) (n, h/2, w/2, c) */
 int tanh_pool_fwd(const float *restrict z, float *restrict y, float *restrict p, long n, long h, long w, long c) {
     long oh = h / 2, ow = w / 2, row = w * c;
-    if (row > 8192 || n < 0) return -1;
-    float s[8192];
+    if (row > MAXROW || n < 0) return -1;
+    float s[MAXROW];
     for (long b = 0; b < n; b++) {
         const float *zb = z + b * h * row;
         float *yb = y + b * h * row;
@@ -211,8 +212,8 @@ int tanh_pool_fwd(const float *restrict z, float *restrict y, float *restrict p,
 int tanh_pool_bwd(const float *restrict gp, const float *restrict y, float *restrict gz, long n, long h, long w,
                   long c) {
     long oh = h / 2, ow = w / 2, row = w * c;
-    if (row > 8192 || n < 0) return -1;
-    float u[8192];
+    if (row > MAXROW || n < 0) return -1;
+    float u[MAXROW];
     for (long b = 0; b < n; b++) {
         const float *yb = y + b * h * row;
         float *ob = gz + b * h * row;

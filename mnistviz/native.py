@@ -144,19 +144,29 @@ def conv1_tanh_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, p
     return y, p
 
 
+def _ran(rc: int, name: str) -> None:
+    """A backward kernel cannot refuse sizes its forward took; a failure here is native.c's (-2: out of memory)."""
+    if rc:
+        raise RuntimeError(f"native.c's {name} failed with code {rc}" + (" (out of memory)" if rc == -2 else ""))
+
+
+def _grad_input(gp: torch.Tensor) -> torch.Tensor:
+    """gp as the backward kernels read it: float32, channels-last."""
+    if not _f32(gp):
+        raise TypeError(f"native kernels take float32 CPU gradients, not {gp.dtype} on {gp.device}")
+    return gp.contiguous(memory_format=torch.channels_last)
+
+
 def conv1_tanh_pool_grads(x: torch.Tensor, y: torch.Tensor, gp: torch.Tensor, weight: torch.Tensor, padding: int):
     """The gradients (of weight, of bias) of conv1_tanh_pool given gp, the gradient of its p; the weight's gradient
-    is laid out like weight. None when gp is not channels-last float32."""
-    so = lib()
+    is laid out like weight."""
+    gp = _grad_input(gp)
     n, _, h, w = x.shape
     c, _, k, _ = weight.shape
-    if not (_f32(gp) and gp.is_contiguous(memory_format=torch.channels_last)):
-        return None
     gw = torch.empty_like(weight)  # the same strides: fastgrad sets it as the weight's .grad without a copy
     gb = torch.empty(c)
-    if so.conv1_tanh_pool_grads(x.data_ptr(), y.data_ptr(), gp.data_ptr(), gw.data_ptr(), gb.data_ptr(),
-                                n, h, w, c, k, padding, _threads()):
-        return None
+    _ran(lib().conv1_tanh_pool_grads(x.data_ptr(), y.data_ptr(), gp.data_ptr(), gw.data_ptr(), gb.data_ptr(),
+                                     n, h, w, c, k, padding, _threads()), "conv1_tanh_pool_grads")
     return gw, gb
 
 
@@ -175,12 +185,9 @@ def tanh_pool(z: torch.Tensor):
 
 
 def tanh_pool_backward(gp: torch.Tensor, y: torch.Tensor):
-    """The gradient of tanh_pool's z, given its y and gp, the gradient of its p (None when gp is not
-    channels-last float32)."""
-    if not (_f32(gp) and gp.is_contiguous(memory_format=torch.channels_last)):
-        return None
+    """The gradient of tanh_pool's z, given its y and gp, the gradient of its p."""
+    gp = _grad_input(gp)
     n, c, h, w = y.shape
     gz = torch.empty_like(y, memory_format=torch.channels_last)
-    if lib().tanh_pool_bwd(gp.data_ptr(), y.data_ptr(), gz.data_ptr(), n, h, w, c):
-        return None
+    _ran(lib().tanh_pool_bwd(gp.data_ptr(), y.data_ptr(), gz.data_ptr(), n, h, w, c), "tanh_pool_bwd")
     return gz
