@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from mnistviz import runs, train
 from tests.conftest import ROOT, TINY
@@ -260,6 +261,10 @@ def test_one_cycle_shape():
         opt.step()
         sched.step()
     assert lrs[0] == pytest.approx(0.04) and max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 25
+    # the warm-up: a straight line from lr/25 up to lr over the first quarter (25 steps)
+    assert lrs[:26] == pytest.approx([0.04 + 0.96 * k / 25 for k in range(26)])
+    # then a straight line down to 0 at the end
+    assert lrs[25:] == pytest.approx([(100 - k) / 75 for k in range(25, 100)])
     assert lrs[-1] < 0.02 and all(b <= a for a, b in zip(lrs[25:], lrs[26:]))
 
 
@@ -272,3 +277,102 @@ def test_failure_in_setup_marks_run_failed(tiny_env):
         train.train_run(run)
     st = run.status()
     assert st["status"] == "failed" and "no-such-model" in st["error"]
+
+
+# ---------- what the loop trains on and evaluates, seen from outside ----------
+
+def _seen_batches(monkeypatch):
+    """Record every batch the model trains on (N x 1 x 28 x 28 floats), through a hook on the model the trainer
+    builds; the hand-written backward (fastgrad) is switched off so that each training batch goes through forward."""
+    seen = []
+    real_build = train.build
+
+    def build(name):
+        model = real_build(name)
+        model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()) if m.training else None)
+        return model
+    monkeypatch.setattr(train, "build", build)
+    monkeypatch.setattr(train.fastgrad, "supports", lambda model: False)
+    return seen
+
+
+def _keys(images_uint8):
+    """Each image's bytes, to find it among others (the tiny data's images are all different)."""
+    return [bytes(im.numpy().tobytes()) for im in images_uint8]
+
+
+def _as_uint8(batches):
+    return [im for b in batches for im in (b[:, 0] * 255).round().to(torch.uint8)]
+
+
+def test_a_limited_run_trains_on_the_first_images_of_the_training_part_never_on_validation_images(tiny_env, tiny_data,
+                                                                                                  monkeypatch):
+    from mnistviz.data import load_mnist
+
+    seen = _seen_batches(monkeypatch)
+    evaluated = []  # the images of each epoch-end evaluation: the validation part, then the test set
+    real_evaluate = train.evaluate
+    monkeypatch.setattr(train, "evaluate", lambda m, x, y: evaluated.append(x.clone()) or real_evaluate(m, x, y))
+    _run(tiny_env, epochs=1, limit_train=200, val_size=100, model="net-320", seed=4)
+    data = load_mnist(tiny_data)
+    all_keys = _keys(data.train_images)
+    val = set(_keys(evaluated[0]))
+    assert len(val) == 100 and val <= set(all_keys)
+    # the training part is what is left, in file order; a limited run takes its first 200
+    expected = [k for k in all_keys if k not in val][:200]
+    got = _keys(_as_uint8(seen))
+    assert len(got) == 200 and len(set(got)) == 200  # one epoch: each of the 200 images once
+    assert not set(got) & val  # no validation image leaks into training
+    assert set(got) == set(expected)
+
+
+@pytest.mark.parametrize("augment", ["none", "light", "standard"])
+def test_the_model_trains_on_augmented_images_exactly_when_the_run_asks_for_them(tiny_env, tiny_data, monkeypatch,
+                                                                                augment):
+    from mnistviz.data import load_mnist
+
+    seen = _seen_batches(monkeypatch)
+    _run(tiny_env, epochs=1, limit_train=100, val_size=100, model="net-320", augment=augment)
+    stored = set(_keys(load_mnist(tiny_data).train_images))
+    images = torch.cat(seen)
+    assert len(images) == 100
+    exact = [bool(torch.equal(im[0], (im[0] * 255).round() / 255)) and k in stored
+             for im, k in zip(images, _keys(_as_uint8(seen)))]
+    if augment == "none":
+        assert all(exact)  # the stored images themselves
+    else:
+        assert not any(exact)  # each one moved, rotated or warped: none is a stored image
+        assert (images.min(), images.max()) >= (0, 0) and images.max() <= 1
+
+
+def test_an_augmented_run_evaluates_the_test_set_as_it_is(fixture_runs, tiny_data):
+    """The stored test accuracy and predictions of an augmented run are those of its checkpoint on the plain
+    test set: the augmentation is for training only."""
+    from mnistviz.data import load_mnist
+    from mnistviz.evaluate import evaluate
+    from mnistviz.models import build
+
+    run = runs.Run(fixture_runs / "tiny-aug")
+    assert run.config()["augment"] == "standard"
+    data = load_mnist(tiny_data)
+    recs = {r["epoch"]: r for r in run.epoch_records()}
+    last = runs.load_checkpoint(run.last_ckpt)
+    best = runs.load_checkpoint(run.best_ckpt)
+    for ck, epoch in ((last, last["state"]["epoch"]), (best, best["epoch"])):
+        model = build(run.config()["model"])
+        model.load_state_dict(ck["model"])
+        loss, acc, probs = evaluate(model, data.test_images, data.test_labels)
+        assert recs[epoch]["test_acc"] == pytest.approx(acc, abs=1e-9)
+        assert recs[epoch]["test_loss"] == pytest.approx(loss, rel=1e-4)
+        stored = run.probs(epoch)
+        assert (stored.argmax(1) == probs.argmax(1)).all()
+        assert stored == pytest.approx(probs, abs=2e-3)  # stored as float16
+
+
+def test_step_schedule_divides_the_rate_by_10_at_half_and_three_quarters_of_the_steps(tiny_env):
+    # 500 training images at batch 50: 10 steps an epoch, 40 in 4 epochs; a record every step carries its rate
+    run, res = _run(tiny_env, epochs=4, log_every=1, model="net-320", schedule="step", lr=0.2)
+    assert res["status"] == "completed"
+    lrs = [r["lr"] for r in run.step_records()]
+    assert lrs == pytest.approx([0.2] * 20 + [0.02] * 10 + [0.002] * 10)
+    assert [r["lr"] for r in run.epoch_records()] == pytest.approx([0.2, 0.2, 0.02, 0.002])
