@@ -86,6 +86,7 @@ def test_import_accepts_float_images_without_created():
     (npz(images=np.zeros((2, 32, 32), np.uint8), labels=np.array([1, 2])), "N x 28 x 28"),
     (npz(images=np.zeros((2, 28, 28), np.uint8), labels=np.array([1])), "labels of shape"),
     (npz(images=np.zeros((1, 28, 28), np.uint8), labels=np.array([12])), "digits 0-9"),
+    (npz(images=np.zeros((2, 28, 28), np.uint8), labels=np.array([3, -1])), "digits 0-9"),
     (npz(images=np.zeros((1, 28, 28), np.uint8), labels=np.array([1.5])), "digits 0-9"),
     (npz(images=np.full((1, 28, 28), 3.0), labels=np.array([1])), "uint8"),
     (npz(images=np.array([{"x": 1}], dtype=object), labels=np.array([1])), "cannot be read"),

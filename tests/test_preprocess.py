@@ -97,6 +97,19 @@ def test_aspect_ratio_is_kept_and_no_ink_leaves_the_field():
     assert ink_box(out > 0.05) == (20, 20)
 
 
+@pytest.mark.parametrize("height, width, box", [(50, 200, (5, 20)), (200, 50, (20, 5)), (36, 240, (3, 20)),
+                                                  (240, 60, (20, 5))])
+def test_the_longer_side_fits_the_20px_box_whichever_it_is(height, width, box):
+    # a wide and a tall digit, drawn as solid blocks on a black canvas: the longer side becomes 20 px and the other
+    # keeps the aspect ratio (a block fills its crop, so its 28 x 28 ink box is exactly the scaled size)
+    canvas = np.zeros((280, 280), np.uint8)
+    top, left = (280 - height) // 2, (280 - width) // 2
+    canvas[top:top + height, left:left + width] = 255
+    out = canvas_to_mnist(canvas)
+    assert ink_box(out > 0.05) == box
+    assert out.max() > 0.9
+
+
 def test_any_size_works():
     for size in (30, 280, 600, 1000):
         img = draw(TWO, size * 0.6, size * 0.2, size * 0.2, canvas=size)

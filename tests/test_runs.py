@@ -64,6 +64,22 @@ def test_damaged_metrics_lines_are_skipped_and_numbered(tmp_path):
     assert run.unreadable_metric_lines() == [2, 4]
 
 
+def test_a_metrics_line_with_bytes_that_are_not_utf8_is_skipped_and_numbered(tmp_path):
+    # damage that is not text: json.loads of such bytes raises UnicodeDecodeError, not a JSONDecodeError
+    run = runs.Run(tmp_path / "r")
+    run.path.mkdir()
+    run.append_metrics([{"step": 1}])
+    with open(run.metrics_file, "ab") as f:
+        f.write(b'{"step": 2, "train_loss": \xff\xfe0.5}\n\x80\x81\n')
+    run.append_metrics([{"step": 3}])
+    assert [r["step"] for r in run.metrics()] == [1, 3]
+    assert run.unreadable_metric_lines() == [2, 3]
+    with open(run.metrics_file, "ab") as f:
+        f.write(b'{"step": 4, "lr": "\xc3"}')  # an unfinished last line with such a byte: not (yet) damage
+    assert [r["step"] for r in runs.read_jsonl(run.metrics_file)] == [1, 3]
+    assert run.unreadable_metric_lines() == [2, 3]
+
+
 def test_a_growing_jsonl_is_parsed_only_where_it_grew(tmp_path, monkeypatch):
     m = tmp_path / "metrics.jsonl"
     runs.append_jsonl(m, [{"step": k} for k in range(100)])
