@@ -10,7 +10,7 @@ it alone):
 The trailing `jobs tick` starts the next queued run as soon as this one ends, so the queue moves with no
 browser open; pages call `tick()` too (harmless: every tick holds `<runs>/_queue.lock`). Nothing here
 keeps state in memory: "is something running" is read from the run folders' status.json (status + pid
-liveness, and that the pid is still our trainer or launcher: runs.trainer_running), so a restarted app, a
+liveness, and that the pid is still our trainer or launcher: procs.trainer_running), so a restarted app, a
 second tab or this module in another process all see the same thing. The run folders are the source of
 truth for the queue too: an unreadable `_queue.json` is rebuilt from the runs whose status is queued.
 """
@@ -31,7 +31,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import data, runs, train
+from . import data, procs, runs, train
 from .runs import Run, RunError
 
 QUEUE_FILE = "_queue.json"
@@ -143,7 +143,7 @@ def queue(root=None) -> list[str]:
 
 def _busy(run: Run, raw: dict | None = None) -> bool:
     """Training (status running, our trainer alive) or starting (launched by us, launcher still alive)."""
-    return runs.in_use(run.name, raw if raw is not None else run.raw_status())
+    return procs.in_use(run.name, raw if raw is not None else run.raw_status())
 
 
 def running(root=None) -> list[str]:
@@ -189,7 +189,7 @@ def _settle_dead_launches(root: Path, finished: str | None = None) -> None:
         raw = run.raw_status()
         if raw.get("status") != "queued" or not raw.get("launcher_pid"):
             continue
-        if run.name == finished or not runs.launcher_alive(run.name, raw):
+        if run.name == finished or not procs.launcher_alive(run.name, raw):
             why = _log_tail(run) or "the training process ended before it started"
             run.write_status(status="failed", error=why, launcher_pid=None, ended=time.time())
 
@@ -331,7 +331,7 @@ def stop(name: str, root=None) -> str:
         if status == "queued":
             _write_queue(root, [n for n in _current_queue(root)[0] if n != name])
             launcher = raw.get("launcher_pid")
-            if runs.launcher_alive(name, raw):  # launched, still starting: end the whole launch (trainer + shell)
+            if procs.launcher_alive(name, raw):  # launched, still starting: end the whole launch (trainer + shell)
                 try:
                     os.killpg(launcher, signal.SIGTERM)
                 except (ProcessLookupError, PermissionError):
@@ -340,7 +340,7 @@ def stop(name: str, root=None) -> str:
             msg = f"{name} removed from the queue."
         elif status == "running":
             pid = raw.get("pid")
-            if runs.is_trainer(pid) is False and runs.pid_alive(pid):  # alive, not `python -m mnistviz.train`
+            if procs.is_trainer(pid) is False and procs.pid_alive(pid):  # alive, not `python -m mnistviz.train`
                 raise RunError(f"run {name} trains inside process {pid}, which is not a mnistviz.train process, "
                                f"so it is not signalled from here; stop it where it was started")
             try:
