@@ -12,7 +12,7 @@ The training is the default recipe's model, optimizer and batch size (train.Conf
 threads, on random pixels, in its own process. Loads:
   dashboard  a Streamlit server and headless Chromium showing the Train page's live view of a stand-in running
              run (bench/live_view_cpu.py's), against the Data page (idle once drawn, but for its sidebar's poll of
-             the run's figures every 2 s since 2026-11-27); switched with sidebar clicks in one session
+             the run's figures every 2 s); switched with sidebar clicks in one session
   runs       the same with the Runs page (its table, and the training's numbers polled every second) for the Train page
   burst10    a process burning 20% of one core as 10 ms every 50 ms
   burst50    the same 20% of one core as 50 ms every 250 ms

@@ -150,8 +150,8 @@ def training_curves_spec(step_records: list[dict], epoch_records: list[dict], x:
     train / validation / test per epoch (lines with markers). x="epoch" puts steps at fractional epochs;
     x="step" uses the global step. A legend entry toggles its split in both panels (legendgroup).
 
-    A plain dict because the live view redraws it every second while a run trains: building it through
-    go.Figure / make_subplots costs ~50 ms of CPU each time, taken from the training; this costs ~0."""
+    A plain dict because the live view redraws it while a run trains: building it through go.Figure /
+    make_subplots takes noticeable CPU each time, taken from the training."""
     sx = [r.get("epoch_progress") if x == "epoch" else r.get("step") for r in step_records]
     ex = [r.get("epoch") if x == "epoch" else r.get("step") for r in epoch_records]
     hover = "%{fullData.name}<br>" + x + " %{x}<br>%{y:.4f}<extra></extra>"

@@ -1,6 +1,6 @@
 """Two or more runs side by side: curves, config differences, per-class accuracy, disagreements, robustness.
 
-Plain Python (numpy/pandas/torch); the Compare page (views/compare.py) is layout over these functions.
+Plain Python (numpy/pandas/torch); the Compare page (pages/compare.py) is layout over these functions.
 Predictions come from the run store (`analysis.run_predictions`), robustness re-evaluates each run's best
 checkpoint (`runs.load_model`) on deterministically distorted copies of the first test images.
 """

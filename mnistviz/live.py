@@ -2,8 +2,8 @@
 
 The page draws them once with the page; from then on its browser polls `snapshot` through the app's JSON route
 (`/api/live?run=NAME`, app.py) and writes the new values into the same elements, so a second's refresh costs one
-small HTTP request instead of a Streamlit rerun (bench/contention.py: a rerun a second took 15-20% of a training's
-speed on 2 cores). The page reruns only when something it draws beyond the numbers changed: the run's state, the
+small HTTP request instead of a Streamlit rerun, which slowed a training on the same cores (docs/performance.md).
+The page reruns only when something it draws beyond the numbers changed: the run's state, the
 training / queue, or the first records of a run's chart (`changed`)."""
 from __future__ import annotations
 
@@ -71,8 +71,7 @@ def sidebar_figures(epochs_done: int, best: float | None) -> dict:
 def phase(state: str, name: str | None, busy: list) -> str:
     """The state as the Train page draws it: a queued run being started (busy()'s training, its trainer loading) is
     drawn as running already, so the page need not rerun when the trainer says "running", a second before its first
-    step: that rerun, and the first records' redraw after it, took about 1 s of the browser's CPU as the training
-    began (bench/dashboard_speed.py at 1 epoch: median 0.83 -> 0.96 of the CLI's images/s). The sidebar says the same.
+    step: that rerun took the browser's CPU from the training as it began. The sidebar says the same.
     `busy`: busy(), of which only the first item (the run training or being started now) is read."""
     return "running" if state == "queued" and name and busy[0] == name else state
 

@@ -45,9 +45,8 @@ class _SigmoidTanh(torch.autograd.Function):
 
 
 class Tanh(nn.Tanh):
-    """tanh computed as 2*sigmoid(2x) - 1 (within 1e-7 of torch.tanh). Same function, but torch's CPU
-    tanh kernel takes about 5x longer than its sigmoid here: LeNet-5's first tanh, forward and
-    backward, drops from about 340 us to 180 us per batch of 32 (measured alone, 2 threads)."""
+    """tanh computed as 2*sigmoid(2x) - 1 (within 1e-7 of torch.tanh), because torch's CPU
+    tanh kernel is several times slower than its sigmoid (figures: docs/performance.md)."""
 
     def forward(self, x):
         return _SigmoidTanh.apply(x)
@@ -55,14 +54,14 @@ class Tanh(nn.Tanh):
 
 class Conv2d(nn.Conv2d):
     """nn.Conv2d that runs as a matrix product when the kernel covers the whole input (LeNet-5's
-    conv3: 16x5x5 in, 120x1x1 out), the same arithmetic at about a third of the cost of the
-    convolution kernels, forward and backward. Parameters and state_dict are nn.Conv2d's."""
+    conv3: 16x5x5 in, 120x1x1 out): the same arithmetic, cheaper than the convolution kernels forward and
+    backward. Parameters and state_dict are nn.Conv2d's."""
 
     def matrix_operands(self, x):
         """(input, weight, channels_last) with input and weight as the matrices of that product, or None
         when the kernel does not cover the input. When both are channels-last (the trainer's layout), both
         are flattened in (h, w, c) order, a view of each: flatten(1) would copy the weight every step and
-        its gradient back (about 6% of a LeNet-5 step at batch 32)."""
+        its gradient back."""
         w = self.weight
         if not (x.dim() == 4 and x.shape[-2:] == w.shape[-2:] and self.padding == (0, 0)
                 and self.dilation == (1, 1) and self.groups == 1 and self.padding_mode == "zeros"):
