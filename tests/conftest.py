@@ -113,6 +113,49 @@ def fixture_runs(tiny_data, tmp_path_factory) -> Path:
     return runs
 
 
+# The Mispredictions tests' run: a copy of tiny-none whose stored predictions are made by hand, so that what the
+# page should show is known without the code under test, whatever training does. Epoch -> the wrong test images.
+KNOWN_WRONG = {1: [0, 1, 45, 46, 47, 48, 100, 150, 199], 2: [7, 49, 60, 61, 130, 131, 132, 185]}
+
+
+def known_probs(labels: np.ndarray, wrong: list[int]) -> np.ndarray:
+    """N x 10 probabilities: image i is predicted (label + 1 + i % 3) % 10 when i is in `wrong`, else its label.
+    Losses are all different: the wrong images have the highest, in the order of `wrong` (the first is the worst),
+    then the correct ones from the last image to the first (p(true) = 0.99 - 0.002 i, distinct in float16 too)."""
+    n = len(labels)
+    p = np.zeros((n, 10), np.float64)
+    for i, y in enumerate(labels):
+        if i in wrong:
+            t = 0.01 + 0.01 * wrong.index(i)
+            p[i] = (0.1 - t) / 8
+            p[i, (y + 1 + i % 3) % 10] = 0.9
+        else:
+            t = 0.99 - 0.002 * i
+            p[i] = (1 - t) / 9
+        p[i, y] = t
+    return p
+
+
+def known_predictions_run(fixture_runs: Path, root: Path) -> Path:
+    """root/tiny-none: a copy of the fixture's tiny-none with KNOWN_WRONG as its stored predictions (epoch 2 the
+    best: its metrics' test accuracies are made to match)."""
+    import json
+
+    dst = root / "tiny-none"
+    shutil.copytree(fixture_runs / "tiny-none", dst)
+    labels = np.load(dst / "test_labels.npy").astype(np.int64)
+    for epoch, wrong in KNOWN_WRONG.items():
+        np.save(dst / "preds" / f"epoch_{epoch:03d}.npy", known_probs(labels, wrong).astype(np.float16))
+    lines = []
+    for line in (dst / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "epoch" in rec:
+            rec["test_acc"] = 1 - len(KNOWN_WRONG[rec["epoch"]]) / len(labels)
+        lines.append(json.dumps(rec))
+    (dst / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def real_mnist() -> Path:
     from mnistviz.data import find_mnist

@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import KNOWN_WRONG, ROOT, known_predictions_run
 from mnistviz import analysis as A
 from mnistviz import runs
 from mnistviz.models import MODELS, build, summary
@@ -99,16 +99,34 @@ def image_options(at):
 
 
 # ---------- Mispredictions ----------
+# On known_env: tiny-none with hand-made predictions (conftest.KNOWN_WRONG), so each expected number below is a hand
+# count of known mistakes, not the output of analysis.wrong_per_batch or top_losses, which the page itself uses.
+# Epoch 2 (the best, shown first): wrong images 7, 49, 60, 61, 130, 131, 132, 185; epoch 1: 0, 1, 45-48, 100, 150, 199.
+# Some sit at a batch's edge (49, 0, 199), and at batch size 32 epoch 2's last batch has none.
 
-def test_mispredictions_default_batch_and_bars(fixture_env):
-    run, labels, probs, preds = stored(fixture_env)
+@pytest.fixture
+def known_env(fixture_runs, tiny_data, tmp_path, monkeypatch):
+    root = known_predictions_run(fixture_runs, tmp_path / "runs")
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    monkeypatch.setenv("MNISTVIZ_RUNS", str(root))
+    return root
+
+
+def test_the_known_predictions_are_what_the_tests_below_assume(known_env):
+    for epoch, wrong in KNOWN_WRONG.items():
+        _, labels, _, preds = stored(known_env, epoch)
+        assert np.flatnonzero(labels != preds).tolist() == wrong
+    assert runs.Run(known_env / "tiny-none").best_epoch() == 2
+
+
+def test_mispredictions_default_batch_and_bars(known_env):
+    run = runs.Run(known_env / "tiny-none")
     at = open_page(MP)
     assert not at.error and not at.warning
     bs = run.config()["batch_size"]
-    assert at.number_input(key="mp_bs_tiny-none").value == bs
-    wrong = A.wrong_per_batch(labels, preds, bs)
-    assert at.metric[0].value == f"{wrong.sum()} of {len(labels)}"
-    assert chart_data(at, 0).tolist() == wrong.tolist()           # one bar per test batch
+    assert bs == 50 and at.number_input(key="mp_bs_tiny-none").value == 50
+    assert at.metric[0].value == "8 of 200"
+    assert chart_data(at, 0).tolist() == [2, 2, 3, 1]  # batches 0-49: 7, 49; 50-99: 60, 61; 100-149: 130-132; 185
     assert texts(at.subheader) == ["Batch 0"]
     assert image_options(at) == list(range(bs))                          # the grid shows the whole batch
     assert not at.dataframe                                              # the table only on request
@@ -116,72 +134,70 @@ def test_mispredictions_default_batch_and_bars(fixture_env):
     assert at.dataframe[0].value["index"].tolist() == list(range(bs))
 
 
-def test_mispredictions_most_wrong_button(fixture_env):
-    run, labels, probs, preds = stored(fixture_env)
-    # the page opens on batch 0, so only a worst batch other than 0 shows the click did something: the run's
-    # batch size if its worst batch is not 0 (on the fixture run it is), else the smallest batch size that works
-    sizes = [run.config()["batch_size"], *range(2, len(labels))]
-    bs = next(b for b in sizes if A.wrong_per_batch(labels, preds, b).argmax() != 0)
-    worst = int(A.wrong_per_batch(labels, preds, bs).argmax())
-    assert worst != 0
+def test_mispredictions_most_wrong_button(known_env):
+    # the page opens on batch 0; at the run's batch size (50) batch 2 (130, 131, 132) has the most wrong
     at = open_page(MP)
-    at.number_input(key="mp_bs_tiny-none").set_value(bs).run()
     assert texts(at.subheader) == ["Batch 0"]
     next(b for b in at.button if b.label == "Batch with the most wrong").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert texts(at.subheader) == [f"Batch {worst}"]
-    assert at.number_input(key=f"mp_batch_tiny-none_{bs}").value == worst
+    assert texts(at.subheader) == ["Batch 2"]
+    assert at.number_input(key="mp_batch_tiny-none_50").value == 2
+    # another batch size: at 20, batch 6 (130-132) beats batch 3 (60, 61) and batches 0, 2 and 9 (7; 49; 185)
+    at.number_input(key="mp_bs_tiny-none").set_value(20).run()
+    next(b for b in at.button if b.label == "Batch with the most wrong").click().run()
+    assert texts(at.subheader) == ["Batch 6"]
+    assert at.number_input(key="mp_batch_tiny-none_20").value == 6
 
 
-def test_mispredictions_batch_size_filters_and_epoch(fixture_env):
-    _, labels, probs, preds = stored(fixture_env)
+def test_mispredictions_batch_size_filters_and_epoch(known_env):
+    _, labels, probs, preds = stored(known_env)
     at = open_page(MP)
     at.number_input(key="mp_bs_tiny-none").set_value(32).run()
-    wrong = A.wrong_per_batch(labels, preds, 32)
-    assert len(chart_data(at, 0)) == 7 == len(wrong)    # 200 images: 6 full batches + 8
+    # 200 images: 6 full batches + 8; 7 in batch 0, 49, 60 and 61 in 1, 130-132 in 4, 185 in 5, none in 6 (192-199)
+    assert chart_data(at, 0).tolist() == [1, 3, 0, 0, 3, 1, 0]
     at.number_input(key="mp_batch_tiny-none_32").set_value(6).run()
-    assert at.caption[0].value.startswith(f"Test images 192–199: {wrong[6]} wrong of 8")
+    assert at.caption[0].value.startswith("Test images 192–199: 0 wrong of 8")
+    at.number_input(key="mp_batch_tiny-none_32").set_value(5).run()
+    assert at.caption[0].value.startswith("Test images 160–191: 1 wrong of 32")
     at.radio(key="mp_show").set_value("wrong").run()
-    assert image_options(at) == [i for i in range(192, 200) if labels[i] != preds[i]]
+    assert image_options(at) == [185]
     at.radio(key="mp_show").set_value("correct").run()
-    assert image_options(at) == [i for i in range(192, 200) if labels[i] == preds[i]]
+    assert image_options(at) == [i for i in range(160, 192) if i != 185]
     at.radio(key="mp_show").set_value("all").run()
-    digit = int(labels[192])
+    digit = int(labels[160])
     at.multiselect(key="mp_true").set_value([digit]).run()
-    assert image_options(at) == [i for i in range(192, 200) if labels[i] == digit]
+    assert image_options(at) == [i for i in range(160, 192) if labels[i] == digit]
     # an earlier epoch: different predictions, different counts
-    _, l1, p1, pr1 = stored(fixture_env, epoch=1)
     at.multiselect(key="mp_true").set_value([]).run()
     at.select_slider(key="mp_epoch_tiny-none").set_value(1).run()
-    assert at.metric[0].value == f"{(l1 != pr1).sum()} of {len(l1)}"
-    assert chart_data(at, 0).tolist() == A.wrong_per_batch(l1, pr1, 32).tolist()
+    assert at.metric[0].value == "9 of 200"
+    assert chart_data(at, 0).tolist() == [2, 4, 0, 1, 1, 0, 1]  # 0, 1; 45-48; 100; 150; 199
 
 
-def test_mispredictions_top_losses_and_image_detail(fixture_env):
-    _, labels, probs, preds = stored(fixture_env)
+def test_mispredictions_top_losses_and_image_detail(known_env):
+    _, labels, probs, preds = stored(known_env)
     at = open_page(MP)
     at.radio(key="mp_view").set_value("Top losses").run()
-    assert image_options(at) == A.top_losses(labels, probs, k=32)["index"].tolist()
+    # known losses: the wrong images first, in KNOWN_WRONG's order, then the correct ones from the last to the first
+    wrong = KNOWN_WRONG[2]
+    correct_by_loss = [i for i in range(199, -1, -1) if i not in wrong]
+    assert image_options(at) == wrong + correct_by_loss[:32 - len(wrong)]
     at.radio(key="mp_show").set_value("correct").run()
-    tl = A.top_losses(labels, probs)
-    assert image_options(at) == tl[tl["true"] == tl["predicted"]]["index"].head(32).tolist()
+    assert image_options(at) == correct_by_loss[:32]
     at.radio(key="mp_show").set_value("all").run()
-    i = int(tl["index"].iat[0])                                           # the worst image
+    i = 7                                                                 # the worst image
     at.selectbox(key="mp_image").select_index(1).run()
-    assert f"**true {labels[i]}, predicted {preds[i]}**" in at.markdown[-1].value
+    assert f"**true {labels[i]}, predicted {(labels[i] + 1 + i % 3) % 10}**" in at.markdown[-1].value
     assert chart_data(at, 2) == pytest.approx(probs[i], abs=1e-6)  # ten probabilities
     link = at.get("page_link")[0].proto
     assert link.page == "feature-maps" and link.query_string == f"run=tiny-none&index={i}"
 
 
-def test_mispredictions_keeps_its_state_across_pages(fixture_env):
+def test_mispredictions_keeps_its_state_across_pages(known_env):
     # Streamlit forgets a widget's value when a rerun does not draw it, so leaving the page and coming back
     # (the sidebar, or Back from a "Feature maps of image N" link) used to reset everything to batch 0, "all"
-    _, l1, p1, pr1 = stored(fixture_env, epoch=1)
-    wrong = A.wrong_per_batch(l1, pr1, 20)
-    b = int(wrong.argmax())
-    in_b = np.arange(b * 20, (b + 1) * 20)
-    i = int(in_b[l1[in_b] != pr1[in_b]][0])                       # a wrong image of that batch
+    _, l1, p1, pr1 = stored(known_env, epoch=1)
+    b, i = 2, 45                                                  # epoch 1 at batch size 20: 45-48 in batch 2
     at = open_page(MP)
     at.select_slider(key="mp_epoch_tiny-none").set_value(1).run()
     at.number_input(key="mp_bs_tiny-none").set_value(20).run()
@@ -237,12 +253,11 @@ def test_mispredictions_without_predictions_or_labels(scratch_runs):
     assert any("no stored test predictions" in w for w in texts(at.warning)) and not at.get("plotly_chart")
 
 
-def test_mispredictions_without_mnist_keeps_the_numbers(fixture_env, tmp_path, monkeypatch):
+def test_mispredictions_without_mnist_keeps_the_numbers(known_env, tmp_path, monkeypatch):
     monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "no-mnist"))
-    _, labels, _, preds = stored(fixture_env)
     at = open_page(MP)
     assert any("MNISTVIZ_DATA" in w and "Until then the counts below work" in w for w in texts(at.warning))
-    assert at.metric[0].value == f"{(labels != preds).sum()} of {len(labels)}"
+    assert at.metric[0].value == "8 of 200"
     assert len(at.get("plotly_chart")) == 1                               # the bars, no image grid
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 50    # the batch as a table
 
