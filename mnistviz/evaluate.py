@@ -97,15 +97,11 @@ def resolve_run(arg: str, runs_root=None) -> Path:
 
 
 def main(argv=None) -> int:
+    from .cli import evaluate_parser
     from .data import MNISTMissing
     from .runs import RunError
-    from .train import _Parser  # one line on stderr and exit 2 for bad arguments, as the train CLI
 
-    p = _Parser(prog="python -m mnistviz.evaluate",
-                description="Evaluate a run's best checkpoint (last.pt when it has no best.pt) on the MNIST test set.")
-    p.add_argument("run", metavar="RUN", help="a run folder, or the name of a run in the runs folder")
-    p.add_argument("--runs-dir", help="runs folder for a run name (default: $MNISTVIZ_RUNS or checkpoints/)")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p = evaluate_parser()
     args = p.parse_args(argv)
     try:
         run_dir = resolve_run(args.run, args.runs_dir)

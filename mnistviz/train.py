@@ -6,7 +6,6 @@ That is where the speed over a torchvision-transform pipeline comes from (bench/
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import json
@@ -16,124 +15,20 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from . import augment as aug, fastgrad
+from .cli import config_from_args, train_parser
+# re-exported: pages, jobs and tests use train.Config, train.validate, train.PRESETS...
+from .config import OPTIMIZERS, PRESETS, SCHEDULES, Config, preset_config, validate  # noqa: F401
 from .data import MNISTMissing, load_mnist, split_validation
 from .evaluate import evaluate
-from .models import MODELS, build
-from .runs import (Run, RunError, atomic_write_json, check_name, load_checkpoint, run_path, runs_dir,
-                   save_checkpoint)
+from .models import build
+from .runs import Run, RunError, atomic_write_json, load_checkpoint, run_path, runs_dir, save_checkpoint
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 RATE_WINDOW_S = 2.0  # the status's images/s: over about the last this many seconds of training steps
-SCHEDULES = ("none", "step", "onecycle")
-
-
-@dataclass
-class Config:
-    model: str = "fast"
-    optimizer: str = "sgd"
-    lr: float = 0.2
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    label_smoothing: float = 0.05
-    batch_size: int = 256
-    epochs: int = 2
-    augment: str = "none"
-    seed: int = 0
-    val_size: int = 5000
-    target_accuracy: float | None = None  # fraction; stop once test accuracy reaches it
-    log_every: int = 20                   # steps between step records
-    limit_train: int = 0                  # train on the first N training images only (0 = all)
-    name: str | None = None
-    preset: str | None = None
-    pair: str | None = None               # shared id of an augmented + normal pair
-    created: float = 0.0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-# The seed experiments, plus the default and the best recipe found here (see README).
-PRESETS = {
-    "default": dict(desc="fast CNN, SGD nesterov one-cycle, batch 256, 2 epochs: 99% in about 10 s on 2 cores"),
-    "default-model": dict(desc="fast CNN, 16 epochs with light augmentation: how checkpoints/default was trained",
-                          epochs=16, augment="light"),
-    "best": dict(desc="wide CNN (16/32/64 filters), 16 epochs with light augmentation: the best recipe found",
-                 model="wide", epochs=16, augment="light"),
-    "lenet5-sgd": dict(desc="LeNet-5, SGD lr 0.01 momentum 0.9, batch 32, 10 epochs",
-                       model="lenet5", optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,
-                       weight_decay=0.0, schedule="none", batch_size=32, epochs=10, augment="none"),
-    "lenet5-sgd-aug": dict(desc="LeNet-5 as lenet5-sgd, with standard augmentation",
-                           model="lenet5", optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,
-                           weight_decay=0.0, schedule="none", batch_size=32, epochs=10, augment="standard"),
-    "cnn-32-64-adam": dict(desc="32/64-filter CNN with dropout, Adam lr 1e-4, batch 100, 50 epochs",
-                           model="cnn-32-64", optimizer="adam", lr=1e-4, weight_decay=0.0,
-                           schedule="none", batch_size=100, epochs=50, augment="none"),
-    "net-320-sgd": dict(desc="10/20-filter net, SGD lr 0.001 momentum 0.9, batch 50, 5 epochs",
-                        model="net-320", optimizer="sgd", lr=0.001, momentum=0.9, nesterov=False,
-                        weight_decay=0.0, schedule="none", batch_size=50, epochs=5, augment="none"),
-    "lenet5-adam": dict(desc="LeNet-5, Adam lr 1e-3, batch 32, 15 epochs",
-                        model="lenet5", optimizer="adam", lr=1e-3, weight_decay=0.0,
-                        schedule="none", batch_size=32, epochs=15, augment="none"),
-    "single-conv-sgd": dict(desc="one 8x8 conv + dense, SGD lr 0.01 momentum 0.9, batch 64, 5 epochs",
-                            model="single-conv", optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,
-                            weight_decay=0.0, schedule="none", batch_size=64, epochs=5, augment="none"),
-}
-
-
-def preset_config(name: str) -> dict:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return {k: v for k, v in PRESETS[name].items() if k != "desc"}
-
-
-def validate(cfg: Config) -> dict[str, str]:
-    """field -> message for every bad value (empty when the config is fine). Used by CLI and Train page."""
-    err = {}
-    if cfg.model not in MODELS:
-        err["model"] = f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}"
-    if cfg.optimizer not in OPTIMIZERS:
-        err["optimizer"] = f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
-    if cfg.schedule not in SCHEDULES:
-        err["schedule"] = f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}"
-    if cfg.augment not in aug.LEVELS:
-        err["augment"] = f"unknown augmentation {cfg.augment!r}; choose one of {', '.join(aug.LEVELS)}"
-
-    def num(field, lo, hi, integer=False, lo_open=False):
-        v = getattr(cfg, field)
-        bad_type = isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int))
-        if bad_type or (isinstance(v, float) and not math.isfinite(v)):
-            err[field] = f"{field.replace('_', ' ')} must be {'a whole number' if integer else 'a number'}"
-        elif v < lo or v > hi or (lo_open and v == lo):
-            err[field] = f"{field.replace('_', ' ')} must be {'above' if lo_open else 'at least'} {lo} and at most {hi} (got {v})"
-
-    num("lr", 0, 10, lo_open=True)
-    num("momentum", 0, 0.999)
-    num("weight_decay", 0, 1)
-    num("label_smoothing", 0, 0.5)
-    num("batch_size", 1, 8192, integer=True)
-    num("epochs", 1, 500, integer=True)
-    num("seed", 0, 2**31 - 1, integer=True)
-    num("val_size", 0, 30000, integer=True)
-    num("log_every", 1, 100000, integer=True)
-    num("limit_train", 0, 60000, integer=True)
-    if cfg.target_accuracy is not None:
-        num("target_accuracy", 0, 1, lo_open=True)
-    if cfg.name is not None:
-        try:
-            check_name(cfg.name)
-        except RunError as e:
-            err["name"] = str(e)
-    return err
 
 
 # ---------- the loop ----------
@@ -404,59 +299,8 @@ def create_run(cfg: Config, root=None) -> Run:
 
 # ---------- CLI ----------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line on stderr, exit 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _fraction(v: str) -> float:
-    x = float(v)
-    return x / 100 if x > 1 else x
-
-
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m mnistviz.train",
-                description="Train a CNN on MNIST into a run folder. With no arguments: the fast default recipe.")
-    a = p.add_argument
-    a("--preset", choices=list(PRESETS), help="start from a seed experiment's hyperparameters")
-    a("--model", choices=list(MODELS))
-    a("--optimizer", choices=OPTIMIZERS)
-    a("--lr", type=float)
-    a("--momentum", type=float)
-    a("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    a("--weight-decay", type=float)
-    a("--schedule", choices=SCHEDULES)
-    a("--label-smoothing", type=float)
-    a("--batch-size", type=int)
-    a("--epochs", type=int)
-    a("--augment", choices=list(aug.LEVELS))
-    a("--seed", type=int)
-    a("--val-size", type=int, help="validation images carved from train (0 = none)")
-    a("--target-accuracy", type=_fraction, help="stop once test accuracy reaches this (0.99 or 99)")
-    a("--log-every", type=int)
-    a("--limit-train", type=int, help="train on the first N training images only")
-    a("--name", help="run folder name (default: model-augment-timestamp)")
-    a("--runs-dir", help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
-    a("--resume", metavar="NAME", help="continue a stopped or interrupted run to its planned epochs "
-                                         "(a queued run, with no checkpoint yet, starts from scratch)")
-    a("--pair", help=argparse.SUPPRESS)
-    a("--no-progress", action="store_true", help="no progress bar even on a terminal")
-    return p
-
-
-def config_from_args(args) -> Config:
-    base = dataclasses.asdict(Config())
-    if args.preset:
-        base.update(preset_config(args.preset), preset=args.preset)
-    for f in dataclasses.fields(Config):
-        v = getattr(args, f.name, None)
-        if v is not None and f.name not in ("preset", "created"):
-            base[f.name] = v
-    return Config.from_dict(base)
-
-
 def main(argv=None) -> int:
-    p = parser()
+    p = train_parser()
     args = p.parse_args(argv)
     try:
         load_mnist()  # before any run folder exists: missing data must not leave a failed run behind

@@ -1,0 +1,70 @@
+"""The command lines' argument parsing: `python -m mnistviz.train` and `python -m mnistviz.evaluate`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from . import augment as aug
+from .config import OPTIMIZERS, PRESETS, SCHEDULES, Config, preset_config
+from .models import MODELS
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line on stderr, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fraction(v: str) -> float:
+    x = float(v)
+    return x / 100 if x > 1 else x
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m mnistviz.train",
+               description="Train a CNN on MNIST into a run folder. With no arguments: the fast default recipe.")
+    a = p.add_argument
+    a("--preset", choices=list(PRESETS), help="start from a seed experiment's hyperparameters")
+    a("--model", choices=list(MODELS))
+    a("--optimizer", choices=OPTIMIZERS)
+    a("--lr", type=float)
+    a("--momentum", type=float)
+    a("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    a("--weight-decay", type=float)
+    a("--schedule", choices=SCHEDULES)
+    a("--label-smoothing", type=float)
+    a("--batch-size", type=int)
+    a("--epochs", type=int)
+    a("--augment", choices=list(aug.LEVELS))
+    a("--seed", type=int)
+    a("--val-size", type=int, help="validation images carved from train (0 = none)")
+    a("--target-accuracy", type=_fraction, help="stop once test accuracy reaches this (0.99 or 99)")
+    a("--log-every", type=int)
+    a("--limit-train", type=int, help="train on the first N training images only")
+    a("--name", help="run folder name (default: model-augment-timestamp)")
+    a("--runs-dir", help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
+    a("--resume", metavar="NAME", help="continue a stopped or interrupted run to its planned epochs "
+                                         "(a queued run, with no checkpoint yet, starts from scratch)")
+    a("--pair", help=argparse.SUPPRESS)
+    a("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    return p
+
+
+def config_from_args(args) -> Config:
+    """The default Config, then the preset's values, then the options given."""
+    base = dataclasses.asdict(Config())
+    if args.preset:
+        base.update(preset_config(args.preset), preset=args.preset)
+    for f in dataclasses.fields(Config):
+        v = getattr(args, f.name, None)
+        if v is not None and f.name not in ("preset", "created"):
+            base[f.name] = v
+    return Config.from_dict(base)
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m mnistviz.evaluate",
+               description="Evaluate a run's best checkpoint (last.pt when it has no best.pt) on the MNIST test set.")
+    p.add_argument("run", metavar="RUN", help="a run folder, or the name of a run in the runs folder")
+    p.add_argument("--runs-dir", help="runs folder for a run name (default: $MNISTVIZ_RUNS or checkpoints/)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    return p
