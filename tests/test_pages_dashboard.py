@@ -67,6 +67,60 @@ def test_invalid_hyperparameters_show_a_message_beside_the_field_and_launch_noth
     assert runs.list_runs() == ([], []) and jobs.queue() == []
 
 
+def test_the_fields_error_goes_once_the_fields_are_valid_again(tiny_env, app):
+    at = app("views/train.py")
+    at.number_input(key="cfg_epochs").set_value(0).run()
+    at.button(key="train_one").click().run()
+    assert "Fix the fields marked in red; nothing was launched." in texts(at.error)
+    at.number_input(key="cfg_epochs").set_value(1).run()
+    assert not at.error, texts(at.error)
+    assert runs.list_runs() == ([], [])
+
+
+def queue_held(runs_root):
+    """A run marked training elsewhere (this test's process, fresh heartbeat): launches wait in the queue."""
+    from mnistviz import train
+
+    held = train.create_run(train.Config(name="elsewhere", epochs=1), runs_root)
+    held.write_status(status="running", pid=os.getpid(), heartbeat=time.time())
+    return held
+
+
+def test_a_second_click_on_train_with_the_same_settings_launches_nothing_unless_asked_again(tiny_env, app):
+    queue_held(tiny_env)
+    at = app("views/train.py")
+    at.button(key="train_one").click().run()
+    first = jobs.queue()
+    assert len(first) == 1
+    at.button(key="train_one").click().run()  # a double click: the same settings again at once
+    assert jobs.queue() == first
+    assert f"These settings were just launched as {first[0]}; nothing more was launched" in texts(at.warning)
+    at.button(key="train_again").click().run()  # on purpose
+    assert len(jobs.queue()) == 2 and "nothing more was launched" not in texts(at.warning)
+    at.number_input(key="cfg_epochs").set_value(3).run()
+    at.button(key="train_one").click().run()  # other settings: launched at once
+    assert len(jobs.queue()) == 3
+    for name in jobs.queue():
+        jobs.stop(name)
+
+
+def test_runs_page_buttons_act_on_the_run_they_were_drawn_for(tiny_env, fixture_runs, app):
+    # the selection moves (a row click, a ?run= link) between drawing "Delete tiny-none" and the click reaching
+    # the server: the click deletes tiny-none, the run its confirmation named, not the newly selected one
+    for name in ("tiny-none", "tiny-aug"):
+        copy_run(fixture_runs, tiny_env, name)
+    at = app(run="tiny-none")
+    assert "tiny-none" in texts(at.subheader)
+    at.query_params["run"] = "tiny-aug"
+    at.button(key="home_delete:tiny-none").click().run()
+    assert "Deleted tiny-none." in texts(at.success)
+    assert not (tiny_env / "tiny-none").exists() and (tiny_env / "tiny-aug").is_dir()
+    assert texts(at.subheader).splitlines()[0] == "tiny-aug"  # the page now names the run left
+    assert at.selectbox(key="_run_picker").value == "tiny-aug"
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download tiny-aug/best.pt"]
+
+
 def test_a_queue_that_cannot_be_updated_is_said_not_raised(tiny_env, fixture_runs, app):
     # the queue's lock file cannot be opened (here: a folder in its place; a read-only runs folder does the same):
     # the Train page, its once-a-second live numbers, Train and Stop end in messages, not tracebacks
@@ -137,8 +191,8 @@ def test_load_settings_from_the_selected_run_fills_the_form_and_trains_it_again(
     shutil.copytree(fixture_runs / "tiny-aug", tiny_env / "tiny-none-2")  # so the next free name is -3
     at = app("views/train.py", run="tiny-none")
     assert at.selectbox(key="cfg_preset").value == "default" and at.number_input(key="cfg_lr").value == 0.2
-    assert at.button(key="cfg_load").label == "Load settings from tiny-none"
-    at.button(key="cfg_load").click().run()
+    assert at.button(key="cfg_load:tiny-none").label == "Load settings from tiny-none"
+    at.button(key="cfg_load:tiny-none").click().run()
     assert not at.exception, [e.value for e in at.exception]
     expected = {k: v for k, v in RERUN_CONFIG.items() if k != "preset"} | {"name": "tiny-none-3"}
     assert form_values(at) == expected
@@ -164,7 +218,7 @@ def test_load_settings_says_which_values_of_the_run_the_form_cannot_take(tiny_en
     at = app("views/train.py", run="tiny-none")
     at.selectbox(key="cfg_preset").set_value("best").run()  # the form before loading: model wide, 16 epochs
     at.number_input(key="cfg_limit_train").set_value(500).run()
-    at.button(key="cfg_load").click().run()
+    at.button(key="cfg_load:tiny-none").click().run()
     assert not at.exception, [e.value for e in at.exception]
     shown = texts(at.warning)
     assert "Loaded the settings of tiny-none (new run name: tiny-none-2), except:" in shown
@@ -315,13 +369,13 @@ def test_runs_page_lists_broken_folders_and_refuses_to_delete_a_running_run(tiny
     at = app(run="tiny-aug")
     assert at.dataframe[0].value["name"].tolist() == ["tiny-none", "tiny-aug"]  # newest first
     assert "half-written" in texts(at.warning) and "config.json is missing" in texts(at.warning)
-    at.button(key="home_delete").click().run()
+    at.button(key="home_delete:tiny-aug").click().run()
     assert "is running; stop it before deleting it" in texts(at.error)
     assert busy.path.is_dir()
 
     at.selectbox(key="_run_picker").set_value("tiny-none").run()
     assert at.get("download_button"), "checkpoint download offered"
-    at.button(key="home_delete").click().run()
+    at.button(key="home_delete:tiny-none").click().run()
     assert "Deleted tiny-none." in texts(at.success)
     assert not (tiny_env / "tiny-none").exists()
     at.button(key="del_broken_half-written").click().run()
@@ -400,10 +454,10 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     jobs.submit(train.Config(name="waiting", epochs=1, batch_size=50, val_size=50))
     at = app("views/train.py", run="waiting")
     assert live_stats(at)["Status"] == "queued" and "number 1 in the queue" in texts(at.info)
-    at.button(key="live_stop").click().run()
+    at.button(key="live_stop:waiting").click().run()
     assert "waiting removed from the queue." in texts(at.success)
     assert live_stats(at)["Status"] == "stopped" and jobs.queue() == []
-    at.button(key="live_resume").click().run()
+    at.button(key="live_resume:waiting").click().run()
     assert "queued to continue" in texts(at.success) and jobs.queue() == ["waiting"]
     jobs.stop("waiting")  # before "elsewhere" ends, so the queue never starts it
 
@@ -413,7 +467,7 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     at = app("views/train.py", run="elsewhere")
     assert live_stats(at)["Status"] == "interrupted"
     assert "ended without saying so" in texts(at.warning)
-    assert at.button(key="live_resume")
+    assert at.button(key="live_resume:elsewhere")
     assert jobs.active() is None and jobs.queue() == []
 
 
@@ -496,7 +550,7 @@ def test_a_reused_pid_is_interrupted_on_the_train_page_and_offers_resume_not_sto
         assert live_stats(at)["Status"] == "interrupted"
         assert f"its process id {other.pid} now belongs to another program" in texts(at.warning)
         keys = [b.key for b in at.button]
-        assert "live_resume" in keys and "live_stop" not in keys
+        assert "live_resume:ghost" in keys and "live_stop:ghost" not in keys
         assert "Training:" not in texts(at.sidebar.caption)
         assert other.poll() is None
     finally:

@@ -61,12 +61,12 @@ def test_resume_on_the_runs_page_shows_the_new_state_at_once(shell, tiny_env):
     # keep the queue from starting it: another run trains (this test's own process, with a fresh heartbeat)
     runs.get_run("tiny-aug").write_status(status="running", pid=os.getpid(), heartbeat=time.time())
     at = shell("tiny-none")
-    at.button(key="home_resume").click().run()
+    at.button(key="home_resume:tiny-none").click().run()
     assert not at.exception
     assert run.status()["status"] == "queued" and jobs.queue() == ["tiny-none"]
     assert "tiny-none queued to resume." in texts(at.success)
     keys = [b.key for b in at.button]
-    assert "home_resume" not in keys and "home_stop" in keys  # queued: Stop offered at once, no stale Resume
+    assert "home_resume:tiny-none" not in keys and "home_stop:tiny-none" in keys  # queued: Stop offered at once, no stale Resume
     assert "queued" in texts(at.sidebar.caption)
     jobs.stop("tiny-none")
 
@@ -76,7 +76,7 @@ def test_a_completed_run_without_best_pt_offers_last_pt_and_says_so(shell, tiny_
     run.best_ckpt.unlink()
     at = shell("tiny-none")
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["Download last.pt"]
+    assert labels == ["Download tiny-none/last.pt"]
     assert "best.pt is missing from this run's folder: the pages use last.pt." in texts(at.caption)
     run.last_ckpt.unlink()
     at.run()

@@ -1,10 +1,12 @@
 """Streamlit helpers shared by the pages (layout only; computation lives in mnistviz/)."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import html
 import os
 import sys
+import time
 from contextlib import contextmanager
 
 import pandas  # noqa: F401  (imported before the first freeze below, like everything the pages use)
@@ -54,6 +56,35 @@ def all_cores_unless_training():
         yield
     finally:
         one_core()
+
+
+# A launch of the same settings again this soon after the last one is taken for a double click and refused (the
+# page offers a "train again" button instead): each click on Train runs its callback, and two clicks 0.15 s apart
+# made two identical runs.
+REPEAT_WINDOW_S = 10.0
+
+
+def same_settings(cfg: train.Config) -> tuple:
+    """What makes two launches the same: every setting but the run name (the form clears it after a launch) and the
+    creation time."""
+    return tuple((k, v) for k, v in dataclasses.asdict(cfg).items() if k not in ("name", "created"))
+
+
+def _launch_key(what):
+    return tuple(same_settings(w) if isinstance(w, train.Config) else w for w in what)
+
+
+def launch_repeated(what) -> list[str] | None:
+    """The runs made by this session's last launch, if it was of the same `what` (a tuple: the button, and the
+    Config it launches) less than REPEAT_WINDOW_S ago; else None."""
+    last = st.session_state.get("_last_launch")
+    if last and last[0] == _launch_key(what) and time.time() - last[2] < REPEAT_WINDOW_S:
+        return last[1]
+    return None
+
+
+def launch_made(what, names: list[str]) -> None:
+    st.session_state["_last_launch"] = (_launch_key(what), names, time.time())
 
 
 PICKER = "_run_picker"

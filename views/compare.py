@@ -10,7 +10,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from mnistviz import charts, compare, data, jobs, runs, train
-from views._shared import all_cores_unless_training, all_runs
+from views._shared import all_cores_unless_training, all_runs, launch_made, launch_repeated
 
 PALETTE = qualitative.Plotly
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
@@ -25,11 +25,17 @@ def pair_launcher(reason: str) -> None:
             f"augmentation and once without, in the background. Come back here when they have finished "
             f"(the Runs page shows their progress).", icon=":material/compare:")
     if st.button("Launch an augmented + normal pair", type="primary", key="compare_launch_pair"):
+        cfg = train.Config()
+        again = launch_repeated(("compare_pair", cfg))
+        if again:  # a double click: one pair
+            st.warning(f"A pair was just queued ({', '.join(again)}); nothing more was launched.")
+            return
         try:
-            aug_run, plain_run = jobs.submit_pair(train.Config())
+            aug_run, plain_run = jobs.submit_pair(cfg)
         except (runs.RunError, data.MNISTMissing, OSError) as e:
             st.error(f"Could not queue the pair: {e}")
         else:
+            launch_made(("compare_pair", cfg), [aug_run.name, plain_run.name])
             st.success(f"Queued {aug_run.name} (augmented) and {plain_run.name} (normal). "
                        f"They train one after the other; this page will offer them once they have an epoch done.")
 

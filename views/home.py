@@ -20,11 +20,13 @@ def _states(rows) -> list[tuple]:
 
 
 @st.fragment
-def runs_list():
+def runs_list(drawn: str | None):
     """The table, redrawn when a run's status or epochs change; the training's numbers, written into the page every
-    second by a poller (views/_live.py), as on the Train page, for about what the table's rerun every 3 s cost a
-    training before (bench/contention.py --loads runs). When the table changes, or runs come and go, the whole page
-    reruns: its buttons and the sidebar follow."""
+    second by a poller (views/_live.py), as on the Train page. When the table changes, runs come and go, or a row
+    click selects another run than the page was drawn for (`drawn`), the whole page reruns: the heading, the sidebar
+    and every button below then name the run selected."""
+    if selected_run_name() != drawn:
+        st.rerun()
     now, _ = all_runs()
     if _states(now) != _states(good):
         st.rerun()
@@ -44,14 +46,19 @@ def runs_list():
     if not now:
         return
     table = charts.runs_table(now)
+    # keyed by the selected run: a selection made elsewhere (the sidebar, a ?run= link) draws a table whose ticked
+    # row is that run, so the table never ticks one run while the page names another
+    key = f"runs_table:{drawn}"
+    ticked = [i for i, n in enumerate(table["name"]) if n == drawn]
 
     def _row_picked():  # only on a change of the table's selection, so the sidebar picker still rules
-        rows = st.session_state["runs_table"].selection.rows
+        rows = st.session_state[key].selection.rows
         if rows:
             select_run(table.iloc[rows[0]]["name"])
 
     st.dataframe(
-        table, hide_index=True, width="stretch", on_select=_row_picked, selection_mode="single-row", key="runs_table",
+        table, hide_index=True, width="stretch", on_select=_row_picked, selection_mode="single-row", key=key,
+        selection_default={"selection": {"rows": ticked}} if ticked else None,
         column_config={
             "progress %": st.column_config.ProgressColumn(format="%.0f%%", min_value=0, max_value=100),
             "best test acc %": st.column_config.NumberColumn(format="%.2f"),
@@ -62,9 +69,45 @@ def runs_list():
                + (" The table follows the training at each epoch's end." if training else ""))
 
 
-runs_list()
+# Every action below is bound to the run it names on screen when it is drawn: args=(name,), never a selection read
+# when the click arrives, and a key with the name in it, since Streamlit runs a click with the callback and args its
+# key had at the latest rerun: a row clicked in between must not turn a confirmed "Delete a" into deleting b.
+def _stop(name: str) -> None:
+    try:
+        st.session_state["_flash"] = jobs.stop(name)
+    except (runs.RunError, OSError) as e:
+        st.session_state["_flash_error"] = str(e)
+
+
+def _resume(name: str) -> None:
+    try:
+        jobs.resume(name)
+    except (runs.RunError, RuntimeError, OSError) as e:
+        st.session_state["_flash_error"] = str(e)
+    else:
+        st.session_state["_flash"] = f"{name} queued to resume."
+
+
+def _delete(name: str) -> None:
+    try:
+        runs.delete_run(name)
+    except runs.RunError as e:
+        st.session_state["_flash_error"] = str(e)
+    else:
+        if selected_run_name() == name:
+            select_run(None)
+        st.session_state["_flash"] = f"Deleted {name}."
+
+
+def _delete_broken(path: str) -> None:
+    try:
+        runs.delete_folder(path)  # by path: its name may not be a valid run name
+    except (runs.RunError, OSError) as e:
+        st.session_state["_flash_error"] = str(e)
+
 
 name = selected_run_name()
+runs_list(name)
 summary = next((r for r in good if r["name"] == name), None) if name else None
 if summary:  # only runs listed as good: a folder whose name is not a valid run name is among the broken ones
     st.subheader(name)
@@ -74,12 +117,14 @@ if summary:  # only runs listed as good: a folder whose name is not a valid run 
     c1, c2, c3, c4 = st.columns(4)
     with c1:
         if run.best_ckpt.exists():
-            st.download_button("Download best.pt", data=run.best_ckpt.read_bytes, file_name=f"{name}-best.pt",
+            st.download_button(f"Download {name}/best.pt", data=run.best_ckpt.read_bytes,
+                               file_name=f"{name}-best.pt", key=f"home_download:{name}",
                                mime="application/octet-stream", icon=":material/download:", on_click="ignore",
                                help="Model weights at the best test accuracy; load with "
                                     "torch.load(path, weights_only=True).")
         elif run.last_ckpt.exists():  # best.pt lost (or not written yet): the latest weights are still there
-            st.download_button("Download last.pt", data=run.last_ckpt.read_bytes, file_name=f"{name}-last.pt",
+            st.download_button(f"Download {name}/last.pt", data=run.last_ckpt.read_bytes,
+                               file_name=f"{name}-last.pt", key=f"home_download:{name}",
                                mime="application/octet-stream", icon=":material/download:", on_click="ignore",
                                help="The latest weights, with the optimizer state for resuming; load with "
                                     "torch.load(path, weights_only=True).")
@@ -93,38 +138,20 @@ if summary:  # only runs listed as good: a folder whose name is not a valid run 
     with c2:
         status = summary["status"]
         if status in runs.ACTIVE:
-            if st.button("Stop", icon=":material/stop:", key="home_stop"):
-                try:
-                    st.session_state["_flash"] = jobs.stop(name)
-                except (runs.RunError, OSError) as e:
-                    st.error(str(e))
-                else:
-                    st.rerun()  # the table above was drawn before the click: show the new state
+            st.button(f"Stop {name}", icon=":material/stop:", key=f"home_stop:{name}", on_click=_stop, args=(name,))
         elif status in jobs.RESUMABLE:
-            if st.button("Resume", icon=":material/play_arrow:", key="home_resume"):
-                try:
-                    jobs.resume(name)
-                except (runs.RunError, RuntimeError, OSError) as e:
-                    st.error(str(e))
-                else:
-                    st.session_state["_flash"] = f"{name} queued to resume."
-                    st.rerun()  # the table above was drawn before the click: show queued / running, and Stop
+            st.button(f"Resume {name}", icon=":material/play_arrow:", key=f"home_resume:{name}", on_click=_resume,
+                      args=(name,))
     with c3:
         st.page_link("views/train.py", label="Curves on the Train page", icon=":material/show_chart:",
                      query_params={"run": name})
     with c4:
         with st.popover("Delete", icon=":material/delete:"):
             st.write(f"Delete **{name}** and all its files? This cannot be undone.")
-            if st.button("Yes, delete it", type="primary", key="home_delete"):
-                try:
-                    runs.delete_run(name)
-                except runs.RunError as e:
-                    st.error(str(e))
-                else:
-                    select_run(None)
-                    st.session_state["_flash"] = f"Deleted {name}."
-                    st.rerun()
+            st.button(f"Yes, delete {name}", type="primary", key=f"home_delete:{name}", on_click=_delete, args=(name,))
 
+if st.session_state.get("_flash_error"):
+    st.error(st.session_state.pop("_flash_error"))
 if st.session_state.get("_flash"):
     st.success(st.session_state.pop("_flash"))
 
@@ -137,10 +164,5 @@ if broken:
         c1.warning(f"**{b['name']}**: {b['error']}")
         with c2.popover("Delete", icon=":material/delete:"):
             st.write(f"Delete the folder {b['path']}?")
-            if st.button("Yes, delete it", key=f"del_broken_{b['name']}", type="primary"):
-                try:
-                    runs.delete_folder(b["path"])  # by path: its name may not be a valid run name
-                except (runs.RunError, OSError) as e:
-                    st.error(str(e))
-                else:
-                    st.rerun()
+            st.button("Yes, delete it", key=f"del_broken_{b['name']}", type="primary", on_click=_delete_broken,
+                      args=(str(b["path"]),))

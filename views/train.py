@@ -10,7 +10,7 @@ import streamlit as st
 
 from mnistviz import augment, charts, data, jobs, live, models, runs, train
 from views._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
-from views._shared import require_mnist, select_run, selected_run_name
+from views._shared import launch_made, launch_repeated, require_mnist, same_settings, select_run, selected_run_name
 
 
 DEFAULTS = dataclasses.asdict(train.Config())
@@ -129,19 +129,31 @@ def _form_config() -> train.Config:
     return train.Config(**vals, preset=st.session_state.get("cfg_preset"))
 
 
-def _launch(pair: bool):
+FIELDS_ERROR = "Fix the fields marked in red; nothing was launched."
+
+
+def _launch(pair: bool, again: bool = False):
+    """Launch the form's settings (`pair`: augmented + normal). The same settings launched again within
+    REPEAT_WINDOW_S (a double click) are refused, with a "Train again" button (`again`) that launches them anyway."""
     st.session_state.pop("cfg_loaded", None)
     cfg = _form_config()
     errors = train.validate(cfg)
-    st.session_state.pop("train_launched", None)
     if errors:
-        st.session_state["train_launch_error"] = "Fix the fields marked in red; nothing was launched."
+        st.session_state.pop("train_launched", None)
+        st.session_state["train_launch_error"] = FIELDS_ERROR
         return
+    refused = None if again else launch_repeated(("train", pair, cfg))
+    if refused:
+        st.session_state["train_repeat"] = (pair, refused, same_settings(cfg))
+        return
+    st.session_state.pop("train_launched", None)
+    st.session_state.pop("train_repeat", None)
     try:
         made = jobs.submit_pair(cfg) if pair else (jobs.submit(cfg),)
     except (runs.RunError, data.MNISTMissing, OSError) as e:
         st.session_state["train_launch_error"] = f"Nothing was launched: {e}"
         return
+    launch_made(("train", pair, cfg), [r.name for r in made])
     st.session_state.pop("train_launch_error", None)
     st.session_state["train_launched"] = [r.name for r in made]
     st.session_state[_key("name")] = ""  # the launched name is taken now; empty = automatic for the next launch
@@ -245,7 +257,7 @@ selected = selected_run_name()
 with st.container(horizontal=True, vertical_alignment="bottom", key="train_top"):
     st.selectbox("Preset", list(train.PRESETS), key="cfg_preset", on_change=_apply_preset, width=260,
                  persist_state="session", help="Fills the form below with a seed experiment's hyperparameters.")
-    st.button(f"Load settings from {selected}" if selected else "Load settings from a run", key="cfg_load",
+    st.button(f"Load settings from {selected}" if selected else "Load settings from a run", key=f"cfg_load:{selected}",
               icon=":material/settings_backup_restore:", disabled=not selected, on_click=_load_run_settings,
               args=(selected,), help="Fills the form with the hyperparameters the run selected in the sidebar was "
                                      "trained with, and a new run name: change what you want to try, then Train.")
@@ -299,6 +311,17 @@ with st.container(horizontal=True, key="train_buttons"):
 # in one container always there: the message going away (below) leaves the live view's elements where they are,
 # so the browser replaces its numbers in place instead of showing a stale copy beside the new ones for a moment
 with st.container(key="train_launch_msg"):
+    if st.session_state.get("train_launch_error") == FIELDS_ERROR and not errors:
+        st.session_state.pop("train_launch_error")  # the fields were mended: nothing is marked in red any more
+    repeat = st.session_state.get("train_repeat")
+    if repeat and repeat[2] != same_settings(_form_config()):
+        del st.session_state["train_repeat"]  # the form changed since: Train would launch new settings
+        repeat = None
+    if repeat:
+        st.warning(f"These settings were just launched as {', '.join(repeat[1])}; nothing more was launched (a "
+                   f"double click?). To train the same settings once more on purpose:", icon=":material/block:")
+        st.button("Train again", icon=":material/replay:", key="train_again", on_click=_launch,
+                  args=(repeat[0], True))
     if st.session_state.get("train_launch_error"):
         st.error(st.session_state["train_launch_error"])
     elif st.session_state.get("train_launched"):
@@ -429,10 +452,11 @@ def live_section():
     if state in runs.ACTIVE or state in jobs.RESUMABLE:
         with st.container(horizontal=True, key="live_buttons"):
             if state in runs.ACTIVE:
-                st.button("Stop", icon=":material/stop:", key="live_stop", on_click=_stop, args=(name,),
+                st.button("Stop", icon=":material/stop:", key=f"live_stop:{name}", on_click=_stop, args=(name,),
                           help="Training stops at the current step and saves a checkpoint; Resume continues from it.")
             if state in jobs.RESUMABLE:
-                st.button("Resume", icon=":material/play_arrow:", key="live_resume", on_click=_resume, args=(name,))
+                st.button("Resume", icon=":material/play_arrow:", key=f"live_resume:{name}", on_click=_resume,
+                          args=(name,))
     msg = st.session_state.pop("live_msg", None)
     if msg:
         (st.error if msg[0] == "error" else st.success)(msg[1])
