@@ -107,6 +107,23 @@ def step_record(k: int) -> dict:
             "lr": 0.2, "images_per_s": 9000.0, "time": time.time()}
 
 
+def live_polls(page) -> list[str]:
+    """The URLs of the page's /api/live requests from now on, decoded (a curves poller's carry "metrics_size")."""
+    from urllib.parse import unquote
+
+    urls = []
+    page.on("request", lambda r: "/api/live" in r.url and urls.append(unquote(r.url)))
+    return urls
+
+
+def next_polls(page, n: int) -> None:
+    """Wait for the page's next n /api/live requests (the pollers ask about once a second): a count of events
+    instead of a sleep, so a loaded machine makes the test slower, not wrong."""
+    for _ in range(n):
+        with page.expect_request(lambda r: "/api/live" in r.url, timeout=60000):
+            pass
+
+
 def page_constant(name: str) -> float:
     """A constant of views/train.py, read from its source (importing a page script would run it)."""
     return float(re.search(rf"^{name} = ([0-9.]+)", (ROOT / "views" / "train.py").read_text(), re.M).group(1))
@@ -121,22 +138,30 @@ def test_the_first_records_of_a_run_show_at_once_then_the_curves_keep_their_10_s
     expect(page.locator('[data-testid="stPlotlyChart"] .annotation-text')).to_have_text(
         ["waiting for the first logged steps"] * 2)
     assert page.evaluate(CHART_POINTS_JS) == 0
-    # while the chart shows fewer than SPARSE_RECORDS records, each new one is drawn within a second or two, not
-    # at the next 10 s refresh; a single point shows as a marker, on an accuracy axis within 0-100%
+    # while the chart shows fewer than SPARSE_RECORDS records, each new one is drawn at the chart poller's next
+    # poll or so, not at the next 10 s refresh (some ten polls later); a single point shows as a marker, on an
+    # accuracy axis within 0-100%
+    polls = live_polls(page)
     for k in range(1, SPARSE_RECORDS + 1):
+        before = len(polls)
         run.append_metrics([step_record(k)])
-        page.wait_for_function(f"({CHART_POINTS_JS})() == {2 * k}", timeout=5000, polling=100)
+        page.wait_for_function(f"({CHART_POINTS_JS})() == {2 * k}", timeout=60000, polling=100)
+        assert len(polls) - before <= 4, polls[before:]
         if k == 1:
             traces = page.evaluate(TRACES_JS)
             assert [t["mode"] for t in traces] == ["lines+markers"] * 2, traces
             lo, hi = traces[1]["yrange"]
             assert 0 <= lo < hi <= 1, traces  # the accuracy panel
-    # from then on the chart waits for its CURVES_EVERY_S refresh: no redraw every second
+    # from then on the chart waits for its CURVES_EVERY_S refresh: its own poller is gone (no poll asks about
+    # metrics_size), so the numbers' polls come and go without redrawing it. (Whether the new record is drawn a few
+    # seconds later depends on where the 10 s refresh falls, and on the machine's load: not asserted.)
+    next_polls(page, 1)  # one in flight when the chart's poller went away does not count
+    del polls[:]
     run.append_metrics([step_record(SPARSE_RECORDS + 1)])
-    time.sleep(3)
-    assert page.evaluate(CHART_POINTS_JS) == 2 * SPARSE_RECORDS
+    next_polls(page, 3)
+    assert polls and not [u for u in polls if "metrics_size" in u], polls
     page.wait_for_function(f"({CHART_POINTS_JS})() == {2 * (SPARSE_RECORDS + 1)}",
-                           timeout=(CURVES_EVERY_S + 3) * 1000, polling=200)
+                           timeout=(CURVES_EVERY_S + 60) * 1000, polling=200)
     expect(status(page)).to_have_text("running")
 
 
@@ -160,7 +185,7 @@ def test_the_numbers_refresh_every_second_without_rerunning_the_page_until_the_s
     page.evaluate(COUNT_JS)
     for k in range(1, 5):  # the trainer's status moves on: each value shows within ~a second
         run.write_status(global_step=1000 * k, progress=1000 * k / 430, eta_s=60 - k)
-        expect(page.locator('[data-stat="Step"] .mv-value')).to_have_text(f"{1000 * k:,}", timeout=3000)
+        expect(page.locator('[data-stat="Step"] .mv-value')).to_have_text(f"{1000 * k:,}", timeout=30000)
     assert page.evaluate("window.__steps") >= 4
     # ...written by the poller: no Streamlit rerun a second (at most the curves' own CURVES_EVERY_S refresh)
     assert page.evaluate("window.__reruns") <= 1
@@ -170,10 +195,10 @@ def test_the_numbers_refresh_every_second_without_rerunning_the_page_until_the_s
     expect(sidebar).to_contain_text("0/2 epochs · best test accuracy no epoch yet")
     run.append_metrics([{"epoch": 1, "step": 215, "train_loss": 0.3, "train_acc": 0.9, "test_loss": 0.2,
                          "test_acc": 0.9731, "epoch_seconds": 5.0, "images_per_s": 9000.0}])
-    expect(sidebar).to_contain_text("1/2 epochs · best test accuracy 97.31%", timeout=3000)
+    expect(sidebar).to_contain_text("1/2 epochs · best test accuracy 97.31%", timeout=30000)
     # a change of state reruns the whole page: the Stop button makes way for Resume
     run.write_status(status="stopped", pid=None)
-    expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=5000)
+    expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=30000)
     expect(page.get_by_role("button", name="Stop")).to_have_count(0)
     expect(status(page)).to_have_text("stopped")
 
@@ -210,13 +235,15 @@ def test_a_run_being_started_is_drawn_as_running_and_its_trainer_starting_reruns
         # the trainer starts: its status says running; the poller shows it, and nothing reruns
         run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), started=time.time(),
                          total_steps=430, steps_per_epoch=215, epochs=2, global_step=3)
-        expect(status(page)).to_have_text("running", timeout=5000)
+        expect(status(page)).to_have_text("running", timeout=30000)
         expect(page.locator('[data-stat="Step"] .mv-value')).to_have_text("3")
-        time.sleep(2.5)
+        next_polls(page, 3)  # the pollers have seen "running" a few times over
         assert page.evaluate("window.__reruns") == 0
         # its first records are drawn at once (the chart's own poller: a starting run is drawn as running)
+        polls = live_polls(page)
         run.append_metrics([step_record(1)])
-        page.wait_for_function(f"({CHART_POINTS_JS})() == 2", timeout=5000, polling=100)
+        page.wait_for_function(f"({CHART_POINTS_JS})() == 2", timeout=60000, polling=100)
+        assert len(polls) <= 4, polls  # at a poll or so, not at the curves' 10 s refresh
     finally:
         run.write_status(status="stopped", pid=None, launcher_pid=None)
         launch.kill()
@@ -238,9 +265,9 @@ def test_without_the_json_route_the_numbers_still_refresh(tmp_path, tiny_data, p
         expect(status(page)).to_have_text("running", timeout=60000)
         for k in range(1, 3):
             run.write_status(global_step=1000 * k, progress=1000 * k / 430)
-            expect(page.locator('[data-stat="Step"] .mv-value')).to_have_text(f"{1000 * k:,}", timeout=5000)
+            expect(page.locator('[data-stat="Step"] .mv-value')).to_have_text(f"{1000 * k:,}", timeout=30000)
         run.write_status(status="stopped", pid=None)
-        expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=8000)
+        expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=30000)
     finally:
         run.write_status(status="stopped", pid=None)
         srv.stop()
@@ -329,10 +356,10 @@ def test_on_another_page_the_sidebar_follows_the_training_and_its_end(starting_r
     page.wait_for_function("document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState === 'notRunning'")
     run.append_metrics([{"epoch": 1, "step": 215, "train_loss": 0.3, "train_acc": 0.9, "test_loss": 0.2,
                          "test_acc": 0.9731, "epoch_seconds": 5.0, "images_per_s": 9000.0}])
-    expect(sidebar).to_contain_text("1/2 epochs · best test accuracy 97.31%", timeout=5000)
+    expect(sidebar).to_contain_text("1/2 epochs · best test accuracy 97.31%", timeout=30000)
     # its end reruns the page: the sidebar says how it ended, and stops polling
     run.write_status(status="completed", pid=None)
-    expect(sidebar).to_contain_text("completed", timeout=6000)
+    expect(sidebar).to_contain_text("completed", timeout=30000)
     expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
     polls = []
     page.on("request", lambda r: "/api/live" in r.url and polls.append(r.url))
