@@ -1,12 +1,13 @@
-"""One training step's loss and gradients for the plain models, without autograd's graph.
+"""CPU-only speed for the trainer: a training step's gradients without autograd's graph, and opt.step without its
+per-step Python. The trainer turns it on in one place, ``speedups_for(model, opt, device)``, on the CPU only.
 
 The seeds' models (LeNet-5, its ReLU twin, net-320, single-conv) are a straight chain of
 convolutions, activations, pooling and linear layers. For such a chain, backpropagation is a fixed
 list of aten's own backward kernels (``convolution_backward``, ``tanh_backward``,
 ``avg_pool2d_backward``...) run in reverse, so this module calls them directly. The arithmetic
 is the one autograd does, kernel for kernel (gradients agree to float rounding; tests/test_fastgrad.py),
-but without building and walking a graph of ~20 nodes per step. At batch 32 that bookkeeping is
-close to a fifth of a LeNet-5 step on 2 CPU cores.
+without building and walking a graph each step: at small batches that bookkeeping is a real share of a step.
+Where a C compiler is there, LeNet-5's tanh/pool blocks run as native.c's fused kernels (mnistviz/native.py).
 
 Anything else (BatchNorm, dropout, unknown layers, frozen parameters) is not supported; the trainer
 then uses autograd as usual.
@@ -14,6 +15,7 @@ then uses autograd as usual.
 from __future__ import annotations
 
 import weakref
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -275,9 +277,9 @@ def _direct_ok(opt: torch.optim.Optimizer) -> bool:
 def step_function(opt: torch.optim.Optimizer):
     """A function doing ``opt.step()``. For torch's fused SGD, Adam and AdamW on CPU (what the trainer makes) it calls
     the fused kernel directly with the optimizer's own state: the same update, bit for bit, and the same
-    ``state_dict`` (so checkpoints and resume are unchanged), without the ~0.1 ms of Python that ``step`` spends per
-    step gathering lists, checking and profiling (a LeNet-5 step at batch 32 takes ~2.3 ms). Anything else (other
-    optimizers or settings, several parameter groups, hooks, a parameter without a gradient) uses ``opt.step``."""
+    ``state_dict`` (so checkpoints and resume are unchanged), without the Python that ``step`` spends per step
+    gathering lists, checking and profiling. Anything else (other optimizers or settings, several parameter groups,
+    hooks, a parameter without a gradient) uses ``opt.step``."""
     if type(opt) is torch.optim.SGD and _direct_ok(opt):
         return _direct(opt, _sgd_update)
     if type(opt) in (torch.optim.Adam, torch.optim.AdamW) and _direct_ok(opt) and not opt.param_groups[0]["amsgrad"]:
@@ -341,3 +343,22 @@ def _adam_update(opt, group, state, params, grads):
     beta1, beta2 = group["betas"]
     kernel(ps, gs, m1, m2, [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
            weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
+
+
+# ---------- the switch ----------
+
+class Speedups(NamedTuple):
+    grads: Callable | None  # loss_and_grads for a model it supports, else None (use autograd)
+    step: Callable          # opt.step, or the same update without its per-step Python (step_function)
+
+
+def speedups_for(model: nn.Module, opt: torch.optim.Optimizer, device) -> Speedups:
+    """The trainer's one switch for this module and native.c: both are speed for the CPU only, so on any other
+    device this is (None, opt.step). On the CPU, a model that ``supports`` gets the hand-run backward, and native.c's
+    library is built here (once per machine, for a model with stages it fuses) rather than in a timed step."""
+    if torch.device(device).type != "cpu":
+        return Speedups(None, opt.step)
+    handrun = supports(model)
+    if handrun:
+        uses_native(model)
+    return Speedups(loss_and_grads if handrun else None, step_function(opt))

@@ -1,4 +1,5 @@
 """The fused CPU kernels of native.c, compiled on first use with the machine's C compiler, through ctypes.
+fastgrad runs them; the trainer reaches both through one switch, fastgrad.speedups_for, on the CPU only.
 
 The library is built once per machine into a cache folder (env ``MNISTVIZ_CACHE``, default ``~/.cache/mnistviz``),
 named by a hash of the source, the flags, the compiler and the CPU, written atomically (so trainers starting together

@@ -3,6 +3,9 @@
 The whole training set sits in memory as a uint8 tensor; each step gathers a batch by index,
 augments it as one tensor (mnistviz.augment) and takes an optimizer step. No DataLoader, no PIL.
 That is where the speed over a torchvision-transform pipeline comes from (bench/train_speed.py).
+
+Reading order: train_run() -> _train(), which is _setup(), then for each epoch _train_epoch() (a _step() per batch,
+_after_step() for the bookkeeping) and _end_epoch(), then _finish().
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,19 +28,18 @@ from . import augment as aug, fastgrad
 from .cli import config_from_args, train_parser
 # re-exported: pages, jobs and tests use train.Config, train.validate, train.PRESETS...
 from .config import OPTIMIZERS, PRESETS, SCHEDULES, Config, preset_config, validate  # noqa: F401
-from .data import MNISTMissing, load_mnist, split_validation
+from .data import MNIST, MNISTMissing, load_mnist, split_validation
 from .evaluate import evaluate
 from .models import build
 from .runs import Run, RunError, atomic_write_json, load_checkpoint, run_path, runs_dir, save_checkpoint
 
 RATE_WINDOW_S = 2.0  # the status's images/s: over about the last this many seconds of training steps
+BEAT_S = 0.5         # status.json's heartbeat and progress during steps, at most this often
 
-
-# ---------- the loop ----------
 
 def _optimizer(model, cfg: Config):
-    # fused: one kernel per step for all parameters; on CPU 2.5-3x faster than foreach (LeNet-5: SGD with momentum
-    # 160 -> 60 us a step, Adam 355 -> 140 us); the same update rule and state_dict keys (rounding can differ)
+    # fused: one kernel per step for all parameters, much faster on CPU than foreach; the same update rule and
+    # state_dict keys (rounding can differ)
     params = model.parameters()
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
@@ -76,6 +80,46 @@ class StopRequested:
         return self.event.is_set()
 
 
+def _fresh_state() -> dict:
+    """What the loop accumulates. It goes into last.pt, so a resumed run logs exactly what an uninterrupted one
+    would: ep_* sum the epoch for its record, w_* the window of steps for the next step record."""
+    return dict(epoch=0, step_in_epoch=0, global_step=0, train_seconds=0.0, best_acc=-1.0,
+                ep_loss=0.0, ep_correct=0, ep_seen=0, ep_seconds=0.0,
+                w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
+
+
+@dataclass
+class _Training:
+    """One run being trained: what _setup made, and the counters the loop keeps outside last.pt."""
+    run: Run
+    cfg: Config
+    data: MNIST
+    x_tr: torch.Tensor
+    y_tr: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    steps_per_epoch: int
+    state: dict = field(default_factory=_fresh_state)
+    grads: Callable | None = None  # fastgrad's hand-run loss and gradients, or None: autograd
+    opt_step: Callable | None = None
+    checkpoint_step: int = 0       # the global step last.pt holds: where --resume continues from
+    bar: object = None             # tqdm progress bar (CLI on a terminal)
+    lr: float = 0.0                # the learning rate of the latest step
+    level: object = None           # the augmentation level (augment.LEVELS)
+    gen: torch.Generator = field(default_factory=torch.Generator)  # augmentation, seeded per step
+    last_beat: float = 0.0
+    rate_seen: int = 0             # the status's images/s: images and seconds since it was last computed
+    rate_secs: float = 0.0
+    rate: float | None = None
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+
 def train_run(run: Run, resume: bool = False, stop: StopRequested | None = None, progress: bool = False) -> dict:
     """Train the run in `run.path` (config.json must exist). Returns the CLI's result dict.
     Any exception marks the run failed, with its text, before it propagates."""
@@ -87,192 +131,226 @@ def train_run(run: Run, resume: bool = False, stop: StopRequested | None = None,
 
 
 def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
+    t = _setup(run, resume, progress)
+    status = "completed"
+    # the objects alive now (torch, the data, the model) stay out of the collector's passes until the loop ends:
+    # a full pass over them is slow, and would land inside a training step
+    gc.freeze()
+    try:
+        for epoch in range(t.state["epoch"], t.cfg.epochs):
+            if not _train_epoch(t, epoch, stop):
+                status = "stopped"
+                break
+            test_acc = _end_epoch(t, epoch)
+            if t.cfg.target_accuracy is not None and test_acc >= t.cfg.target_accuracy:
+                break
+        if status == "stopped":
+            _checkpoint(t)  # a partial window stays in the checkpoint: resuming continues it
+        elif t.state["w_seen"]:
+            _log_window(t, t.state["epoch"])  # the run's last steps, fewer than log_every
+    finally:
+        gc.unfreeze()
+        if t.bar:
+            t.bar.close()
+    return _finish(t, status)
+
+
+# ---------- setup ----------
+
+def _setup(run: Run, resume: bool, progress: bool) -> _Training:
+    """Data, model, optimizer and schedule for the run; restored from last.pt when resuming; status running."""
     cfg = Config.from_dict(run.config())
     torch.manual_seed(cfg.seed)
     data = load_mnist()
     x_tr, y_tr, x_val, y_val = split_validation(data.train_images, data.train_labels, cfg.val_size, cfg.seed)
     if cfg.limit_train:
         x_tr, y_tr = x_tr[:cfg.limit_train], y_tr[:cfg.limit_train]
-    n, bs = len(x_tr), cfg.batch_size
-    steps_per_epoch = max(1, math.ceil(n / bs))
-    total_steps = steps_per_epoch * cfg.epochs
-
+    steps_per_epoch = max(1, math.ceil(len(x_tr) / cfg.batch_size))
     model = build(cfg.model).to(memory_format=torch.channels_last)
     opt = _optimizer(model, cfg)
-    sched = _scheduler(opt, cfg, steps_per_epoch)
-    # everything the loop accumulates lives here and goes into last.pt, so a resumed run logs exactly
-    # what an uninterrupted one would (the w_* window feeds the next step record)
-    state = dict(epoch=0, step_in_epoch=0, global_step=0, train_seconds=0.0, best_acc=-1.0,
-                 ep_loss=0.0, ep_correct=0, ep_seen=0, ep_seconds=0.0,
-                 w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
+    t = _Training(run, cfg, data, x_tr, y_tr, x_val, y_val, model, opt, _scheduler(opt, cfg, steps_per_epoch),
+                  steps_per_epoch)
     if resume and not run.last_ckpt.exists():  # a queued run (or one that died before its first checkpoint)
         resume = False
         run.truncate_metrics(0)
     if resume:
-        ck = load_checkpoint(run.last_ckpt)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng"])
-        state.update(ck["state"])
-        run.truncate_metrics(state["global_step"])
-        if state["w_seen"] and any(r["step"] == state["global_step"] for r in run.step_records()):
-            # a window still open in last.pt yet logged at its step: only the run's last steps, logged after the
-            # final checkpoint, are (killed before the status said completed); do not log them twice
-            state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
+        _restore(t)
     else:
         run.save_test_labels(data.test_labels.numpy())
-
-    def checkpoint(path):
-        save_checkpoint(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                               "state": dict(state), "config": dataclasses.asdict(cfg)})
-
     run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), started=time.time(),
-                     total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs)
-    bar = None
+                     total_steps=t.total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs)
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=total_steps, initial=state["global_step"], unit="step", file=sys.stderr,
-                   dynamic_ncols=True, leave=False)
-    level = aug.LEVELS[cfg.augment]
-    # the plain models (LeNet-5, net-320...) backpropagate without autograd's graph: same gradients, a LeNet-5
-    # step about a fifth faster measured alone, an epoch 5-7% faster in this loop (mnistviz/fastgrad.py)
-    handrun = fastgrad.supports(model)
-    if handrun:  # LeNet-5's tanh / pool blocks run as native.c's fused kernels when a C compiler is there; its one-off
-        fastgrad.uses_native(model)  # build (about a second, once per machine) happens here, not in a timed step
-    opt_step = fastgrad.step_function(opt)  # opt.step, without its per-step Python (the same update and state)
+        t.bar = tqdm(total=t.total_steps, initial=t.state["global_step"], unit="step", file=sys.stderr,
+                     dynamic_ncols=True, leave=False)
+    t.level = aug.LEVELS[cfg.augment]
+    # the one switch for the CPU-only fast paths (fastgrad, native.c): off on any other device
+    t.grads, t.opt_step = fastgrad.speedups_for(model, opt, x_tr.device)
+    t.lr = t.sched.get_last_lr()[0]
+    return t
 
-    def log_window(epoch_progress, lr):
-        # one point of the per-step curve: the mean over the last log_every steps. Windows run across epoch
-        # boundaries, so no point stands for a window of one or two steps (such points made spikes at every epoch)
-        run.append_metrics([{"step": state["global_step"], "epoch_progress": round(epoch_progress, 4),
-                             "train_loss": state["w_loss"] / state["w_seen"],
-                             "train_acc": state["w_correct"] / state["w_seen"],
-                             "lr": lr, "images_per_s": state["w_seen"] / max(state["w_seconds"], 1e-9),
-                             "time": time.time()}])
-        state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
 
-    lr = sched.get_last_lr()[0]
-    gen = torch.Generator()
-    last_beat = 0.0
-    # the images/s the status shows: over the last RATE_WINDOW_S seconds of steps, across epoch ends (the epoch's
-    # own average, shown before, jumped about in each epoch's first seconds); the epoch records keep the average
-    rate_seen, rate_secs, rate = 0, 0.0, None
-    checkpoint_step = state["global_step"] if resume else 0  # what last.pt holds: where --resume continues from
-    status = "completed"
-    # the objects alive now (torch, the data, the model: ~300,000) are left out of the collector's passes
-    # until the loop ends: a full pass over them takes ~0.15 s, and a 2-epoch CLI run made one more without this
-    gc.freeze()
-    try:
-        for epoch in range(state["epoch"], cfg.epochs):
-            model.train()
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-            for i in range(state["step_in_epoch"], steps_per_epoch):
-                if stop.is_set():
-                    status = "stopped"
-                    break
-                t0 = time.perf_counter()
-                idx = perm[i * bs:(i + 1) * bs]
-                xb = x_tr.index_select(0, idx).unsqueeze(1).float().div_(255)  # 3x cheaper than x_tr[idx]
-                if cfg.augment != "none":
-                    gen.manual_seed((cfg.seed * 1000003 + epoch) * 100003 + i)  # per step: resumable mid-epoch
-                    xb = aug.augment(xb, level, gen)
-                xb = xb.contiguous(memory_format=torch.channels_last)
-                yb = y_tr.index_select(0, idx)
-                if handrun:
-                    logits, loss = fastgrad.loss_and_grads(model, xb, yb, cfg.label_smoothing)
-                else:
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                opt_step()
-                lr = sched.get_last_lr()[0]
-                sched.step()
-                correct = (logits.argmax(1) == yb).sum().item()
-                dt = time.perf_counter() - t0
-                b = len(idx)
-                loss_sum = loss.item() * b
-                state["ep_loss"] += loss_sum
-                state["ep_correct"] += correct
-                state["ep_seen"] += b
-                state["ep_seconds"] += dt
-                state["train_seconds"] += dt
-                state["global_step"] += 1
-                state["step_in_epoch"] = i + 1
-                state["w_loss"] += loss_sum
-                state["w_correct"] += correct
-                state["w_seen"] += b
-                state["w_seconds"] += dt
-                rate_seen += b
-                rate_secs += dt
-                if rate_secs >= RATE_WINDOW_S:
-                    rate, rate_seen, rate_secs = rate_seen / rate_secs, 0, 0.0
-                if bar:
-                    bar.update(1)
-                g = state["global_step"]
-                if g % cfg.log_every == 0:  # windows run across epoch ends: the last one logged was at g - log_every
-                    log_window(epoch + (i + 1) / steps_per_epoch, lr)
-                now = time.time()
-                if now - last_beat >= 0.5:
-                    last_beat = now
-                    done = g / total_steps
-                    steps_per_s = state["global_step"] / max(state["train_seconds"], 1e-9)
-                    run.write_status(status="running", heartbeat=now, epoch=epoch + 1, step=i + 1, global_step=g,
-                                     images_per_s=rate or state["ep_seen"] / max(state["ep_seconds"], 1e-9),
-                                     eta_s=(total_steps - g) / max(steps_per_s, 1e-9), progress=done,
-                                     checkpoint_step=checkpoint_step)
-            if status == "stopped":
-                break
-            # epoch end: evaluate, store predictions, checkpoint
-            t_eval = time.perf_counter()
-            val_loss, val_acc, _ = evaluate(model, x_val, y_val)
-            test_loss, test_acc, probs = evaluate(model, data.test_images, data.test_labels)
-            run.save_probs(epoch + 1, probs)
-            rec = {"epoch": epoch + 1, "step": state["global_step"],
-                   "train_loss": state["ep_loss"] / max(state["ep_seen"], 1),
-                   "train_acc": state["ep_correct"] / max(state["ep_seen"], 1),
-                   "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
-                   "epoch_seconds": state["ep_seconds"], "eval_seconds": time.perf_counter() - t_eval,
-                   "train_seconds": state["train_seconds"],
-                   "images_per_s": state["ep_seen"] / max(state["ep_seconds"], 1e-9),
-                   "lr": lr, "time": time.time()}
-            state.update(epoch=epoch + 1, step_in_epoch=0, ep_loss=0.0, ep_correct=0, ep_seen=0, ep_seconds=0.0)
-            if test_acc > state["best_acc"]:
-                state["best_acc"] = test_acc
-                save_checkpoint(run.best_ckpt, {"model": model.state_dict(), "epoch": epoch + 1, "test_acc": test_acc})
-            # the record before the checkpoint: a kill between the two leaves a record that last.pt (still the
-            # previous epoch's) does not cover, and --resume drops it (truncate_metrics keeps records up to
-            # last.pt's global step) and redoes the epoch; the other order lost the record for good
-            run.append_metrics([rec])
-            checkpoint(run.last_ckpt)
-            checkpoint_step = state["global_step"]
-            run.write_status(checkpoint_step=checkpoint_step)
-            if bar:
-                bar.set_postfix(epoch=epoch + 1, test_acc=f"{test_acc:.4f}")
-            if cfg.target_accuracy is not None and test_acc >= cfg.target_accuracy:
-                break
-        if status == "stopped":
-            checkpoint(run.last_ckpt)  # a partial window stays in the checkpoint: resuming continues it
-            checkpoint_step = state["global_step"]
-        elif state["w_seen"]:
-            log_window(state["epoch"], lr)  # the run's last steps, fewer than log_every
-    finally:
-        gc.unfreeze()
-        if bar:
-            bar.close()
-    epochs = run.epoch_records()
-    run.write_status(status=status, ended=time.time(), heartbeat=time.time(), epoch=state["epoch"],
-                     global_step=state["global_step"], progress=state["global_step"] / total_steps,
-                     checkpoint_step=checkpoint_step)
+def _restore(t: _Training) -> None:
+    """Model, optimizer, schedule, RNG and the loop's sums from last.pt; the metrics cut back to what it holds."""
+    ck = load_checkpoint(t.run.last_ckpt)
+    t.model.load_state_dict(ck["model"])
+    t.opt.load_state_dict(ck["optimizer"])
+    t.sched.load_state_dict(ck["scheduler"])
+    torch.set_rng_state(ck["rng"])
+    t.state.update(ck["state"])
+    t.checkpoint_step = t.state["global_step"]
+    t.run.truncate_metrics(t.state["global_step"])
+    if t.state["w_seen"] and any(r["step"] == t.state["global_step"] for r in t.run.step_records()):
+        # a window still open in last.pt yet logged at its step: only the run's last steps, logged after the
+        # final checkpoint, are (killed before the status said completed); do not log them twice
+        t.state.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
+
+
+# ---------- one epoch, one step ----------
+
+def _train_epoch(t: _Training, epoch: int, stop: StopRequested) -> bool:
+    """Train the rest of one epoch. False when a stop was asked for (before the step it would have taken)."""
+    t.model.train()
+    bs = t.cfg.batch_size
+    perm = torch.randperm(len(t.x_tr), generator=torch.Generator().manual_seed(t.cfg.seed * 100003 + epoch))
+    for i in range(t.state["step_in_epoch"], t.steps_per_epoch):
+        if stop.is_set():
+            return False
+        t0 = time.perf_counter()
+        xb, yb = _batch(t, perm[i * bs:(i + 1) * bs], epoch, i)
+        logits, loss = _step(t, xb, yb)
+        t.lr = t.sched.get_last_lr()[0]  # the rate this step used
+        t.sched.step()
+        correct = (logits.argmax(1) == yb).sum().item()
+        dt = time.perf_counter() - t0
+        _after_step(t, epoch, i, len(yb), loss.item(), correct, dt)
+    return True
+
+
+def _batch(t: _Training, idx: torch.Tensor, epoch: int, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images at idx as floats in [0, 1], augmented as the run asks, channels-last; their labels."""
+    xb = t.x_tr.index_select(0, idx).unsqueeze(1).float().div_(255)  # index_select: cheaper than x_tr[idx]
+    if t.cfg.augment != "none":
+        t.gen.manual_seed((t.cfg.seed * 1000003 + epoch) * 100003 + i)  # per step: resumable mid-epoch
+        xb = aug.augment(xb, t.level, t.gen)
+    return xb.contiguous(memory_format=torch.channels_last), t.y_tr.index_select(0, idx)
+
+
+def _step(t: _Training, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch: loss, gradients, update. Returns (logits, loss)."""
+    if t.grads:  # fastgrad's hand-run backward: the same gradients, without autograd's graph
+        logits, loss = t.grads(t.model, xb, yb, t.cfg.label_smoothing)
+    else:
+        logits = t.model(xb)
+        loss = F.cross_entropy(logits, yb, label_smoothing=t.cfg.label_smoothing)
+        t.opt.zero_grad(set_to_none=True)
+        loss.backward()
+    t.opt_step()
+    return logits, loss
+
+
+def _after_step(t: _Training, epoch: int, i: int, b: int, loss: float, correct: int, dt: float) -> None:
+    """Step i of the epoch is done (b images, mean loss, correct predictions, seconds): add it to the sums, log a
+    step record every log_every steps, update the status now and then."""
+    st = t.state
+    loss_sum = loss * b
+    st["ep_loss"] += loss_sum
+    st["ep_correct"] += correct
+    st["ep_seen"] += b
+    st["ep_seconds"] += dt
+    st["train_seconds"] += dt
+    st["global_step"] += 1
+    st["step_in_epoch"] = i + 1
+    st["w_loss"] += loss_sum
+    st["w_correct"] += correct
+    st["w_seen"] += b
+    st["w_seconds"] += dt
+    # the status's images/s: over the last RATE_WINDOW_S seconds of steps, across epoch ends (an epoch's own
+    # average jumps about in its first seconds); the epoch records keep the average
+    t.rate_seen += b
+    t.rate_secs += dt
+    if t.rate_secs >= RATE_WINDOW_S:
+        t.rate, t.rate_seen, t.rate_secs = t.rate_seen / t.rate_secs, 0, 0.0
+    if t.bar:
+        t.bar.update(1)
+    g = st["global_step"]
+    if g % t.cfg.log_every == 0:  # windows run across epoch ends: the last one logged was at g - log_every
+        _log_window(t, epoch + (i + 1) / t.steps_per_epoch)
+    now = time.time()
+    if now - t.last_beat >= BEAT_S:
+        t.last_beat = now
+        steps_per_s = g / max(st["train_seconds"], 1e-9)
+        t.run.write_status(status="running", heartbeat=now, epoch=epoch + 1, step=i + 1, global_step=g,
+                           images_per_s=t.rate or st["ep_seen"] / max(st["ep_seconds"], 1e-9),
+                           eta_s=(t.total_steps - g) / max(steps_per_s, 1e-9), progress=g / t.total_steps,
+                           checkpoint_step=t.checkpoint_step)
+
+
+def _log_window(t: _Training, epoch_progress: float) -> None:
+    """One point of the per-step curve: the mean over the last log_every steps. Windows run across epoch
+    boundaries, so no point stands for a window of one or two steps (such points made spikes at every epoch)."""
+    st = t.state
+    t.run.append_metrics([{"step": st["global_step"], "epoch_progress": round(epoch_progress, 4),
+                           "train_loss": st["w_loss"] / st["w_seen"], "train_acc": st["w_correct"] / st["w_seen"],
+                           "lr": t.lr, "images_per_s": st["w_seen"] / max(st["w_seconds"], 1e-9),
+                           "time": time.time()}])
+    st.update(w_loss=0.0, w_correct=0, w_seen=0, w_seconds=0.0)
+
+
+# ---------- epoch end, finish ----------
+
+def _end_epoch(t: _Training, epoch: int) -> float:
+    """Evaluate, store the test predictions and the epoch record, checkpoint. Returns the test accuracy."""
+    st, run = t.state, t.run
+    t_eval = time.perf_counter()
+    val_loss, val_acc, _ = evaluate(t.model, t.x_val, t.y_val)
+    test_loss, test_acc, probs = evaluate(t.model, t.data.test_images, t.data.test_labels)
+    run.save_probs(epoch + 1, probs)
+    rec = {"epoch": epoch + 1, "step": st["global_step"],
+           "train_loss": st["ep_loss"] / max(st["ep_seen"], 1), "train_acc": st["ep_correct"] / max(st["ep_seen"], 1),
+           "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
+           "epoch_seconds": st["ep_seconds"], "eval_seconds": time.perf_counter() - t_eval,
+           "train_seconds": st["train_seconds"], "images_per_s": st["ep_seen"] / max(st["ep_seconds"], 1e-9),
+           "lr": t.lr, "time": time.time()}
+    st.update(epoch=epoch + 1, step_in_epoch=0, ep_loss=0.0, ep_correct=0, ep_seen=0, ep_seconds=0.0)
+    if test_acc > st["best_acc"]:
+        st["best_acc"] = test_acc
+        save_checkpoint(run.best_ckpt, {"model": t.model.state_dict(), "epoch": epoch + 1, "test_acc": test_acc})
+    # the record before the checkpoint: a kill between the two leaves a record that last.pt (still the
+    # previous epoch's) does not cover, and --resume drops it (truncate_metrics keeps records up to
+    # last.pt's global step) and redoes the epoch; the other order lost the record for good
+    run.append_metrics([rec])
+    _checkpoint(t)
+    run.write_status(checkpoint_step=t.checkpoint_step)
+    if t.bar:
+        t.bar.set_postfix(epoch=epoch + 1, test_acc=f"{test_acc:.4f}")
+    return test_acc
+
+
+def _checkpoint(t: _Training) -> None:
+    """last.pt: everything --resume needs to continue from this very step."""
+    save_checkpoint(t.run.last_ckpt, {"model": t.model.state_dict(), "optimizer": t.opt.state_dict(),
+                                      "scheduler": t.sched.state_dict(), "rng": torch.get_rng_state(),
+                                      "state": dict(t.state), "config": dataclasses.asdict(t.cfg)})
+    t.checkpoint_step = t.state["global_step"]
+
+
+def _finish(t: _Training, status: str) -> dict:
+    """The final status, and the CLI's result dict."""
+    st = t.state
+    epochs = t.run.epoch_records()
+    t.run.write_status(status=status, ended=time.time(), heartbeat=time.time(), epoch=st["epoch"],
+                       global_step=st["global_step"], progress=st["global_step"] / t.total_steps,
+                       checkpoint_step=t.checkpoint_step)
     return {
-        "run": run.name, "run_dir": str(run.path), "status": status, "epochs": len(epochs),
+        "run": t.run.name, "run_dir": str(t.run.path), "status": status, "epochs": len(epochs),
         "test_accuracy": epochs[-1].get("test_acc") if epochs else None,
         "best_test_accuracy": max((r["test_acc"] for r in epochs if r.get("test_acc") is not None), default=None),
-        "train_seconds": round(state["train_seconds"], 3),
+        "train_seconds": round(st["train_seconds"], 3),
     }
 
+
+# ---------- a new run, and the CLI ----------
 
 def create_run(cfg: Config, root=None) -> Run:
     """Make the run folder (queued) with its config.json. The name must be new."""
@@ -297,7 +375,6 @@ def create_run(cfg: Config, root=None) -> Run:
     return run
 
 
-# ---------- CLI ----------
 
 def main(argv=None) -> int:
     p = train_parser()

@@ -35,6 +35,7 @@ def _compare(model, x, y, eps):
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 def test_gradients_match_autograd(name, channels_last, eps):
+    """Guards the hand-run backward: autograd's logits, loss and gradients for every model it takes, any layout."""
     torch.manual_seed(0)
     model = models.build(name)
     x = torch.rand(8, 1, 28, 28)
@@ -47,7 +48,8 @@ def test_gradients_match_autograd(name, channels_last, eps):
 
 
 def test_torch_layers_with_strides_and_padding():
-    """Plain nn.Conv2d / nn.Tanh, strided and padded pooling, a conv without bias, a conv whose input needs a gradient."""
+    """Guards the torch layers the models do not use yet: plain nn.Conv2d / nn.Tanh, strided and padded pooling, a
+    conv without bias, a conv whose input needs a gradient."""
     torch.manual_seed(1)
     model = nn.Sequential(models.Normalize(), nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.Tanh(),
                           nn.MaxPool2d(3, stride=2, padding=1), nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.ReLU(),
@@ -59,16 +61,19 @@ def test_torch_layers_with_strides_and_padding():
 
 @pytest.mark.parametrize("name", ["fast", "wide", "cnn-32-64"])
 def test_batchnorm_and_dropout_models_use_autograd(name):
+    """Guards the scope: models with BatchNorm or dropout are refused, so the trainer uses autograd for them."""
     assert not fastgrad.supports(models.build(name))
 
 
 def test_frozen_parameters_use_autograd():
+    """Guards the scope: a frozen parameter (which the hand-run backward would update) means autograd."""
     model = models.build("lenet5")
     model.conv1.weight.requires_grad_(False)
     assert not fastgrad.supports(model)
 
 
 def test_an_sgd_step_on_either_path_gives_the_same_weights():
+    """Guards training as a whole: a few SGD steps through the hand-run backward give autograd's weights."""
     torch.manual_seed(2)
     a = models.build("lenet5").to(memory_format=torch.channels_last)
     b = models.build("lenet5").to(memory_format=torch.channels_last)
@@ -100,8 +105,8 @@ OPTIMIZERS = {
 @pytest.mark.parametrize("kind", OPTIMIZERS)
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
 def test_the_direct_step_is_torchs_fused_step_exactly(kind, layout, recwarn):
-    """The direct kernel call: bit for bit the weights and the state_dict torch's step gives, under an LR schedule,
-    with channels-last weights (updated through their contiguous view) and without."""
+    """Guards the direct optimizer step: bit for bit the weights and the state_dict torch's step gives, under an LR
+    schedule, with channels-last weights (updated through their contiguous view) and without, and after a resume."""
     torch.manual_seed(3)
     a = models.build("lenet5").to(memory_format=layout)
     b = models.build("lenet5").to(memory_format=layout)
@@ -148,6 +153,7 @@ def test_the_direct_step_is_torchs_fused_step_exactly(kind, layout, recwarn):
 
 
 def test_the_direct_step_falls_back_to_opt_step():
+    """Guards the direct step's scope: other optimizers and settings, and a parameter without a gradient, get opt.step."""
     model = models.build("lenet5")
     for opt in (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),  # not fused
                 torch.optim.Adam(model.parameters(), amsgrad=True, fused=True),
@@ -163,3 +169,14 @@ def test_the_direct_step_falls_back_to_opt_step():
     assert torch.equal(model.conv1.weight, before)
     assert fused.state[model.conv1.weight] == {}
     assert all("momentum_buffer" in fused.state[p] for p in model.parameters() if p is not model.conv1.weight)
+
+
+def test_the_switch_turns_the_fast_paths_on_for_the_cpu_only():
+    """Guards speedups_for, the trainer's one switch: on the CPU the hand-run backward (for a model it takes) and the
+    direct step; on another device autograd and opt.step."""
+    lenet, fast = models.build("lenet5"), models.build("fast")
+    opt = torch.optim.SGD(lenet.parameters(), lr=0.1, momentum=0.9, fused=True)
+    on = fastgrad.speedups_for(lenet, opt, "cpu")
+    assert on.grads is fastgrad.loss_and_grads and on.step != opt.step
+    assert fastgrad.speedups_for(fast, opt, torch.device("cpu")).grads is None
+    assert fastgrad.speedups_for(lenet, opt, "cuda") == (None, opt.step)

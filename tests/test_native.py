@@ -27,6 +27,7 @@ def _torch_block(x, w, b, pad):
                                           (2, 3, 9, 3, 1)])    # small; c not a multiple of the kernel's 8
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_first_block_matches_torch(n, c, hw, k, pad, threads):
+    """Guards the conv1+tanh+pool kernel and its weight/bias gradients: torch's values, any size it takes, 1 or 2 threads."""
     torch.manual_seed(0)
     x = torch.rand(n, 1, hw, hw)
     w = (torch.randn(c, 1, k, k) * 0.3).contiguous(memory_format=CL)
@@ -53,6 +54,7 @@ def test_the_first_block_matches_torch(n, c, hw, k, pad, threads):
 @needs_lib
 @pytest.mark.parametrize("shape", [(4, 16, 10, 10), (3, 5, 11, 7)])
 def test_tanh_then_pool_matches_torch(shape):
+    """Guards the tanh+pool kernel and its input gradient: torch's values, odd sizes included."""
     torch.manual_seed(1)
     z = (torch.randn(shape) * 2).contiguous(memory_format=CL).requires_grad_()
     y, p = native.tanh_pool(z.detach())
@@ -67,6 +69,7 @@ def test_tanh_then_pool_matches_torch(shape):
 
 @needs_lib
 def test_lenet5_runs_its_tanh_blocks_natively_and_its_gradients_match_autograd():
+    """Guards the trainer's LeNet-5 path: both blocks fused, and its gradients still autograd's."""
     torch.manual_seed(2)
     model = models.build("lenet5").to(memory_format=CL)
     assert fastgrad.uses_native(model)
@@ -84,7 +87,8 @@ def test_lenet5_runs_its_tanh_blocks_natively_and_its_gradients_match_autograd()
 
 @needs_lib
 def test_inputs_the_kernels_do_not_take_run_stage_by_stage():
-    """A 64 x 64 image is wider than the first block's kernel computes: that call runs torch's ops one by one."""
+    """Guards the per-call fallback: a 64 x 64 image is wider than the first block's kernel computes, so that call
+    runs torch's ops one by one, with the same gradients."""
     torch.manual_seed(3)
     model = models.build("lenet5")
     x = torch.rand(2, 1, 64, 64)
@@ -105,6 +109,7 @@ def _probe(env: dict, code: str) -> str:
 
 
 def test_turned_off_or_without_a_compiler_the_model_trains_on_torchs_kernels(tmp_path):
+    """Guards the fallback: with MNISTVIZ_NATIVE=0 or a failing compiler, torch's kernels, a reason, no half-built file."""
     code = ("import torch; from mnistviz import native, fastgrad, models; m = models.build('lenet5');"
             "x = torch.rand(4, 1, 28, 28); fastgrad.loss_and_grads(m, x, torch.arange(4));"
             "print(native.lib() is None, fastgrad.uses_native(m), native.why_not(), sep='|')")
@@ -118,6 +123,7 @@ def test_turned_off_or_without_a_compiler_the_model_trains_on_torchs_kernels(tmp
 
 @needs_lib
 def test_the_library_is_built_once_into_the_cache_and_keeps_denormals(tmp_path):
+    """Guards the build cache (one build per machine) and that loading the library leaves denormals on."""
     code = ("import torch; from mnistviz import native; assert native.lib() is not None, native.why_not();"
             "print((torch.tensor([1e-39]) * 1.0).item() > 0)")
     assert _probe({"MNISTVIZ_CACHE": str(tmp_path)}, code) == "True"  # -ffast-math did not switch denormals off
@@ -129,6 +135,7 @@ def test_the_library_is_built_once_into_the_cache_and_keeps_denormals(tmp_path):
 
 
 def test_a_model_without_a_fused_run_of_stages_builds_nothing(tmp_path):
+    """Guards against compiling for nothing: a model native.c cannot fuse (net-320) never triggers a build."""
     code = ("import torch; from mnistviz import fastgrad, models; m = models.build('net-320');"
             "fastgrad.loss_and_grads(m, torch.rand(2, 1, 28, 28), torch.arange(2)); print(fastgrad.uses_native(m))")
     assert _probe({"MNISTVIZ_CACHE": str(tmp_path)}, code) == "False"
