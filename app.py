@@ -1,17 +1,18 @@
 """mnistviz: `streamlit run app.py`.
 
-The dashboard itself is shell.py (navigation, sidebar) and the page scripts in views/. This file serves it as an
+The dashboard itself is shell.py (navigation, sidebar) and the page scripts in pages/. This file serves it as an
 st.App with two additions: /api/live?run=NAME, the live numbers of a training as JSON (mnistviz.live), which the
-Train page polls every second instead of rerunning its script (see mnistviz/live.py); and each page's URL (/data...),
-which serves Streamlit's own index.html with one line more (see page_routes)."""
+Train page polls every second instead of rerunning its script; and each page's URL (/data...), which serves
+Streamlit's own index.html with one line more (see page_routes)."""
 import json
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from views._nav import PAGES
+from pages._nav import PAGES
 
 
 def live_numbers(request):  # a plain function: Starlette runs it in a worker thread (it reads files)
@@ -27,11 +28,9 @@ def live_numbers(request):  # a plain function: Starlette runs it in a worker th
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
-# Opened at a page's URL (a pasted link, a new tab, a refresh of /data), Streamlit's frontend first looks for its server
-# under that path (/data/_stcore/health: a 404), and only ~0.1 s later under its parent, so every such page load
-# waited that long before its session started (streamlit/streamlit#11537 names the 404). window.__streamlit is the
-# frontend's own setting for where its server and main page are (BACKEND_BASE_URL, MAIN_PAGE_BASE_URL): worked out
-# in the browser from the page's URL, so it stays right behind a proxy that adds a path prefix.
+# Opened at a page's URL (/data), Streamlit's frontend looks for its server under that path first (a 404) and only
+# later under its parent; window.__streamlit tells it the app's root at once, worked out from the URL so that a
+# proxy's path prefix is kept (docs/performance.md).
 _ROOT_JS = """<script>(() => {
   const page = %s, path = location.pathname.replace(/\\/+$/, "");
   if (!path.endsWith("/" + page)) return;
@@ -54,5 +53,10 @@ def page_routes() -> list[Route]:
             page, headers={"Cache-Control": "no-cache"})))
     return routes
 
+
+# A pages/ folder beside the main script puts a fresh server in Streamlit's legacy multipage mode until st.navigation
+# has run once: a /data link opened first would run pages/data.py alone, without the shell (sidebar, run from the URL).
+# The app navigates with st.navigation only (tests/e2e/test_shell_e2e.py opens a page URL first on a fresh server).
+PagesManager.uses_pages_directory = False
 
 app = st.App("shell.py", routes=[Route("/api/live", live_numbers), *page_routes()])

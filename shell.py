@@ -1,12 +1,9 @@
-"""The dashboard's script (`streamlit run app.py` serves it): navigation, and the sidebar shared by every page.
-
-The page scripts live in views/, not pages/: Streamlit runs a folder named pages/ in its legacy
-multipage mode until st.navigation has been called once, so a shared link opened on a fresh server
-would run its page without this shell (no sidebar, no run from the URL)."""
+"""The dashboard's script (`streamlit run app.py` serves it): navigation over the page scripts in pages/, and the
+sidebar shared by every page."""
 import streamlit as st
 
-from views._nav import LIVE_PAGES, PAGES
-from views._shared import freeze_imports, one_core, sidebar
+from pages._nav import LIVE_PAGES, PAGES
+from pages._shared import freeze_imports, one_core, sidebar
 
 st.set_page_config(page_title="mnistviz", page_icon="🔢", layout="wide")
 

@@ -197,8 +197,8 @@ def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, flo
 
 
 def app_pages() -> list[tuple[str, str]]:
-    """(url path, title) of the app's pages that exist (views/_nav.py), the home page first with path ""."""
-    from views._nav import PAGES
+    """(url path, title) of the app's pages that exist (pages/_nav.py), the home page first with path ""."""
+    from pages._nav import PAGES
 
     return [("" if url == "runs" else url, title) for f, title, _, url in PAGES if (ROOT / f).exists()]
 

@@ -3,7 +3,7 @@ route (/api/live, app.py) every second, writes the numbers into the page's metri
 data-stat="<label>") and the run's figures into the sidebar (data-side="<key>"; on the other pages a poller in the
 sidebar does only that, every 2 s), and, when the snapshot differs from what the page drew (live.changed), reruns
 the fragment that mounted it. A second's refresh is then one HTTP request and a few text nodes, not a Streamlit
-rerun. Where the route is missing (shell.py run directly), it reruns the fragment at every poll instead, which
+rerun. Where the route is missing, it reruns the fragment at every poll instead, which
 redraws the numbers on the server as before."""
 import html
 
@@ -40,7 +40,7 @@ export default function ({ data, setTriggerValue }) {
         const snap = await r.json();
         if (stopped) return;
         if (data.stats) show(snap.stats);
-        // the sidebar's figures of this run (views/_shared.sidebar marks them while the run trains)
+        // the sidebar's figures of this run (pages/_shared.sidebar marks them while the run trains)
         for (const [k, v] of Object.entries((data.side && snap.sidebar) || {}))
           for (const el of document.querySelectorAll('.mv-side[data-side="' + CSS.escape(k) + '"]'))
             if (el.dataset.run === data.run && el.textContent !== v) el.textContent = v;
@@ -83,8 +83,7 @@ STAT_STYLE = ("<style>.mv-stats{display:flex;flex-wrap:wrap;gap:0.5rem 2.5rem;ma
 
 def stat_row(stats) -> str:
     """(label, value[, note]) tuples as one row of metric-style numbers, in ONE markdown element whose values the
-    poller rewrites in place (six st.metric in columns cost the browser more at each redraw, and an st.progress
-    bar's animation alone about 4% of a core)."""
+    poller rewrites in place (cheaper for the browser to redraw than st.metric in columns)."""
     cells = []
     for label, value, *note in stats:
         sub = f'<div class="mv-sub">{html.escape(note[0])}</div>' if note else ""

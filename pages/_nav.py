@@ -3,16 +3,16 @@ server can read it without running the shell."""
 
 # (file, title, icon, url path); the home page is the default and lives at "/".
 PAGES = [
-    ("views/home.py", "Runs", ":material/list:", "runs"),
-    ("views/train.py", "Train", ":material/model_training:", "train"),
-    ("views/data.py", "Data", ":material/dataset:", "data"),
-    ("views/mispredictions.py", "Mispredictions", ":material/error:", "mispredictions"),
-    ("views/confusion.py", "Confusion", ":material/grid_on:", "confusion"),
-    ("views/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps"),
-    ("views/draw.py", "Draw", ":material/draw:", "draw"),
-    ("views/compare.py", "Compare", ":material/compare:", "compare"),
+    ("pages/home.py", "Runs", ":material/list:", "runs"),
+    ("pages/train.py", "Train", ":material/model_training:", "train"),
+    ("pages/data.py", "Data", ":material/dataset:", "data"),
+    ("pages/mispredictions.py", "Mispredictions", ":material/error:", "mispredictions"),
+    ("pages/confusion.py", "Confusion", ":material/grid_on:", "confusion"),
+    ("pages/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps"),
+    ("pages/draw.py", "Draw", ":material/draw:", "draw"),
+    ("pages/compare.py", "Compare", ":material/compare:", "compare"),
 ]
 
-# url paths of the pages whose own live poller (views/_live.py) writes the sidebar's figures of a training run; on
+# url paths of the pages whose own live poller (pages/_live.py) writes the sidebar's figures of a training run; on
 # the others the sidebar mounts one of its own ("" is the home page's path)
 LIVE_PAGES = {"", "runs", "train"}

@@ -15,14 +15,11 @@ import streamlit as st
 import torch
 
 from mnistviz import analysis, charts, data, inspect, jobs, live, runs, train  # noqa: F401
-from views._live import SIDEBAR_EVERY_S, poller
+from pages._live import SIDEBAR_EVERY_S, poller
 
-# Streamlit runs a full gc.collect() after every script run (runner.postScriptGC), so after every page render and
-# every refresh of the Train page's live curves. With torch, torchvision, pandas and plotly loaded that walks ~500,000
-# long-lived objects: 100-300 ms with the GIL held each time, so the page's last messages, its images and the next
-# session wait. gc.freeze() takes the objects that exist now (modules, mostly: they live as long as the process) out
-# of every later collection; freeze_imports() does it again whenever a page has imported more (torchvision with
-# torch._dynamo and sympy on the first MNIST load: ~250,000 objects; altair; captum).
+# Streamlit runs a full gc.collect() after every script run; with torch, torchvision, pandas and plotly loaded it
+# walks every long-lived object with the GIL held. gc.freeze() takes what exists now (modules, mostly) out of later
+# collections, again whenever a page has imported more (docs/performance.md has the figures).
 _frozen_at = 0  # len(sys.modules) at the last freeze
 
 
@@ -39,18 +36,16 @@ def freeze_imports() -> None:
 def one_core() -> None:
     """Give this script run's tensor work (a preview's augmentation, a model's forward pass) one thread.
 
-    With torch's default of a thread per core, each small op is split in two halves that meet at its end; on this
-    2-core machine the other core is busy with the browser drawing the very page, or with a training, so the op
-    waits for a descheduled half. The Data page's script took 200-380 ms in a new tab that way, 45-110 ms on one
-    thread. oneDNN and BLAS read the count per OS thread, and Streamlit gives every script run and fragment rerun a
-    thread of its own: so the shell calls this on every run, and a fragment that computes calls it too."""
+    With a thread per core each small op waits for a half that the browser or a training has descheduled. The
+    count is per OS thread and every script run and fragment rerun gets a thread of its own: so the shell calls this
+    on every run, and a fragment that computes calls it too."""
     torch.set_num_threads(1)
 
 
 @contextmanager
 def all_cores_unless_training():
-    """For a one-off computation of seconds (a robustness check): every core while no training runs, then back to
-    one. While one runs, the trainer needs them (1 thread: 3.3 s instead of 2.1 s per run checked, idle)."""
+    """For a one-off computation of seconds (a robustness check): every core while no training runs (the trainer
+    needs them), then back to one."""
     torch.set_num_threads(1 if jobs.active() else os.cpu_count() or 1)
     try:
         yield
@@ -176,7 +171,7 @@ def sidebar(follow_training: bool = False) -> None:
             r = by_name[current]
             fig = live.sidebar_figures(r["epochs_done"], r.get("best_test_acc"))
             if current == training:
-                # while it trains, a live poller (views/_live.py: the Train and Runs pages' own, or the one below)
+                # while it trains, a live poller (pages/_live.py: the Train and Runs pages' own, or the one below)
                 # rewrites these as its epochs end: the caption itself is redrawn only when the page reruns
                 fig = {k: f'<span class="mv-side" data-run="{html.escape(current)}" data-side="{k}">{v}</span>'
                        for k, v in fig.items()}
@@ -226,7 +221,7 @@ def image_up_close(run_name: str, index: int, image, probs, true: int, pred: int
     verdict = "right" if pred == true else "wrong"
     st.markdown(f"**true {true}, predicted {pred}** ({verdict}, {probs[pred]:.1%} confident{more})")
     st.plotly_chart(charts.probability_bars(probs, true, pred), key=key, config={"displayModeBar": False})
-    st.page_link("views/feature_maps.py", label=f"Feature maps of image {index}", icon=":material/layers:",
+    st.page_link("pages/feature_maps.py", label=f"Feature maps of image {index}", icon=":material/layers:",
                  query_params={"run": run_name, "index": str(index)})
 
 

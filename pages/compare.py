@@ -10,7 +10,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from mnistviz import charts, compare, data, jobs, runs, train
-from views._shared import all_cores_unless_training, all_runs, launch_made, launch_repeated
+from pages._shared import all_cores_unless_training, all_runs, launch_made, launch_repeated
 
 PALETTE = qualitative.Plotly
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}

@@ -7,7 +7,7 @@ import streamlit as st
 
 from mnistviz import analysis
 from mnistviz.charts import digit_grid
-from views._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
+from pages._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 128
 CELL = "cf_cell"  # (true, predicted) picked by clicking the heatmap or the most-confused table

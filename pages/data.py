@@ -2,7 +2,7 @@
 import streamlit as st
 
 from mnistviz import augment, charts, data
-from views._shared import require_mnist
+from pages._shared import require_mnist
 
 
 

@@ -16,7 +16,7 @@ import streamlit as st
 
 from mnistviz import charts, mydigits, preprocess
 from mnistviz import inspect as look
-from views._shared import cached_model, one_core, selected_run, selected_run_name
+from pages._shared import cached_model, one_core, selected_run, selected_run_name
 
 CANVAS_PX = 280
 SHOW_PX = 168  # the 28 x 28 input is shown 6x, pixel-sharp

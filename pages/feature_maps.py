@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnistviz import analysis, charts, data, evaluate, inspect, runs
-from views._shared import cached_model, keep, kept, selected_run
+from pages._shared import cached_model, keep, kept, selected_run
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
 TABS = ["Feature maps", "Filters", "Class scores", "Attribution"]

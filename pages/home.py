@@ -2,8 +2,8 @@
 import streamlit as st
 
 from mnistviz import charts, jobs, live, runs
-from views._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
-from views._shared import all_runs, select_run, selected_run_name
+from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
+from pages._shared import all_runs, select_run, selected_run_name
 
 
 st.title("Runs")
@@ -22,7 +22,7 @@ def _states(rows) -> list[tuple]:
 @st.fragment
 def runs_list(drawn: str | None):
     """The table, redrawn when a run's status or epochs change; the training's numbers, written into the page every
-    second by a poller (views/_live.py), as on the Train page. When the table changes, runs come and go, or a row
+    second by a poller (pages/_live.py), as on the Train page. When the table changes, runs come and go, or a row
     click selects another run than the page was drawn for (`drawn`), the whole page reruns: the heading, the sidebar
     and every button below then name the run selected."""
     if selected_run_name() != drawn:
@@ -143,7 +143,7 @@ if summary:  # only runs listed as good: a folder whose name is not a valid run 
             st.button(f"Resume {name}", icon=":material/play_arrow:", key=f"home_resume:{name}", on_click=_resume,
                       args=(name,))
     with c3:
-        st.page_link("views/train.py", label="Curves on the Train page", icon=":material/show_chart:",
+        st.page_link("pages/train.py", label="Curves on the Train page", icon=":material/show_chart:",
                      query_params={"run": name})
     with c4:
         with st.popover("Delete", icon=":material/delete:"):

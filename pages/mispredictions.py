@@ -3,7 +3,7 @@ import streamlit as st
 
 from mnistviz import analysis
 from mnistviz.charts import digit_grid, wrong_per_batch_bars
-from views._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
+from pages._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 256  # one grid image stays quick to draw; narrow the filters to see the rest
 # Widths in px: rows of fixed-width blocks wrap onto the next line when the page is narrow (at 900 px the main

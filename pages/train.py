@@ -9,8 +9,8 @@ import re
 import streamlit as st
 
 from mnistviz import augment, charts, data, jobs, live, models, runs, train
-from views._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
-from views._shared import launch_made, launch_repeated, require_mnist, same_settings, select_run, selected_run_name
+from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
+from pages._shared import launch_made, launch_repeated, require_mnist, same_settings, select_run, selected_run_name
 
 
 DEFAULTS = dataclasses.asdict(train.Config())
@@ -332,7 +332,7 @@ with st.container(key="train_launch_msg"):
                        " (training runs as its own process; it goes on if you close this tab).")
         if len(launched) == 2:  # a pair: the way to its comparison, also once both have finished
             aug, plain = launched
-            st.page_link("views/compare.py", icon=":material/compare:", query_params={"runs": f"{aug},{plain}"},
+            st.page_link("pages/compare.py", icon=":material/compare:", query_params={"runs": f"{aug},{plain}"},
                          label=f"Compare {aug} with {plain}" +
                                (" (once they have finished an epoch)" if active else ""))
         elif not active:
@@ -348,10 +348,9 @@ with st.expander(f"Model summary: {_model}" + (f" ({_about})" if _about else "")
 
 # ---------- live view ----------
 # Three parts, refreshed at different rates, because every refresh costs the browser CPU that a training on the
-# same 2 cores then lacks (bench/contention.py): the numbers every second, written into the page by a poller that
-# fetches them as JSON (views/_live.py, mnistviz/live.py; a Streamlit rerun a second took 15-20% of a training's
-# speed); the curves and epoch table every CURVES_EVERY_S seconds (redrawing them is ~0.2 s of browser CPU each
-# time); the heading, messages and Stop / Resume only when the run's state changes, which reruns the whole page.
+# same cores then lacks (bench/contention.py, docs/performance.md): the numbers every second, written into the page
+# by a poller that fetches them as JSON (pages/_live.py, mnistviz/live.py); the curves and epoch table every
+# CURVES_EVERY_S seconds; the heading, messages and Stop / Resume only when the run's state changes (a full rerun).
 
 def live_numbers(name, phase_seen, busy_seen):
     """Drawn with the page; rerun only when its poller sees a change beyond the numbers (then the whole page)."""

@@ -46,13 +46,28 @@ def write_idx(raw: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -
 
 @pytest.fixture(autouse=True)
 def torch_threads_back():
-    """A page run under AppTest puts torch on one thread (views._shared.one_core), and threads started after it
+    """A page run under AppTest puts torch on one thread (pages._shared.one_core), and threads started after it
     take that count: each test starts with the count this process had."""
     import torch
 
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def no_legacy_pages_mode(monkeypatch):
+    """AppTest runs shell.py without app.py and resets PagesManager.uses_pages_directory before every script run:
+    apply app.py's setting after each reset, or a pages/ folder would run a switched-to page without the shell."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    init = PagesManager.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", __init__)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Streamlit's full gc.collect() after every script run stays short: what the pages import is frozen out of it
-(views._shared.freeze_imports, called by the shell on every run)."""
+(pages._shared.freeze_imports, called by the shell on every run)."""
 import gc
 import sys
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from views import _shared
+from pages import _shared
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ def open_compare(monkeypatch, data_root, runs_root, runs_param: str | None = Non
     at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     if runs_param is not None:
         at.query_params["runs"] = runs_param
-    at.switch_page("views/compare.py")
+    at.switch_page("pages/compare.py")
     return at.run()
 
 

@@ -24,7 +24,7 @@ def test_data_page_says_what_the_chosen_level_does(tiny_env, monkeypatch):
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     at.run()
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     assert not at.exception
     level = at.selectbox(key="data_level").value
     captions = [c.value for c in at.caption]

@@ -14,7 +14,7 @@ from mnistviz import mydigits
 def open_draw(monkeypatch) -> AppTest:
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
-    at.switch_page("views/draw.py")
+    at.switch_page("pages/draw.py")
     return at.run()
 
 
@@ -110,7 +110,7 @@ def open_draw_on(monkeypatch, run: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     at.query_params["run"] = run
     at.run()
-    at.switch_page("views/draw.py").run()
+    at.switch_page("pages/draw.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -133,8 +133,8 @@ def test_the_model_is_the_run_selected_in_the_sidebar_until_the_user_picks_anoth
     assert not at.exception and model_picker(at).value == aug
     # leaving the page and coming back: the sidebar's run again
     model_picker(at).select(default).run()
-    at.switch_page("views/home.py").run()
-    at.switch_page("views/draw.py").run()
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/draw.py").run()
     assert not at.exception and model_picker(at).value == aug
 
 

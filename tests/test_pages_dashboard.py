@@ -53,7 +53,7 @@ def copy_run(fixture_runs: Path, runs_root: Path, name: str) -> None:
 # ---------- Train ----------
 
 def test_invalid_hyperparameters_show_a_message_beside_the_field_and_launch_nothing(tiny_env, app):
-    at = app("views/train.py")
+    at = app("pages/train.py")
     assert not at.error
     at.number_input(key="cfg_lr").set_value(-1.0)
     at.number_input(key="cfg_epochs").set_value(0)
@@ -68,7 +68,7 @@ def test_invalid_hyperparameters_show_a_message_beside_the_field_and_launch_noth
 
 
 def test_the_fields_error_goes_once_the_fields_are_valid_again(tiny_env, app):
-    at = app("views/train.py")
+    at = app("pages/train.py")
     at.number_input(key="cfg_epochs").set_value(0).run()
     at.button(key="train_one").click().run()
     assert "Fix the fields marked in red; nothing was launched." in texts(at.error)
@@ -88,7 +88,7 @@ def queue_held(runs_root):
 
 def test_a_second_click_on_train_with_the_same_settings_launches_nothing_unless_asked_again(tiny_env, app):
     queue_held(tiny_env)
-    at = app("views/train.py")
+    at = app("pages/train.py")
     at.button(key="train_one").click().run()
     first = jobs.queue()
     assert len(first) == 1
@@ -126,7 +126,7 @@ def test_a_queue_that_cannot_be_updated_is_said_not_raised(tiny_env, fixture_run
     # the Train page, its once-a-second live numbers, Train and Stop end in messages, not tracebacks
     (tiny_env / "_queue.lock").mkdir()
     copy_run(fixture_runs, tiny_env, "tiny-none")
-    at = app("views/train.py", run="tiny-none")
+    at = app("pages/train.py", run="tiny-none")
     assert "The training queue cannot be updated" in texts(at.sidebar.warning) + texts(at.warning) + texts(at.info)
     at.text_input(key="cfg_name").set_value("blocked")
     at.button(key="train_one").click().run()
@@ -135,7 +135,7 @@ def test_a_queue_that_cannot_be_updated_is_said_not_raised(tiny_env, fixture_run
 
 
 def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env, app):
-    at = app("views/train.py")
+    at = app("pages/train.py")
     at.selectbox(key="cfg_preset").set_value("lenet5-sgd").run()
     assert at.selectbox(key="cfg_model").value == "lenet5" and at.number_input(key="cfg_batch_size").value == 32
     assert "61,706" in texts(at.markdown)  # the model summary's total for LeNet-5
@@ -154,13 +154,13 @@ def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env
         time.sleep(0.2)
     assert run.status()["status"] == "completed", (run.path / jobs.LOG_FILE).read_text()
 
-    at.switch_page("views/home.py").run()
+    at.switch_page("pages/home.py").run()
     table = at.dataframe[0].value
     row = table[table["name"] == "ui-run"].iloc[0]
     assert row["status"] == "completed" and row["epochs"] == "1 / 1" and row["model"] == "fast"
     assert at.selectbox(key="_run_picker").value == "ui-run"
 
-    at.switch_page("views/train.py").run()  # the live view of the finished run
+    at.switch_page("pages/train.py").run()  # the live view of the finished run
     stats = live_stats(at)
     assert (stats["Status"], stats["Epoch"]) == ("completed", "1 / 1")
     assert len(at.get("plotly_chart")) == 1
@@ -189,7 +189,7 @@ def test_load_settings_from_the_selected_run_fills_the_form_and_trains_it_again(
     copy_run(fixture_runs, tiny_env, "tiny-none")
     rewrite_config(tiny_env, "tiny-none", **RERUN_CONFIG)
     shutil.copytree(fixture_runs / "tiny-aug", tiny_env / "tiny-none-2")  # so the next free name is -3
-    at = app("views/train.py", run="tiny-none")
+    at = app("pages/train.py", run="tiny-none")
     assert at.selectbox(key="cfg_preset").value == "default" and at.number_input(key="cfg_lr").value == 0.2
     assert at.button(key="cfg_load:tiny-none").label == "Load settings from tiny-none"
     at.button(key="cfg_load:tiny-none").click().run()
@@ -215,7 +215,7 @@ def test_load_settings_says_which_values_of_the_run_the_form_cannot_take(tiny_en
     copy_run(fixture_runs, tiny_env, "tiny-none")
     # a model since removed from the registry, a number written as text, a field older versions did not record
     rewrite_config(tiny_env, "tiny-none", model="old-net", batch_size="64", lr=0.05, epochs=3, limit_train=...)
-    at = app("views/train.py", run="tiny-none")
+    at = app("pages/train.py", run="tiny-none")
     at.selectbox(key="cfg_preset").set_value("best").run()  # the form before loading: model wide, 16 epochs
     at.number_input(key="cfg_limit_train").set_value(500).run()
     at.button(key="cfg_load:tiny-none").click().run()
@@ -239,7 +239,7 @@ def test_live_curves_of_a_starting_run_show_their_few_points_on_sane_axes(tiny_e
     run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), total_steps=22)
     first = runs.Run(fixture_runs / "tiny-none").step_records()[0]
     run.append_metrics([first])
-    at = app("views/train.py", run="starting")
+    at = app("pages/train.py", run="starting")
     assert live_stats(at)["Status"] == "running"
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     steps = [t for t in fig["data"] if t["legendgroup"] == "train-step"]
@@ -249,21 +249,21 @@ def test_live_curves_of_a_starting_run_show_their_few_points_on_sane_axes(tiny_e
     assert layout["yaxis2"]["autorangeoptions"] == {"minallowed": 0, "maxallowed": 1}  # accuracy within 0-100%
     assert all(layout[a]["autorangeoptions"]["minallowed"] == 0 for a in ("xaxis", "xaxis2", "yaxis"))
 
-    # before its first record: an empty chart that says so (drawn from the start: see views/train.py live_figure)
+    # before its first record: an empty chart that says so (drawn from the start: see pages/train.py live_figure)
     blank = train.create_run(train.Config(name="blank", epochs=2), tiny_env)
     blank.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), total_steps=22)
-    at = app("views/train.py", run="blank")
+    at = app("pages/train.py", run="blank")
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [len(t["x"]) for t in fig["data"]] == [0, 0]
     assert [a["text"] for a in fig["layout"]["annotations"]] == ["waiting for the first logged steps"] * 2
     blank.write_status(status="stopped", pid=None)
-    at = app("views/train.py", run="blank")
+    at = app("pages/train.py", run="blank")
     assert not at.get("plotly_chart") and "This run logged no steps." in texts(at.caption)
 
     many = train.create_run(train.Config(name="many", epochs=2), tiny_env)  # a curve of many points: lines only
     many.append_metrics([{**first, "step": k, "epoch_progress": k / 22} for k in range(1, 41)])
     many.write_status(status="completed")
-    at = app("views/train.py", run="many")
+    at = app("pages/train.py", run="many")
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {t["mode"] for t in fig["data"] if t["legendgroup"] == "train-step"} == {"lines"}
     assert fig["layout"]["yaxis2"]["autorangeoptions"]["maxallowed"] == 1
@@ -271,7 +271,7 @@ def test_live_curves_of_a_starting_run_show_their_few_points_on_sane_axes(tiny_e
 
 
 def test_a_pair_launch_links_to_its_comparison_clears_the_name_and_its_message_once_finished(tiny_env, app):
-    at = app("views/train.py")
+    at = app("pages/train.py")
     at.selectbox(key="cfg_model").set_value("fast")
     for key, value in (("cfg_epochs", 1), ("cfg_batch_size", 50), ("cfg_val_size", 50), ("cfg_limit_train", 100)):
         at.number_input(key=key).set_value(value)
@@ -298,7 +298,7 @@ def test_a_pair_launch_links_to_its_comparison_clears_the_name_and_its_message_o
 
 def test_a_taken_or_spaced_run_name_is_said_beside_the_field_as_you_type(tiny_env, fixture_runs, app):
     copy_run(fixture_runs, tiny_env, "tiny-none")
-    at = app("views/train.py")
+    at = app("pages/train.py")
     at.text_input(key="cfg_name").input("tiny-none").run()
     assert "A run named 'tiny-none' exists, so Train would launch nothing: pick another name, e.g. tiny-none-2." \
         in texts(at.error)
@@ -316,21 +316,21 @@ def test_the_live_epoch_is_the_one_in_progress_while_running(tiny_env, fixture_r
 
     run = train.create_run(train.Config(name="going", epochs=4), tiny_env)
     run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), epoch=1, total_steps=40)
-    at = app("views/train.py", run="going")
+    at = app("pages/train.py", run="going")
     assert (live_stats(at)["Status"], live_stats(at)["Epoch"]) == ("running", "1 / 4")  # the first, 17% done
     epoch_one = runs.Run(fixture_runs / "tiny-none").epoch_records()[0]
     run.append_metrics([epoch_one])
     run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), epoch=2, total_steps=40)
-    at = app("views/train.py", run="going")
+    at = app("pages/train.py", run="going")
     assert live_stats(at)["Epoch"] == "2 / 4"
     run.write_status(status="stopped", epoch=1)
-    at = app("views/train.py", run="going")
+    at = app("pages/train.py", run="going")
     assert (live_stats(at)["Status"], live_stats(at)["Epoch"]) == ("stopped", "1 / 4")  # finished ones only
     assert not [w for w in at.warning if "cannot be read" in w.value]
     with open(run.metrics_file, "a") as f:  # a damaged line: said, not skipped silently
         f.write("not json\n")
     run.append_metrics([{**epoch_one, "epoch": 2}])
-    at = app("views/train.py", run="going")
+    at = app("pages/train.py", run="going")
     assert live_stats(at)["Epoch"] == "2 / 4"
     assert [w.value for w in at.warning if "cannot be read" in w.value] == [
         f"1 line(s) of {run.metrics_file} cannot be read (line 2): the curves and the epoch table leave them out."]
@@ -343,11 +343,11 @@ def test_the_url_selects_the_run_and_a_page_switch_keeps_it(tiny_env, fixture_ru
         copy_run(fixture_runs, tiny_env, name)
     at = app(run="tiny-none")
     assert at.selectbox(key="_run_picker").value == "tiny-none"
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     assert at.selectbox(key="_run_picker").value == "tiny-none"
     assert at.query_params["run"] in ("tiny-none", ["tiny-none"])
     at.selectbox(key="_run_picker").set_value("tiny-aug").run()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert at.query_params["run"] in ("tiny-aug", ["tiny-aug"])
     assert "Live: tiny-aug" in texts(at.subheader)
 
@@ -395,7 +395,7 @@ def test_data_page_shows_class_balance_samples_and_normalization(tiny_env, tmp_p
         labels = np.repeat(np.arange(10, dtype=np.uint8), n)
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, len(labels)) + labels.tobytes())
     monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "uneven"))
-    at = app("views/data.py")
+    at = app("pages/data.py")
     counts = at.table[0].value
     assert counts["digit"].tolist() == list(range(10))
     assert counts["train"].tolist() == train_n and counts["test"].tolist() == test_n
@@ -412,12 +412,12 @@ def test_data_page_shows_class_balance_samples_and_normalization(tiny_env, tmp_p
 
 def test_every_page_says_how_to_provide_missing_mnist(tiny_env, tmp_path, monkeypatch, app):
     monkeypatch.setenv("MNISTVIZ_DATA", str(tmp_path / "empty"))
-    for page in ("views/home.py", "views/train.py", "views/data.py"):
+    for page in ("pages/home.py", "pages/train.py", "pages/data.py"):
         at = app(page)
         said = texts(at.warning) + texts(at.error)
         assert "put the four IDX files" in said and "python -m mnistviz.train" in said, page
         assert "could not be downloaded" not in said, page  # the dashboard never tries a download
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     at.button(key="train_one").click().run()
     assert "Nothing was launched: MNIST not found" in texts(at.error)
     assert runs.list_runs() == ([], [])
@@ -452,7 +452,7 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     elsewhere = train.create_run(train.Config(name="elsewhere", epochs=1), tiny_env)
     elsewhere.write_status(status="running", pid=os.getpid(), heartbeat=time.time())  # training elsewhere: the queue waits
     jobs.submit(train.Config(name="waiting", epochs=1, batch_size=50, val_size=50))
-    at = app("views/train.py", run="waiting")
+    at = app("pages/train.py", run="waiting")
     assert live_stats(at)["Status"] == "queued" and "number 1 in the queue" in texts(at.info)
     at.button(key="live_stop:waiting").click().run()
     assert "waiting removed from the queue." in texts(at.success)
@@ -464,7 +464,7 @@ def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_o
     dead = __import__("subprocess").Popen(["true"])
     dead.wait()
     elsewhere.write_status(status="running", pid=dead.pid)  # its process died without a word
-    at = app("views/train.py", run="elsewhere")
+    at = app("pages/train.py", run="elsewhere")
     assert live_stats(at)["Status"] == "interrupted"
     assert "ended without saying so" in texts(at.warning)
     assert at.button(key="live_resume:elsewhere")
@@ -479,7 +479,7 @@ def test_a_folder_with_an_invalid_name_is_listed_broken_and_deleted_from_the_run
     cfg_file = tiny_env / "tiny-none (copy)" / "config.json"
     cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "created": time.time()}))  # the newest
     (tiny_env / "-dash").mkdir()
-    for page in ("views/home.py", "views/train.py", "views/confusion.py", "views/mispredictions.py"):
+    for page in ("pages/home.py", "pages/train.py", "pages/confusion.py", "pages/mispredictions.py"):
         at = app(page)  # no ?run=: the first run is picked, and it is never the misnamed folder
         picker = at.selectbox(key="_run_picker")
         assert (picker.value, len(picker.options)) == ("tiny-none", 1), page
@@ -506,7 +506,7 @@ def test_one_badly_typed_value_breaks_only_its_own_run(tiny_env, fixture_runs, a
         cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), field: value}))
     metrics = tiny_env / "tiny-none" / "metrics.jsonl"
     metrics.write_text(re.sub(r'"test_acc":([0-9.]+)', r'"test_acc":"\1"', metrics.read_text()))  # text, not numbers
-    for page in ("views/home.py", "views/train.py", "views/draw.py"):
+    for page in ("pages/home.py", "pages/train.py", "pages/draw.py"):
         at = app(page)
         picker = at.selectbox(key="_run_picker")
         assert (picker.value, len(picker.options)) == ("tiny-none", 1), page
@@ -528,7 +528,7 @@ def test_a_queue_file_that_is_a_directory_is_rebuilt_and_said(tiny_env, app):
     (tiny_env / jobs.QUEUE_FILE / "notes.txt").write_text("mine")
     at = app()
     assert "could not be read, so it was rebuilt from the 1 run(s) marked queued (waiting)" in texts(at.sidebar.warning)
-    at = app("views/train.py", run="waiting")
+    at = app("pages/train.py", run="waiting")
     assert "waiting is queued (number 1 in the queue)" in texts(at.info)
     assert jobs.queue() == ["waiting"]
     aside = next(tiny_env.glob(jobs.QUEUE_FILE + ".unreadable-*"))
@@ -546,7 +546,7 @@ def test_a_reused_pid_is_interrupted_on_the_train_page_and_offers_resume_not_sto
         ghost = train.create_run(train.Config(name="ghost", epochs=1), tiny_env)
         runs.atomic_write_json(ghost.status_file, {"status": "running", "pid": other.pid,
                                                    "heartbeat": time.time() - 86400})
-        at = app("views/train.py", run="ghost")
+        at = app("pages/train.py", run="ghost")
         assert live_stats(at)["Status"] == "interrupted"
         assert f"its process id {other.pid} now belongs to another program" in texts(at.warning)
         keys = [b.key for b in at.button]

@@ -13,7 +13,7 @@ from mnistviz import analysis as A
 from mnistviz import runs
 from mnistviz.models import MODELS, build, summary
 
-MP, CF, FM = "views/mispredictions.py", "views/confusion.py", "views/feature_maps.py"
+MP, CF, FM = "pages/mispredictions.py", "pages/confusion.py", "pages/feature_maps.py"
 
 
 @pytest.fixture

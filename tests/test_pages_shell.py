@@ -36,7 +36,7 @@ def texts(elements) -> str:
 
 def test_a_selected_run_deleted_elsewhere_is_said_not_silently_swapped(shell, tiny_env):
     at = shell("tiny-aug")
-    at.switch_page("views/confusion.py").run()
+    at.switch_page("pages/confusion.py").run()
     shutil.rmtree(tiny_env / "tiny-aug")  # another tab deleted it, or someone removed the folder
     at.run()
     assert not at.exception
@@ -47,7 +47,7 @@ def test_a_selected_run_deleted_elsewhere_is_said_not_silently_swapped(shell, ti
     at.run()  # still said on the next rerun...
     assert "no longer exists" in texts(at.sidebar.warning)
     at.selectbox(key="_run_picker").set_value("tiny-none").run()
-    at.switch_page("views/home.py").run()
+    at.switch_page("pages/home.py").run()
     assert "no longer exists" in texts(at.sidebar.warning)  # the same run shown: the note stays
     shutil.copytree(tiny_env / "tiny-none", tiny_env / "tiny-b")
     at.run()
@@ -85,8 +85,8 @@ def test_a_completed_run_without_best_pt_offers_last_pt_and_says_so(shell, tiny_
     assert "No checkpoint yet" not in texts(at.caption)
 
 
-@pytest.mark.parametrize("page,slider", [("views/mispredictions.py", "mp_epoch_tiny-none"),
-                                         ("views/confusion.py", "cf_epoch_tiny-none")])
+@pytest.mark.parametrize("page,slider", [("pages/mispredictions.py", "mp_epoch_tiny-none"),
+                                         ("pages/confusion.py", "cf_epoch_tiny-none")])
 def test_one_unreadable_epoch_of_predictions_points_to_the_others(shell, tiny_env, page, slider):
     run = runs.get_run("tiny-none")
     best, other = run.best_epoch(), next(e for e in run.pred_epochs() if e != run.best_epoch())
@@ -104,7 +104,7 @@ def test_one_unreadable_epoch_of_predictions_points_to_the_others(shell, tiny_en
 
 def test_the_sidebar_marks_the_figures_of_a_training_run_for_the_live_poller(shell, tiny_env):
     """While the selected run trains, its epochs done and best test accuracy are spans the poller rewrites
-    (views/_live.py); a run that is not training keeps a plain caption."""
+    (pages/_live.py); a run that is not training keeps a plain caption."""
     at = shell("tiny-none")
     caption = at.sidebar.caption[0].value
     assert "<span" not in caption and "2/2 epochs · best test accuracy " in caption
@@ -128,10 +128,10 @@ def test_the_sidebar_polls_for_a_training_run_only_on_pages_without_a_live_view(
     runs.get_run("tiny-none").write_status(status="running", pid=os.getpid(), heartbeat=time.time())  # this process
     at = shell("tiny-none")
     assert side_pollers(at) == []  # the Runs page
-    for page, pollers in (("views/train.py", []), ("views/confusion.py", ["side_poll"]),
-                          ("views/data.py", ["side_poll"]), ("views/home.py", [])):
+    for page, pollers in (("pages/train.py", []), ("pages/confusion.py", ["side_poll"]),
+                          ("pages/data.py", ["side_poll"]), ("pages/home.py", [])):
         at.switch_page(page).run()
         assert not at.exception and side_pollers(at) == pollers, page
     at = shell("tiny-aug")
-    at.switch_page("views/confusion.py").run()
+    at.switch_page("pages/confusion.py").run()
     assert side_pollers(at) == []

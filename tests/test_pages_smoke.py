@@ -9,8 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["views/home.py", "views/train.py", "views/data.py", "views/mispredictions.py", "views/confusion.py",
-         "views/feature_maps.py", "views/draw.py", "views/compare.py"]
+PAGES = ["pages/home.py", "pages/train.py", "pages/data.py", "pages/mispredictions.py", "pages/confusion.py",
+         "pages/feature_maps.py", "pages/draw.py", "pages/compare.py"]
 
 
 def visit_all(run: str | None = None) -> dict[str, str]:
@@ -40,7 +40,7 @@ def runs_dir(tmp_path, monkeypatch):
 def test_no_runs_yet(runs_dir, tiny_data, monkeypatch):
     monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
     shown = visit_all()
-    assert "No run selected" in shown["views/mispredictions.py"]
+    assert "No run selected" in shown["pages/mispredictions.py"]
 
 
 def test_missing_mnist_and_a_broken_folder(runs_dir, fixture_runs, tmp_path, monkeypatch):
@@ -49,8 +49,8 @@ def test_missing_mnist_and_a_broken_folder(runs_dir, fixture_runs, tmp_path, mon
     (runs_dir / "broken").mkdir()
     (runs_dir / "broken" / "config.json").write_text("{oops")
     shown = visit_all("tiny-none")
-    assert "broken" in shown["views/home.py"]
-    for page in ("views/data.py", "views/train.py"):
+    assert "broken" in shown["pages/home.py"]
+    for page in ("pages/data.py", "pages/train.py"):
         assert "MNIST" in shown[page] and "train-images-idx3-ubyte" in shown[page], page
 
 
@@ -61,9 +61,9 @@ def test_run_without_predictions_or_checkpoints(runs_dir, fixture_runs, tiny_dat
     for f in ("best.pt", "last.pt"):
         (runs_dir / "gutted" / f).unlink()
     shown = visit_all("gutted")
-    for page in ("views/mispredictions.py", "views/confusion.py"):
+    for page in ("pages/mispredictions.py", "pages/confusion.py"):
         assert "no stored test predictions" in shown[page], page
-    assert "checkpoint" in shown["views/feature_maps.py"]
+    assert "checkpoint" in shown["pages/feature_maps.py"]
 
 
 def test_every_picture_is_sent_as_png(runs_dir, fixture_runs, tiny_data, monkeypatch):
@@ -78,5 +78,5 @@ def test_every_picture_is_sent_as_png(runs_dir, fixture_runs, tiny_data, monkeyp
         at.switch_page(page).run()
         assert not at.exception, page
         urls[page] = [img.url for e in at.get("image") for img in e.proto.imgs]
-    assert urls["views/data.py"] and urls["views/feature_maps.py"], urls  # the sample grids, the test image and maps
+    assert urls["pages/data.py"] and urls["pages/feature_maps.py"], urls  # the sample grids, the test image and maps
     assert all(u.endswith(".png") for us in urls.values() for u in us), urls

@@ -1,4 +1,4 @@
-"""The dashboard's own tensor work runs on one thread (views._shared.one_core), a robustness check on every core
+"""The dashboard's own tensor work runs on one thread (pages._shared.one_core), a robustness check on every core
 unless a training runs; tests/conftest.py gives each later test its thread count back."""
 import os
 import threading
@@ -9,7 +9,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from mnistviz import jobs, train
-from views._shared import all_cores_unless_training
+from pages._shared import all_cores_unless_training
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,7 @@ def test_a_page_run_puts_torch_on_one_thread(tiny_env, monkeypatch):
     torch.set_num_threads(2)
     at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     at.run()
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     assert not at.exception and at.title[0].value == "Data"
     # the count is per thread: the script ran in a thread of its own; a thread started now takes what it set
     seen = []

@@ -72,6 +72,19 @@ def test_runs_path_opens_the_runs_page_with_its_run(server, page):
         re.compile(r"^tiny-aug\b"), timeout=TIMEOUT)
 
 
+def test_a_page_url_opened_first_on_a_fresh_server_runs_inside_the_shell(server, page):
+    # a pages/ folder beside the main script once put a fresh server in Streamlit's legacy multipage mode: the first
+    # session opened at /data ran pages/data.py alone (no run picker, no run from the URL) until "/" was opened
+    page.goto(server.url + "/data?run=tiny-aug")
+    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=TIMEOUT)
+    picker = page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Run")
+    expect(picker).to_have_value("tiny-aug", timeout=TIMEOUT)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    for title in ("Runs", "Train", "Compare"):
+        expect(nav.get_by_role("link", name=title, exact=True)).to_be_visible()
+    expect(nav.get_by_role("link", name="Shared", exact=True)).to_have_count(0)  # no page made of pages/_shared.py
+
+
 def test_the_runs_page_follows_a_training_without_a_reload(server, page):
     import os
     import time

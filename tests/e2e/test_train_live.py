@@ -125,8 +125,8 @@ def next_polls(page, n: int) -> None:
 
 
 def page_constant(name: str) -> float:
-    """A constant of views/train.py, read from its source (importing a page script would run it)."""
-    return float(re.search(rf"^{name} = ([0-9.]+)", (ROOT / "views" / "train.py").read_text(), re.M).group(1))
+    """A constant of pages/train.py, read from its source (importing a page script would run it)."""
+    return float(re.search(rf"^{name} = ([0-9.]+)", (ROOT / "pages" / "train.py").read_text(), re.M).group(1))
 
 
 def test_the_first_records_of_a_run_show_at_once_then_the_curves_keep_their_10_s_rhythm(starting_run, page):
@@ -251,15 +251,15 @@ def test_a_run_being_started_is_drawn_as_running_and_its_trainer_starting_reruns
 
 
 def test_without_the_json_route_the_numbers_still_refresh(tmp_path, tiny_data, page):
-    """`streamlit run shell.py` serves the dashboard without app.py's /api/live route: the poller then reruns its
-    fragment every second, which redraws the numbers on the server, and a change of state still reruns the page."""
+    """Served without app.py's /api/live route, the poller reruns its fragment every second, which redraws the
+    numbers on the server, and a change of state still reruns the page."""
     from mnistviz import train
 
     root = tmp_path / "runs"
     run = train.create_run(train.Config(name="plain", epochs=2, log_every=20), root)
     run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), started=time.time(),
                      total_steps=430, steps_per_epoch=215, epochs=2)
-    srv = StreamlitServer({"MNISTVIZ_RUNS": str(root), "MNISTVIZ_DATA": str(tiny_data)}, script="shell.py")
+    srv = StreamlitServer({"MNISTVIZ_RUNS": str(root), "MNISTVIZ_DATA": str(tiny_data)}, script="tests/e2e/app_without_route.py")
     try:
         page.goto(srv.url + "/train?run=plain")
         expect(status(page)).to_have_text("running", timeout=60000)
