@@ -191,17 +191,18 @@ def free_port() -> int:
 
 class StreamlitServer:
     """`streamlit run app.py` (or `script`) as a real process on a free port, with the given env. `flags`: the
-    command's options besides the port and address (default: headless, no file watcher)."""
+    command's options besides the port and address (default: headless, no file watcher); `address` None: no
+    address flag (the project's .streamlit/config.toml decides)."""
 
     FLAGS = ("--server.headless=true", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none")
 
-    def __init__(self, env: dict, cwd: Path = ROOT, script: str = "app.py", flags=FLAGS):
+    def __init__(self, env: dict, cwd: Path = ROOT, script: str = "app.py", flags=FLAGS, address="127.0.0.1"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(env.get("MNISTVIZ_RUNS", "/tmp")) / f".streamlit-{self.port}.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", script, f"--server.port={self.port}",
-             "--server.address=127.0.0.1", *flags],
+             *([f"--server.address={address}"] if address else []), *flags],
             cwd=cwd, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
         deadline = time.time() + 60
