@@ -18,12 +18,7 @@ from pages._nav import PAGES
 def live_numbers(request):  # a plain function: Starlette runs it in a worker thread (it reads files)
     from mnistviz import live
 
-    try:
-        seen = json.loads(request.query_params["seen"]) if "seen" in request.query_params else None
-    except ValueError:
-        seen = None
-    if seen is not None and not isinstance(seen, dict):
-        seen = None
+    seen = live.parse_seen(request.query_params.get("seen"))
     body = live.snapshot(request.query_params.get("run") or None, seen=seen)
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 

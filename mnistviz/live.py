@@ -7,6 +7,8 @@ The page reruns only when something it draws beyond the numbers changed: the run
 training / queue, or the first records of a run's chart (`changed`)."""
 from __future__ import annotations
 
+import json
+
 from . import jobs, runs
 
 
@@ -108,6 +110,21 @@ def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
     if seen is not None:
         out["rerun"] = changed(seen, out)
     return out
+
+
+SEEN_KEYS = ("busy", "phase", "state", "epochs_done", "metrics_size")
+
+
+def parse_seen(text: str | None) -> dict | None:
+    """The `seen=` of a poll (JSON of what the page drew), limited to the keys a page watches; None when it is
+    missing or not such an object (broken, or nested deeper than json can read)."""
+    if text is None:
+        return None
+    try:
+        seen = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return {k: v for k, v in seen.items() if k in SEEN_KEYS} if isinstance(seen, dict) else None
 
 
 def changed(seen: dict, now: dict) -> bool:

@@ -236,7 +236,7 @@ class Run:
             what = f"status {st['status']!r}, which this version does not know" if "status" in st else "no status"
             st = {"status": "failed", "error": f"status.json has {what}; resume or delete the run"}
         for k in _STATUS_NUMBERS:
-            if k in st and not _number(st[k]):
+            if k in st and not _finite(st[k]):  # json reads Infinity and NaN: no ETA or rate can be made of them
                 del st[k]
         if st.get("error") is not None and not isinstance(st["error"], str):
             st["error"] = str(st["error"])

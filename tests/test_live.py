@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import StreamlitServer
-from mnistviz import live, train
+from mnistviz import live, runs, train
 
 
 def running_run(root, name="r1", epochs=4):
@@ -118,6 +118,23 @@ def test_a_run_being_started_shows_as_starting(tmp_path):
     assert snap["phase"] == snap["state"] != "running" and snap["stats"][0] == ("Status", snap["state"])
 
 
+def test_status_numbers_that_are_infinite_or_nan_are_dropped_not_raised(tmp_path):
+    run = running_run(tmp_path)
+    (run.status_file).write_text(json.dumps({**run.raw_status(), "eta_s": float("inf"), "images_per_s": float("nan"),
+                                             "progress": float("-inf")}))  # json.dumps writes Infinity / NaN
+    assert not {"eta_s", "images_per_s", "progress"} & set(run.status())
+    got = dict((s[0], s[1]) for s in live.snapshot("r1", tmp_path)["stats"])
+    assert got["ETA"] == "–" and got["Images/s"] == "5,120"  # the last epoch's rate instead
+    json.dumps(live.snapshot("r1", tmp_path), allow_nan=False)  # what the JSON route sends
+
+
+def test_a_seen_that_is_not_a_small_object_is_ignored():
+    assert live.parse_seen(None) is None
+    assert live.parse_seen("{broken") is None and live.parse_seen("[1]") is None
+    assert live.parse_seen("[" * 100_000 + "]" * 100_000) is None
+    assert live.parse_seen('{"busy": [null, []], "other": 1}') == {"busy": [None, []]}
+
+
 def test_a_run_deleted_or_never_there_is_gone(tmp_path):
     running_run(tmp_path)
     assert live.snapshot("nope", tmp_path)["state"] == "gone"
@@ -149,6 +166,11 @@ def test_the_app_serves_the_snapshot_as_json(tmp_path):
         assert "rerun" not in get_json(f"{srv.url}/api/live?run=r1&seen=%7Bbroken")
         assert "rerun" not in get_json(f"{srv.url}/api/live?run=r1&seen=%5B1%5D")
         assert get_json(f"{srv.url}/api/live") == {"busy": [None, []]}
+        deep = "[" * 5000 + "]" * 5000  # deeper than json can read: a RecursionError, once a 500
+        assert "rerun" not in get_json(f"{srv.url}/api/live?run=r1&seen=" + urllib.parse.quote(deep))
+        runs.atomic_write_json(run.status_file, {**run.raw_status(), "status": "running", "pid": os.getpid(),
+                                                 "heartbeat": time.time(), "eta_s": float("inf")})
+        assert dict((s[0], s[1]) for s in get_json(f"{srv.url}/api/live?run=r1")["stats"])["ETA"] == "–"
         # the dashboard itself is still served by the same server
         with urllib.request.urlopen(srv.url + "/train", timeout=10) as r:
             assert b"<div id=\"root\"" in r.read()
