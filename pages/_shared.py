@@ -5,6 +5,7 @@ import dataclasses
 import gc
 import html
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -80,6 +81,19 @@ def launch_repeated(what) -> list[str] | None:
 
 def launch_made(what, names: list[str]) -> None:
     st.session_state["_last_launch"] = (_launch_key(what), names, time.time())
+
+
+# links and images need brackets, HTML and autolinks "<", LaTeX "$"; line-start syntax (#, -, 1.) needs a newline
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>~$&|])")
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|www|@)")  # what GFM turns into a link in plain text, escaped or not
+WORD_JOINER = "\u2060"
+
+
+def md(text) -> str:
+    """`text` (a name from the URL or the disk, an error message) as literal text inside Streamlit markdown: every
+    character markdown reads (links, images, emphasis, LaTeX) backslash-escaped, and an invisible word joiner after
+    each start of an address, which GFM would otherwise make a link of."""
+    return _MARKDOWN.sub(r"\\\1", _AUTOLINK.sub(r"\1" + WORD_JOINER, " ".join(str(text).splitlines())))
 
 
 PICKER = "_run_picker"
@@ -159,10 +173,10 @@ def sidebar(follow_training: bool = False) -> None:
         st.session_state[PICKER] = current  # before the widget exists: allowed, and it shows the selection
     with st.sidebar:
         if unknown:
-            st.warning(f"There is no run named {unknown!r}; showing {current or 'nothing'} instead.")
+            st.warning(f"There is no run named {md(repr(unknown))}; showing {md(current or 'nothing')} instead.")
         elif gone_note:
-            st.warning(f"Run {gone_note[0]!r} no longer exists (deleted, or its folder moved); showing "
-                       f"{gone_note[1] or 'nothing'} instead.")
+            st.warning(f"Run {md(repr(gone_note[0]))} no longer exists (deleted, or its folder moved); showing "
+                       f"{md(gone_note[1] or 'nothing')} instead.")
         if names:
             # options are the plain names: Streamlit 1.67's browser sends back the option's *label*, and a label
             # that changed since (say, one that carried the run's status) comes back as an unknown value

@@ -10,7 +10,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from mnistviz import charts, compare, data, jobs, runs, train
-from pages._shared import all_cores_unless_training, all_runs, launch_made, launch_repeated
+from pages._shared import all_cores_unless_training, all_runs, launch_made, launch_repeated, md
 
 PALETTE = qualitative.Plotly
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
@@ -195,7 +195,7 @@ from_url = ",".join(st.query_params.get_all("runs"))
 if from_url:
     initial, unknown = compare.parse_run_list(from_url, names)
     if unknown:
-        st.warning(f"No run named {', '.join(unknown)} (from the address bar); it is left out.")
+        st.warning(f"No run named {md(', '.join(unknown))} (from the address bar); it is left out.")
 else:
     initial = compare.default_selection(good)
 selected = st.multiselect(

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnistviz import analysis, charts, data, evaluate, inspect, runs
-from pages._shared import cached_model, keep, kept, selected_run
+from pages._shared import cached_model, keep, kept, md, selected_run
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
 TABS = ["Feature maps", "Filters", "Class scores", "Attribution"]
@@ -72,7 +72,7 @@ if mnist is not None:
         try:
             want = int(raw)
         except ValueError:
-            st.warning(f"The image index {raw!r} in the address is not a whole number: showing image 0.")
+            st.warning(f"The image index {md(repr(raw))} in the address is not a whole number: showing image 0.")
             want = 0
         if not 0 <= want < n:
             clamped = min(max(want, 0), n - 1)

@@ -3,7 +3,7 @@ import streamlit as st
 
 from mnistviz import charts, jobs, live, runs
 from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
-from pages._shared import all_runs, select_run, selected_run_name
+from pages._shared import all_runs, md, select_run, selected_run_name
 
 
 st.title("Runs")
@@ -110,9 +110,9 @@ name = selected_run_name()
 runs_list(name)
 summary = next((r for r in good if r["name"] == name), None) if name else None
 if summary:  # only runs listed as good: a folder whose name is not a valid run name is among the broken ones
-    st.subheader(name)
+    st.subheader(md(name))
     if summary.get("error"):
-        st.warning(summary["error"])
+        st.warning(md(summary["error"]))
     run = runs.Run(summary["path"])
     c1, c2, c3, c4 = st.columns(4)
     with c1:
@@ -147,7 +147,7 @@ if summary:  # only runs listed as good: a folder whose name is not a valid run 
                      query_params={"run": name})
     with c4:
         with st.popover("Delete", icon=":material/delete:"):
-            st.write(f"Delete **{name}** and all its files? This cannot be undone.")
+            st.write(f"Delete **{md(name)}** and all its files? This cannot be undone.")
             st.button(f"Yes, delete {name}", type="primary", key=f"home_delete:{name}", on_click=_delete, args=(name,))
 
 if st.session_state.get("_flash_error"):
@@ -161,8 +161,8 @@ if broken:
                "the folder's name), or delete the folder.")
     for b in broken:
         c1, c2 = st.columns([5, 1])
-        c1.warning(f"**{b['name']}**: {b['error']}")
+        c1.warning(f"**{md(b['name'])}**: {md(b['error'])}")
         with c2.popover("Delete", icon=":material/delete:"):
-            st.write(f"Delete the folder {b['path']}?")
+            st.write(f"Delete the folder {md(b['path'])}?")
             st.button("Yes, delete it", key=f"del_broken_{b['name']}", type="primary", on_click=_delete_broken,
                       args=(str(b["path"]),))

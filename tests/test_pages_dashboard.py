@@ -513,7 +513,7 @@ def test_one_badly_typed_value_breaks_only_its_own_run(tiny_env, fixture_runs, a
     at = app()
     shown = texts(at.warning)
     assert "run tiny-aug: config.json's created is '2024-01-01', not a time in seconds since 1970" in shown
-    assert "run odd-model: config.json's model is ['fast'], not a model name" in shown
+    assert "run odd-model: config.json's model is \\['fast'\\], not a model name" in shown  # as text, not a link
     assert "best test accuracy none recorded" in texts(at.sidebar.caption)
     assert at.dataframe[0].value["name"].tolist() == ["tiny-none"]
 

@@ -135,3 +135,20 @@ def test_the_sidebar_polls_for_a_training_run_only_on_pages_without_a_live_view(
     at = shell("tiny-aug")
     at.switch_page("pages/confusion.py").run()
     assert side_pollers(at) == []
+
+
+def test_names_from_the_url_and_the_disk_reach_markdown_as_literal_text(tiny_env):
+    from pages._shared import md
+
+    crafted = "[pwn](http://evil.invalid/x)![i](http://evil.invalid/i.png) *b* $x$"
+    escaped = md(crafted)
+    for made in ("[pwn]", "![i]", "http://", " *b*", "$x$"):
+        assert made not in escaped, made
+    assert escaped.replace("\\", "").replace("\u2060", "") == crafted  # only backslashes and word joiners added
+    (tiny_env / "[pwn](http:evil.invalid)").mkdir()  # a folder of the runs folder whose name is markdown
+    at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
+    at.query_params["run"] = crafted
+    at.run()
+    assert not at.exception
+    assert md(repr(crafted)) in texts(at.sidebar.warning)
+    assert "**" + md("[pwn](http:evil.invalid)") + "**" in texts(at.warning)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
 import torch
@@ -191,3 +191,17 @@ def test_two_quick_clicks_on_train_launch_one_run_and_say_so(server, page):
     assert len(left(server.root) - before) == 2
     for name in left(server.root) - before:  # tiny runs of one epoch: let them end before the folder goes
         wait_status(server.root, name, "completed", timeout=120)
+
+
+def test_a_crafted_run_link_renders_no_link_or_image(server, page):
+    # the ?run= of a link goes into the sidebar's warning as text: once it was markdown, so a crafted link drew a
+    # link and an image (a request to any server) in the page
+    crafted = "[pwn](http://evil.invalid/x)![i](http://evil.invalid/i.png)"
+    page.goto(server.url + "/?run=" + quote(crafted))
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=TIMEOUT)
+    warning = page.locator('[data-testid="stSidebar"] [data-testid="stAlert"]')
+    expect(warning).to_contain_text("There is no run named", timeout=TIMEOUT)
+    shown = warning.evaluate("e => e.textContent.replaceAll('\\u2060', '')")  # the word joiners are invisible
+    assert f"There is no run named '{crafted}'" in shown
+    bad = page.locator('a[href*="evil.invalid"], img[src*="evil.invalid"]')
+    assert bad.count() == 0, [bad.nth(i).evaluate("e => e.outerHTML") for i in range(bad.count())]
