@@ -98,7 +98,7 @@ def test_the_runs_page_follows_a_training_without_a_reload(server, page):
     run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), progress=0.25, epoch=1,
                      global_step=10, total_steps=40)
     stop = page.get_by_role("button", name="Stop")
-    expect(stop).to_be_visible(timeout=12000)
+    expect(stop).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text("Training now: tiny-none")).to_be_visible(timeout=TIMEOUT)
     step = page.locator('[data-stat="Step"] .mv-value')
     expect(step).to_have_text("10")
@@ -106,14 +106,20 @@ def test_the_runs_page_follows_a_training_without_a_reload(server, page):
     page.evaluate("""() => { window.__reruns = 0; const app = document.querySelector('[data-testid="stApp"]');
       new MutationObserver(() => { if (app.dataset.testScriptState === 'running') window.__reruns++; })
         .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']}); }""")
-    for k in (20, 30):  # the trainer moves on: the numbers follow within a second or so, written in place
+    polls = []
+    page.on("request", lambda r: "/api/live" in r.url and polls.append(r.url))
+    for k in (20, 30):  # the trainer moves on: the numbers follow at the poller's next poll or so, written in place
+        before = len(polls)
         run.write_status(global_step=k, progress=k / 40)
-        expect(step).to_have_text(str(k), timeout=4000)
-    time.sleep(1.5)
+        expect(step).to_have_text(str(k), timeout=TIMEOUT)
+        assert len(polls) - before <= 3, polls[before:]
+    for _ in range(2):  # two more polls: a rerun one of them had asked for would have begun by then
+        with page.expect_request(lambda r: "/api/live" in r.url, timeout=TIMEOUT):
+            pass
     assert page.evaluate("window.__reruns") == 0  # no Streamlit rerun for them (the page used to rerun every 3 s)
     run.write_status(status="completed", pid=None, heartbeat=time.time(), progress=1.0)
     # no reload, no click: the poller notices the new status and the page follows (buttons, sidebar)
-    expect(stop).to_have_count(0, timeout=15000)
+    expect(stop).to_have_count(0, timeout=TIMEOUT)
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("completed")
     expect(page.get_by_text("Training now")).to_have_count(0)  # nothing trains: the numbers are gone
 

@@ -354,6 +354,10 @@ def test_on_another_page_the_sidebar_follows_the_training_and_its_end(starting_r
     expect(sidebar).to_contain_text("running")
     expect(sidebar).to_contain_text("0/2 epochs · best test accuracy no epoch yet")
     page.wait_for_function("document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState === 'notRunning'")
+    # its poller (pages/_live.py, key side_poll): its element in the sidebar, its timer registered in window.__mvPollers
+    poller = page.locator('[data-testid="stSidebar"] .st-key-side_poll')
+    expect(poller).to_have_count(1)
+    page.wait_for_function("() => typeof (window.__mvPollers || {}).side_poll === 'function'", timeout=30000)
     run.append_metrics([{"epoch": 1, "step": 215, "train_loss": 0.3, "train_acc": 0.9, "test_loss": 0.2,
                          "test_acc": 0.9731, "epoch_seconds": 5.0, "images_per_s": 9000.0}])
     expect(sidebar).to_contain_text("1/2 epochs · best test accuracy 97.31%", timeout=30000)
@@ -361,7 +365,8 @@ def test_on_another_page_the_sidebar_follows_the_training_and_its_end(starting_r
     run.write_status(status="completed", pid=None)
     expect(sidebar).to_contain_text("completed", timeout=30000)
     expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
-    polls = []
-    page.on("request", lambda r: "/api/live" in r.url and polls.append(r.url))
-    time.sleep(4.5)
-    assert polls == []
+    # stopped polling: the rerun took the poller's element away, and unmounting it ran its stop (which clears its
+    # timer and leaves window.__mvPollers)
+    page.wait_for_function("document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState === 'notRunning'")
+    expect(poller).to_have_count(0, timeout=30000)
+    page.wait_for_function("() => !(window.__mvPollers || {}).side_poll", timeout=30000)
