@@ -16,7 +16,7 @@ import streamlit as st
 
 from mnistviz import charts, mydigits, preprocess
 from mnistviz import inspect as look
-from pages._shared import cached_model, one_core, selected_run, selected_run_name
+from pages._shared import all_cores_unless_training, cached_model, one_core, selected_run, selected_run_name
 
 CANVAS_PX = 280
 SHOW_PX = 168  # the 28 x 28 input is shown 6x, pixel-sharp
@@ -185,77 +185,127 @@ def my_digits(choices: list[dict], default_path: str | None) -> None:
         ds = None
     if msg := st.session_state.pop("mydigits_msg", None):
         st.info(msg)
-    tabs = st.tabs(["Saved", "Evaluate a model", "Export / import"])
-    with tabs[0]:
-        if ds is not None and len(ds) == 0:
-            st.info("No saved digits yet: draw one above, pick its true label and press Save to My digits.")
-        elif ds is not None:
-            counts = ds.counts()
-            st.caption(f"{len(ds)} digits: " + ", ".join(f"{d}: {c}" for d, c in enumerate(counts)) +
-                       ". Click tiles to select them for deletion.")
-            order = np.argsort(-ds.created, kind="stable")  # newest first
-            fig = charts.digit_grid(ds.images[order], titles=[str(v) for v in ds.labels[order]], ids=order,
-                                    cols=12, tile_px=56)
-            event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="mydigits_grid",
-                                    config={"displayModeBar": False})
-            picked = sorted({int(p["customdata"]) for p in (event.selection.points if event else [])
-                             if "customdata" in p})
-            if picked and st.button(f"Delete {len(picked)} selected", key="mydigits_delete"):
-                try:
-                    mydigits.remove(picked)
-                except mydigits.MyDigitsError as e:
-                    st.error(str(e))
-                else:
-                    st.rerun()
-    with tabs[1]:
-        if ds is None or len(ds) == 0:
-            st.info("Save some digits first; then any completed run can be measured on them here.")
-        elif not choices:
-            st.info("No completed model to evaluate: train one on the Train page.")
-        else:
-            paths = [c["path"] for c in choices]
-            by_path = {c["path"]: c for c in choices}
-            path = st.selectbox("Model to evaluate", paths, format_func=lambda p: by_path[p]["label"],
-                                index=paths.index(default_path) if default_path in paths else 0,
-                                key="mydigits_model")
-            model = get_model(by_path[path])
-            if model is not None:
-                res = mydigits.evaluate_set(model, ds)
-                c1, c2 = st.columns([1, 2])
-                c1.metric("Accuracy on my digits", f"{res['accuracy']:.1%}",
-                          help=f"{len(ds) - len(res['wrong'])} of {len(ds)} right")
-                fig = px.imshow(res["confusion"], text_auto=True, color_continuous_scale="Blues",
-                                labels=dict(x="predicted", y="true", color="digits"),
-                                x=[str(d) for d in range(10)], y=[str(d) for d in range(10)])
-                fig.update_layout(height=380, margin=dict(l=0, r=0, t=10, b=0), coloraxis_showscale=False)
-                fig.update_xaxes(dtick=1)
-                fig.update_yaxes(dtick=1)
-                c2.plotly_chart(fig, key="mydigits_confusion", config={"displayModeBar": False})
-                wrong = res["wrong"]
-                if len(wrong):
-                    c1.caption("Misread (true → predicted):")
-                    with c1:
-                        st.plotly_chart(charts.digit_grid(
-                            ds.images[wrong], titles=[f"{ds.labels[i]}→{res['preds'][i]}" for i in wrong],
-                            highlight=np.ones(len(wrong), bool), cols=6, tile_px=48), key="mydigits_wrong",
-                            config={"displayModeBar": False})
-    with tabs[2]:
-        if ds is not None and len(ds):
-            st.download_button("Export My digits (.npz)", mydigits.to_bytes(ds), file_name="mydigits.npz",
-                               mime="application/octet-stream", icon=":material/download:", key="mydigits_export")
-        up = st.file_uploader("Import a set exported from mnistviz (.npz)", type=["npz"], key="mydigits_upload")
-        replace = st.radio("Imported digits", ["add to my set", "replace my set"], horizontal=True,
-                           key="mydigits_mode") == "replace my set"
-        if up is not None and st.button("Import", key="mydigits_import", disabled=(ds is None and not replace)):
+    # only the open tab is computed: a set may hold up to mydigits.MAX_DIGITS digits
+    tabs = st.tabs(["Saved", "Evaluate a model", "Export / import"], key="mydigits_tab", on_change="rerun")
+    if tabs[0].open:
+        with tabs[0]:
+            saved_tab(ds)
+    if tabs[1].open:
+        with tabs[1]:
+            evaluate_tab(ds, choices, default_path)
+    if tabs[2].open:
+        with tabs[2]:
+            transfer_tab(ds)
+
+
+PAGE_DIGITS = 200  # tiles of the saved set drawn at once
+
+
+def saved_tab(ds) -> None:
+    if ds is not None and len(ds) == 0:
+        st.info("No saved digits yet: draw one above, pick its true label and press Save to My digits.")
+    elif ds is not None:
+        counts = ds.counts()
+        pages = max(1, -(-len(ds) // PAGE_DIGITS))
+        page = 1
+        if st.session_state.get("mydigits_page", 1) > pages:  # the set shrank (deleted, replaced) since
+            st.session_state["mydigits_page"] = pages
+        if pages > 1:
+            page = int(st.number_input(f"Page (of {pages:,}; {PAGE_DIGITS} digits a page, newest first)", 1,
+                                       pages, key="mydigits_page"))
+        first = (page - 1) * PAGE_DIGITS
+        order = np.argsort(-ds.created, kind="stable")[first:first + PAGE_DIGITS]  # newest first
+        st.caption(f"{len(ds):,} digits: " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts)) +
+                   (f". Showing {first + 1:,}-{first + len(order):,}" if pages > 1 else "") +
+                   ". Click tiles to select them for deletion.")
+        fig = charts.digit_grid(ds.images[order], titles=[str(v) for v in ds.labels[order]], ids=order,
+                                cols=12, tile_px=56)
+        event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="mydigits_grid",
+                                config={"displayModeBar": False})
+        picked = sorted({int(p["customdata"]) for p in (event.selection.points if event else [])
+                         if "customdata" in p})
+        if picked and st.button(f"Delete {len(picked)} selected", key="mydigits_delete"):
             try:
-                new, n_in = mydigits.import_bytes(up.getvalue(), replace=replace, source=f"'{up.name}'")
+                mydigits.remove(picked)
             except mydigits.MyDigitsError as e:
-                st.error(str(e), icon=":material/error:")
+                st.error(str(e))
             else:
-                st.session_state["mydigits_msg"] = f"Imported {n_in} digits from {up.name}: the set holds {len(new)}."
                 st.rerun()
-        if ds is None:
-            st.caption("The saved set is damaged: importing can only replace it.")
+
+
+MISREAD_SHOWN = 120
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _evaluated(path: str, stamp, set_stamp, _model, _ds) -> dict:
+    """mydigits.evaluate_set, once per model checkpoint and version of the saved set (a full set takes seconds)."""
+    with all_cores_unless_training():
+        return mydigits.evaluate_set(_model, _ds)
+
+
+def _set_stamp():
+    try:
+        st_ = mydigits.set_path().stat()
+        return st_.st_mtime_ns, st_.st_size
+    except OSError:
+        return None
+
+
+def evaluate_tab(ds, choices: list[dict], default_path: str | None) -> None:
+    if ds is None or len(ds) == 0:
+        st.info("Save some digits first; then any completed run can be measured on them here.")
+    elif not choices:
+        st.info("No completed model to evaluate: train one on the Train page.")
+    else:
+        paths = [c["path"] for c in choices]
+        by_path = {c["path"]: c for c in choices}
+        path = st.selectbox("Model to evaluate", paths, format_func=lambda p: by_path[p]["label"],
+                            index=paths.index(default_path) if default_path in paths else 0,
+                            key="mydigits_model")
+        model = get_model(by_path[path])
+        if model is not None:
+            with st.spinner(f"Evaluating {len(ds):,} digits..."):
+                res = _evaluated(path, by_path[path]["stamp"], _set_stamp(), model, ds)
+            c1, c2 = st.columns([1, 2])
+            c1.metric("Accuracy on my digits", f"{res['accuracy']:.1%}",
+                      help=f"{len(ds) - len(res['wrong'])} of {len(ds)} right")
+            fig = px.imshow(res["confusion"], text_auto=True, color_continuous_scale="Blues",
+                            labels=dict(x="predicted", y="true", color="digits"),
+                            x=[str(d) for d in range(10)], y=[str(d) for d in range(10)])
+            fig.update_layout(height=380, margin=dict(l=0, r=0, t=10, b=0), coloraxis_showscale=False)
+            fig.update_xaxes(dtick=1)
+            fig.update_yaxes(dtick=1)
+            c2.plotly_chart(fig, key="mydigits_confusion", config={"displayModeBar": False})
+            wrong = res["wrong"]
+            if len(wrong):
+                c1.caption("Misread (true → predicted)" + (
+                    f", the first {MISREAD_SHOWN} of {len(wrong):,}:" if len(wrong) > MISREAD_SHOWN else ":"))
+                wrong = wrong[:MISREAD_SHOWN]
+                with c1:
+                    st.plotly_chart(charts.digit_grid(
+                        ds.images[wrong], titles=[f"{ds.labels[i]}→{res['preds'][i]}" for i in wrong],
+                        highlight=np.ones(len(wrong), bool), cols=6, tile_px=48), key="mydigits_wrong",
+                        config={"displayModeBar": False})
+
+
+def transfer_tab(ds) -> None:
+    if ds is not None and len(ds):
+        # made when clicked, not on every rerun (a full set compresses for seconds)
+        st.download_button("Export My digits (.npz)", lambda: mydigits.to_bytes(ds), file_name="mydigits.npz",
+                           mime="application/octet-stream", icon=":material/download:", key="mydigits_export")
+    up = st.file_uploader("Import a set exported from mnistviz (.npz)", type=["npz"], key="mydigits_upload")
+    replace = st.radio("Imported digits", ["add to my set", "replace my set"], horizontal=True,
+                       key="mydigits_mode") == "replace my set"
+    if up is not None and st.button("Import", key="mydigits_import", disabled=(ds is None and not replace)):
+        try:
+            new, n_in = mydigits.import_bytes(up.getvalue(), replace=replace, source=f"'{up.name}'")
+        except mydigits.MyDigitsError as e:
+            st.error(str(e), icon=":material/error:")
+        else:
+            st.session_state["mydigits_msg"] = f"Imported {n_in} digits from {up.name}: the set holds {len(new)}."
+            st.rerun()
+    if ds is None:
+        st.caption("The saved set is damaged: importing can only replace it.")
 
 
 def pick_model(choices: list[dict]) -> dict:

@@ -86,6 +86,8 @@ def test_saved_digits_are_listed_and_evaluated(tiny_env, monkeypatch):
     at = open_draw(monkeypatch)
     assert not at.exception
     assert "3 digits: 0: 0, 1: 2" in texts(at.caption)
+    at.session_state["mydigits_tab"] = "Evaluate a model"  # the tab a click opens: only the open tab is computed
+    at.run()
     expected = mydigits.evaluate_set(load_model(mydigits.DEFAULT_MODEL), mydigits.load())["accuracy"]
     accuracy = next(m for m in at.metric if m.label == "Accuracy on my digits")
     assert accuracy.value == f"{expected:.1%}"
@@ -184,3 +186,34 @@ def test_a_run_named_default_is_told_apart_from_the_built_in_one(fixture_runs, t
     assert len(set(picker.options)) == len(picker.options) == 2
     assert picker.options[0].startswith("default (built in") and picker.options[1].startswith("default (your runs")
     assert picker.value == str((root / "default").resolve())   # the sidebar's run, not the built-in namesake
+
+
+def grid_tiles(at: AppTest, key: str) -> list[int]:
+    """The ids of the tiles a digit grid chart draws (the invisible markers' customdata)."""
+    import json
+
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    spec = json.loads(chart.proto.spec)
+    return [int(i) for t in spec["data"] if t.get("customdata") for i in t["customdata"]]
+
+
+def test_a_large_set_is_drawn_a_page_at_a_time_and_only_the_open_tab_computes(tiny_env, monkeypatch):
+    n = 450
+    rng = np.random.default_rng(0)
+    mydigits.save(mydigits.DigitSet(images=rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+                                    labels=np.arange(n, dtype=np.int64) % 10,
+                                    created=np.arange(n, dtype=np.float64)))
+    calls = []
+    evaluate_set = mydigits.evaluate_set
+    monkeypatch.setattr(mydigits, "evaluate_set", lambda *a: calls.append(1) or evaluate_set(*a))
+    exports = []
+    to_bytes = mydigits.to_bytes
+    monkeypatch.setattr(mydigits, "to_bytes", lambda *a: exports.append(1) or to_bytes(*a))
+    at = open_draw(monkeypatch)
+    assert not at.exception
+    assert grid_tiles(at, "mydigits_grid") == list(range(n - 1, n - 201, -1))  # the newest 200
+    assert "450 digits" in texts(at.caption) and "Showing 1-200" in texts(at.caption)
+    at.number_input(key="mydigits_page").set_value(3).run()
+    assert grid_tiles(at, "mydigits_grid") == list(range(49, -1, -1))  # the oldest 50
+    assert "Showing 401-450" in texts(at.caption)
+    assert calls == [] and exports == []  # the other tabs are closed: no evaluation, no export made
