@@ -34,7 +34,7 @@ from .procs import (HEARTBEAT_STALE_S, TRAINER_MARKS, heartbeat_fresh, in_use, i
                     launcher_alive, pid_alive, pid_cmdline, trainer_gone, trainer_running)
 
 PROJECT = Path(__file__).resolve().parent.parent
-STATUSES = ("queued", "running", "completed", "stopped", "failed", "interrupted")
+STATUSES = ("queued", "running", "completed", "stopped", "failed", "interrupted", "pruned")
 ACTIVE = ("queued", "running")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
