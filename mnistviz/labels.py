@@ -8,7 +8,6 @@ given label's probability, lowest first) among the images the models get wrong.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
