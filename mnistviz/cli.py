@@ -19,6 +19,12 @@ def _fraction(v: str) -> float:
     return x / 100 if x > 1 else x
 
 
+def _folder(v: str) -> str:
+    if not v:  # "" would read as "not given": the default folder, not the one the user meant to name
+        raise argparse.ArgumentTypeError("empty; give a folder, or leave the option out for the default")
+    return v
+
+
 def train_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m mnistviz.train",
                description="Train a CNN on MNIST into a run folder. With no arguments: the fast default recipe.")
@@ -41,7 +47,7 @@ def train_parser() -> argparse.ArgumentParser:
     a("--log-every", type=int)
     a("--limit-train", type=int, help="train on the first N training images only")
     a("--name", help="run folder name (default: model-augment-timestamp)")
-    a("--runs-dir", help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
+    a("--runs-dir", type=_folder, help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
     a("--resume", metavar="NAME", help="continue a stopped or interrupted run to its planned epochs "
                                          "(a queued run, with no checkpoint yet, starts from scratch)")
     a("--pair", help=argparse.SUPPRESS)
@@ -65,6 +71,6 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m mnistviz.evaluate",
                description="Evaluate a run's best checkpoint (last.pt when it has no best.pt) on the MNIST test set.")
     p.add_argument("run", metavar="RUN", help="a run folder, or the name of a run in the runs folder")
-    p.add_argument("--runs-dir", help="runs folder for a run name (default: $MNISTVIZ_RUNS or checkpoints/)")
+    p.add_argument("--runs-dir", type=_folder, help="runs folder for a run name (default: $MNISTVIZ_RUNS or checkpoints/)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return p

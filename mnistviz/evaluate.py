@@ -83,14 +83,18 @@ def resolve_run(arg: str, runs_root=None) -> Path:
     from .runs import RunError, run_path, runs_dir
 
     p = Path(arg).expanduser()
-    if p.is_dir():
-        return p
-    if p.exists():
-        raise RunError(f"{arg} is a file, not a run folder")
+    shown = arg if arg.isprintable() else repr(arg)  # one line, whatever the argument holds
+    try:
+        if p.is_dir():
+            return p
+        if p.exists():
+            raise RunError(f"{shown} is a file, not a run folder")
+    except OSError as e:  # a name longer than the system takes (ENAMETOOLONG), a folder that cannot be read...
+        raise RunError(f"no run folder {shown}: {e.strerror}") from None
     try:
         named = run_path(arg, runs_root)
     except RunError:  # not a run name (a path, say)
-        raise RunError(f"no folder {arg}") from None
+        raise RunError(f"no folder {shown}") from None
     if named.is_dir():
         return named
     raise RunError(f"no folder {arg!r} here, and no run named {arg!r} in {runs_dir(runs_root)}")
@@ -106,7 +110,7 @@ def main(argv=None) -> int:
     try:
         run_dir = resolve_run(args.run, args.runs_dir)
         res = evaluate_run(run_dir)
-    except (RunError, MNISTMissing) as e:
+    except (RunError, MNISTMissing, OSError) as e:  # OSError: a file of the run that cannot be read
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
     if res["checkpoint"] != "best.pt" and args.json:  # the plain line below says it itself

@@ -36,7 +36,7 @@ from .procs import (HEARTBEAT_STALE_S, TRAINER_MARKS, heartbeat_fresh, in_use, i
 PROJECT = Path(__file__).resolve().parent.parent
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "interrupted", "pruned")
 ACTIVE = ("queued", "running")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # in full (fullmatch): "$" lets "abc\n" through
 
 
 class RunError(ValueError):
@@ -50,7 +50,7 @@ def runs_dir(override: str | os.PathLike | None = None) -> Path:
 
 def check_name(name: str) -> str:
     """A run name is one folder name: letters, digits, '.', '_', '-'; nothing that leaves the runs folder."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
         raise RunError(f"invalid run name {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
                        f"starting with a letter or digit")
     return name
@@ -160,6 +160,29 @@ def read_jsonl(path: Path, bad: list | None = None) -> list[dict]:
     if bad is not None:
         bad.extend(skipped)
     return out
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """A numeric .npy file, its header checked before anything is allocated: a header that claims more data than
+    the file holds (4e9 rows in a 4 KB file: np.load would try to allocate 75 GB, a MemoryError) or another
+    kind of data (text, objects) raises ValueError saying so. OSError when the file cannot be read."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unknown .npy version {version}")
+        if dtype.kind not in "biuf" or dtype.hasobject:
+            raise ValueError(f"it holds {dtype}, not numbers")
+        need = math.prod(shape) * dtype.itemsize
+        have = os.fstat(f.fileno()).st_size - f.tell()
+        if need != have:
+            raise ValueError(f"its header says {' x '.join(map(str, shape)) or 'one value'} of {dtype} "
+                             f"({need:,} bytes) but the file holds {have:,} bytes")
+        f.seek(0)
+        return np.load(f, allow_pickle=False)
 
 
 def read_json(path: Path):
@@ -317,7 +340,7 @@ class Run:
         if epoch not in epochs:
             raise RunError(f"run {self.name} has no stored predictions for epoch {epoch}; it has {epochs[0]}-{epochs[-1]}")
         try:
-            p = np.load(self.preds_dir / f"epoch_{epoch:03d}.npy", allow_pickle=False)
+            p = load_npy(self.preds_dir / f"epoch_{epoch:03d}.npy")
         except (OSError, ValueError) as e:
             raise RunError(f"run {self.name}: predictions for epoch {epoch} cannot be read ({e})") from None
         if p.ndim != 2 or p.shape[1] != 10:
@@ -325,10 +348,17 @@ class Run:
         return p.astype(np.float32)
 
     def test_labels(self) -> np.ndarray:
+        path = self.path / "test_labels.npy"
         try:
-            return np.load(self.path / "test_labels.npy", allow_pickle=False).astype(np.int64)
-        except (OSError, ValueError):
+            labels = load_npy(path)
+        except FileNotFoundError:
             raise RunError(f"run {self.name} has no stored test labels (older format); retrain it") from None
+        except (OSError, ValueError) as e:
+            raise RunError(f"run {self.name}: its stored test labels cannot be read ({e}); retrain it") from None
+        if labels.ndim != 1:
+            raise RunError(f"run {self.name}: its stored test labels have shape {labels.shape}, expected N; "
+                           f"retrain it")
+        return labels.astype(np.int64)
 
     def model_checkpoint(self) -> Path:
         """The checkpoint load_model reads: best.pt, or last.pt when there is no best yet."""

@@ -14,6 +14,7 @@ import gc
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -231,7 +232,8 @@ def _batch(t: _Training, idx: torch.Tensor, epoch: int, i: int) -> tuple[torch.T
     """The training images at idx as floats in [0, 1], augmented as the run asks, channels-last; their labels."""
     xb = t.x_tr.index_select(0, idx).unsqueeze(1).float().div_(255)  # index_select: cheaper than x_tr[idx]
     if t.cfg.augment != "none":
-        t.gen.manual_seed((t.cfg.seed * 1000003 + epoch) * 100003 + i)  # per step: resumable mid-epoch
+        # per step: resumable mid-epoch; modulo 2**64 (manual_seed's range): a seed above 184,461 overflowed it
+        t.gen.manual_seed(((t.cfg.seed * 1000003 + epoch) * 100003 + i) % 2**64)
         xb = aug.augment(xb, t.level, t.gen)
     return xb.contiguous(memory_format=torch.channels_last), t.y_tr.index_select(0, idx)
 
@@ -353,27 +355,52 @@ def _finish(t: _Training, status: str) -> dict:
 # ---------- a new run, and the CLI ----------
 
 def create_run(cfg: Config, root=None) -> Run:
-    """Make the run folder (queued) with its config.json. The name must be new."""
-    root = runs_dir(root)
-    root.mkdir(parents=True, exist_ok=True)
+    """Make the run folder (queued) with its config.json. A name given must be new; an automatic one
+    (model-augment-time) takes the next free -2, -3... suffix, claimed by mkdir itself, so launches in the same
+    second (two processes, say) never clash. RunError when the runs folder cannot be made or written."""
+    root = _usable_runs_dir(root)
     cfg.created = cfg.created or time.time()
-    if cfg.name is None:
+    automatic = cfg.name is None
+    if automatic:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(cfg.created))
         base = f"{cfg.model}-{cfg.augment}-{stamp}"
         cfg.name, k = base, 1
-        while (root / cfg.name).exists():
+    while True:
+        path = run_path(cfg.name, root)
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            if not automatic:
+                raise RunError(f"a run named {cfg.name!r} exists; pick another --name or continue it with "
+                               f"--resume {cfg.name}") from None
             k += 1
             cfg.name = f"{base}-{k}"
-    path = run_path(cfg.name, root)
-    try:
-        path.mkdir()
-    except FileExistsError:
-        raise RunError(f"a run named {cfg.name!r} exists; pick another --name or continue it with --resume {cfg.name}") from None
+        except OSError as e:  # a read-only folder (as root, the permission bits let mkdir through: it tries)
+            raise RunError(f"the runs folder {root} cannot be written: {e.strerror}") from None
     run = Run(path)
-    atomic_write_json(run.config_file, dataclasses.asdict(cfg))
-    run.write_status(status="queued", pid=None)
+    try:
+        atomic_write_json(run.config_file, dataclasses.asdict(cfg))
+        run.write_status(status="queued", pid=None)
+    except OSError as e:  # a full disk: no half-made run left behind
+        shutil.rmtree(path, ignore_errors=True)
+        raise RunError(str(e)) from None
     return run
 
+
+def _usable_runs_dir(root):
+    """The runs folder, made when missing; RunError (one line) when it is a file, under a file, or cannot be made."""
+    root = runs_dir(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunError(f"the runs folder {root} is a file, not a folder") from None
+    except NotADirectoryError:
+        above = next((p for p in root.parents if p.is_file()), root.parent)
+        raise RunError(f"the runs folder {root} cannot be made: {above} is a file, not a folder") from None
+    except OSError as e:
+        raise RunError(f"the runs folder {root} cannot be made: {e.strerror}") from None
+    return root
 
 
 def main(argv=None) -> int:
