@@ -1,0 +1,310 @@
+"""Sweeps (mnistviz.sweep, issue 22): the search-space grammar and its refusals, a sweep's trials as run folders,
+pruning, resuming a stopped sweep, and two workers sharing one PostgreSQL study.
+
+Trials train real trainer processes on the tiny data (conftest's tiny_env), a few seconds each."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import ROOT, free_port
+from mnistviz import runs, sweep
+
+TINY = ["limit_train=300", "batch_size=50", "val_size=50", "epochs=2"]
+
+
+@pytest.fixture(autouse=True)
+def no_storage_env(monkeypatch):
+    monkeypatch.delenv("MNISTVIZ_SWEEP_STORAGE", raising=False)
+
+
+def cli(*args, check=True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "mnistviz.sweep", *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def load(name: str, url: str):
+    return optuna.load_study(study_name=name, storage=sweep.open_storage(url))
+
+
+def sqlite_url(root: Path) -> str:
+    return f"sqlite:///{root / '_sweeps.db'}"
+
+
+def wait_for(cond, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ---------- the search space ----------
+
+def test_space_is_parsed_with_types():
+    fixed = sweep.parse_sets(["epochs=1", "limit_train=2000", "val_size=500", "nesterov=false"])
+    assert fixed == {"epochs": 1, "limit_train": 2000, "val_size": 500, "nesterov": False}
+    space = sweep.parse_space(["lr=loguniform(1e-3,0.3)", "batch_size=choice(64,128)", "model=choice(fast,lenet5)",
+                               "weight_decay=uniform(0, 0.001)", "label_smoothing=uniform(0,0.1)",
+                               "augment=choice(none,light)", "optimizer=choice(sgd,adamw)",
+                               "schedule=choice(none,onecycle)"], fixed)
+    assert space["lr"] == {"kind": "loguniform", "low": 1e-3, "high": 0.3}
+    assert space["batch_size"] == {"kind": "choice", "values": [64, 128]}
+    assert space["model"] == {"kind": "choice", "values": ["fast", "lenet5"]}
+    assert space["weight_decay"] == {"kind": "uniform", "low": 0.0, "high": 0.001}
+    assert sweep.parse_space(["epochs=int(1,3)"]) == {"epochs": {"kind": "int", "low": 1, "high": 3}}
+    assert sweep.grid_size(sweep.parse_space(["epochs=int(1,3)", "batch_size=choice(64,128)"])) == 6
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("lr=uniform(0.1,0.1)", "empty"),
+    ("lr=loguniform(0.3,1e-3)", "inverted"),
+    ("lr=loguniform(0,0.1)", "above 0"),
+    ("weight_decay=loguniform(-1,0.1)", "above 0"),
+    ("lr=uniform(0.1,20)", "at most 10"),
+    ("model=choice(fast,nosuchnet)", "unknown model"),
+    ("batch_size=uniform(16,64)", "whole numbers"),
+    ("batch_size=choice(64,6.5)", "whole number"),
+    ("lr=int(1,3)", "any number"),
+    ("model=uniform(1,2)", "choice"),
+    ("seed=int(0,3)", "cannot be searched"),
+    ("lr=normal(0,1)", "unknown kind"),
+    ("lr 0.1", "NAME=KIND"),
+    ("lr=choice()", "at least one"),
+    ("epochs=int(1,2,3)", "two bounds"),
+])
+def test_bad_space_is_one_sentence(spec, says):
+    with pytest.raises(sweep.SweepError, match=says):
+        sweep.parse_space([spec])
+
+
+def test_bad_sets_and_duplicates():
+    for sets, says in ((["epochs=0"], "epochs must be at least 1"), (["epochs=two"], "whole number"),
+                       (["name=x"], "unknown setting"), (["epochs"], "FIELD=VALUE"), (["lr=1", "lr=2"], "twice")):
+        with pytest.raises(sweep.SweepError, match=says):
+            sweep.parse_sets(sets)
+    with pytest.raises(sweep.SweepError, match="also fixed"):
+        sweep.parse_space(["lr=uniform(0.1,0.2)"], {"lr": 0.1})
+    with pytest.raises(sweep.SweepError, match="twice"):
+        sweep.parse_space(["lr=uniform(0.1,0.2)", "lr=uniform(0.1,0.3)"])
+
+
+def _exits_2(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        sweep.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("python -m mnistviz.sweep: error: "), err
+    return err
+
+
+def test_bad_input_exits_2_and_changes_nothing(tiny_env, capsys):
+    create = ["create", "s", "--trials", "3", "--runs-dir", str(tiny_env)]
+    assert "empty" in _exits_2(capsys, create + ["--space", "lr=uniform(0.2,0.2)"])
+    assert "log range" in _exits_2(capsys, create + ["--space", "lr=loguniform(0,0.2)"])
+    assert "6 points, more than the 3 trials" in _exits_2(
+        capsys, create + ["--sampler", "grid", "--space", "epochs=int(1,3)", "--space", "batch_size=choice(64,128)"])
+    assert "continuous range" in _exits_2(capsys, create + ["--sampler", "grid", "--space", "lr=uniform(0.1,0.2)"])
+    assert "cannot open the sweep storage postgresql://u:***@127.0.0.1" in _exits_2(
+        capsys, create + ["--space", "lr=uniform(0.1,0.2)", "--storage",
+                          f"postgresql://u:secret@127.0.0.1:{free_port()}/nodb"])
+    assert "no sweep named 'nope'" in _exits_2(capsys, ["status", "nope", "--runs-dir", str(tiny_env)])
+    assert "no sweep named 'nope'" in _exits_2(capsys, ["work", "nope", "--runs-dir", str(tiny_env)])
+    assert list(tiny_env.iterdir()) == []  # no database, no run folder
+
+    assert sweep.main(create + ["--space", "lr=uniform(0.1,0.2)"]) == 0
+    capsys.readouterr()
+    assert "exists already" in _exits_2(capsys, create + ["--space", "lr=uniform(0.1,0.3)"])
+    assert load("s", sqlite_url(tiny_env)).user_attrs["mnistviz"]["space"]["lr"]["high"] == 0.2  # the first one
+    assert "no sweep named 'nope'" in _exits_2(capsys, ["status", "nope", "--runs-dir", str(tiny_env)])
+    assert sweep.list_sweeps(tiny_env)[0]["sweep"] == "s"
+
+
+# ---------- a sweep's trials are runs ----------
+
+def test_three_trial_sweep_makes_three_runs(tiny_env):
+    sets = [a for s in TINY for a in ("--set", s)]
+    cli("create", "s3", "--trials", "3", "--space", "lr=loguniform(0.02,0.3)", "--space", "augment=choice(none,light)",
+        *sets, "--runs-dir", str(tiny_env))
+    sweep.work("s3", tiny_env)
+    study = load("s3", sqlite_url(tiny_env))
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    folders = sorted(p.name for p in runs.run_folders(tiny_env))
+    assert folders == ["s3-t0", "s3-t1", "s3-t2"]
+    for t in trials:
+        run = runs.get_run(t.user_attrs["run"], tiny_env)
+        cfg = run.config()
+        assert (cfg["sweep"], cfg["trial"], run.name) == ("s3", t.number, f"s3-t{t.number}")
+        assert cfg["lr"] == t.params["lr"] and cfg["augment"] == t.params["augment"]
+        assert (cfg["epochs"], cfg["limit_train"], cfg["val_size"], cfg["batch_size"]) == (2, 300, 50, 50)
+        assert run.status()["status"] == ("completed" if t.state.name == "COMPLETE" else "pruned")
+        if t.state.name == "COMPLETE":  # the objective: the best validation accuracy of the run
+            assert t.value == max(r["val_acc"] for r in run.epoch_records())
+
+    st = json.loads(cli("status", "s3", "--json", "--runs-dir", str(tiny_env)).stdout.strip().splitlines()[-1])
+    assert [(e["number"], e["state"], e["value"], e["run"]) for e in st["trials"]] == \
+        [(t.number, t.state.name.lower(), t.value, f"s3-t{t.number}") for t in trials]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert st["best"]["number"] == max(complete, key=lambda t: t.value).number
+    assert st["best"] in st["trials"] and st["finished"] == 3
+
+
+def test_pruner_stops_a_clearly_worse_trial(tiny_env):
+    sweep.create("p", 3, ["lr=loguniform(1e-6,0.3)", "epochs=int(2,8)"], ["limit_train=300", "batch_size=50",
+                                                                          "val_size=50"], tiny_env, pruner="median")
+    for params in ({"lr": 0.1, "epochs": 2}, {"lr": 0.1, "epochs": 2}, {"lr": 1e-6, "epochs": 8}):
+        sweep.enqueue("p", params, tiny_env)  # two good trials, then one that cannot learn, planned for 8 epochs
+    sweep.work("p", tiny_env)
+    good0, good1, bad = load("p", sqlite_url(tiny_env)).get_trials()
+    assert (good0.state.name, good1.state.name, bad.params) == ("COMPLETE", "COMPLETE", {"lr": 1e-6, "epochs": 8})
+    assert bad.state.name == "PRUNED"
+    run = runs.get_run(bad.user_attrs["run"], tiny_env)
+    assert run.status()["status"] == "pruned" and run.config()["epochs"] == 8
+    epochs = [r["epoch"] for r in run.epoch_records()]
+    assert 1 <= len(epochs) < 8 and epochs == list(range(1, len(epochs) + 1))  # it keeps the epochs it trained
+    assert run.last_ckpt.exists() and bad.intermediate_values == {
+        r["epoch"]: r["val_acc"] for r in run.epoch_records() if r["epoch"] in bad.intermediate_values}
+    assert len(runs.get_run(good0.user_attrs["run"], tiny_env).epoch_records()) == 2
+
+
+def test_resuming_a_stopped_sweep_repeats_no_trial(tiny_env):
+    sweep.create("r", 2, ["epochs=int(1,3)"], ["limit_train=300", "batch_size=25", "val_size=50", "lr=0.1"],
+                 tiny_env, pruner="none")
+    for epochs in (1, 3):  # a short trial 0; trial 1 long enough to be stopped inside
+        sweep.enqueue("r", {"epochs": epochs}, tiny_env)
+    worker = subprocess.Popen([sys.executable, "-m", "mnistviz.sweep", "work", "r", "--runs-dir", str(tiny_env)],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t1 = tiny_env / "r-t1"
+        wait_for(lambda: t1.is_dir() and runs.Run(t1).raw_status().get("status") == "running", 240,
+                 "trial 1's trainer to start")
+        trainer = runs.Run(t1).raw_status()["pid"]
+        os.kill(trainer, signal.SIGSTOP)  # hold it inside its first epochs, so the stop lands mid-training
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        os.kill(trainer, signal.SIGCONT)
+        out, err = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 1 and "continues the sweep" in err, err
+    assert runs.Run(t1).status()["status"] == "stopped"
+    study = load("r", sqlite_url(tiny_env))
+    first = study.get_trials()
+    assert [t.state.name for t in first] == ["COMPLETE", "FAIL", "WAITING"]
+    assert first[1].user_attrs["interrupted"] is True and first[2].user_attrs["resumes"] == "r-t1"
+    t0_status = runs.Run(tiny_env / "r-t0").raw_status()
+
+    sweep.work("r", tiny_env)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]  # no new trial beyond the retry
+    assert trials[2].params == first[1].params == {"epochs": 3} and trials[2].user_attrs["run"] == "r-t1"
+    assert sorted(p.name for p in runs.run_folders(tiny_env)) == ["r-t0", "r-t1"]
+    assert runs.Run(tiny_env / "r-t0").raw_status() == t0_status  # the finished trial did not run again
+    resumed = runs.Run(t1)
+    assert resumed.status()["status"] == "completed"
+    assert [r["epoch"] for r in resumed.epoch_records()] == [1, 2, 3]
+    assert sweep.status("r", tiny_env)["finished"] == 2
+
+
+# ---------- PostgreSQL: workers on several machines ----------
+
+def _as_postgres() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and there is no postgres user to run a PostgreSQL server as")
+    return ["runuser", "-u", "postgres", "--"]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """$MNISTVIZ_TEST_POSTGRES (.ci/run starts a server), else a throwaway cluster of our own on a free port."""
+    url = os.environ.get("MNISTVIZ_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    initdb = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1:]), None)
+    if not initdb:
+        pytest.skip("no PostgreSQL server: set MNISTVIZ_TEST_POSTGRES to one's URL, or install PostgreSQL (initdb)")
+    pg_ctl, as_user = str(Path(initdb).parent / "pg_ctl"), _as_postgres()
+    d = Path(tempfile.mkdtemp(prefix="mnistviz-pg-"))
+    if as_user:
+        shutil.chown(d, "postgres", "postgres")
+    port = free_port()
+
+    def run(*argv):
+        p = subprocess.run(as_user + list(argv), capture_output=True, text=True, timeout=120)
+        if p.returncode:
+            shutil.rmtree(d, ignore_errors=True)
+            pytest.skip(f"could not start a PostgreSQL server ({Path(argv[0]).name}): "
+                        f"{(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+    run(initdb, "-D", str(d / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(pg_ctl, "-D", str(d / "data"), "-l", str(d / "log"), "-w", "-t", "60",
+        "-o", f"-p {port} -k {d} -c listen_addresses=127.0.0.1", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_user + [pg_ctl, "-D", str(d / "data"), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_db(postgres_url):
+    """A fresh database on the server for one test, dropped after it."""
+    import psycopg
+
+    name = f"mnistviz_sweep_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    base, _, _ = postgres_url.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_two_workers_share_one_postgres_study(tiny_env, tmp_path, postgres_db):
+    sweep.create("pg", 4, ["lr=loguniform(0.02,0.3)"], ["limit_train=300", "batch_size=50", "val_size=50", "epochs=1"],
+                 storage=postgres_db, pruner="none")
+    machines = [tmp_path / "machine-a", tmp_path / "machine-b"]  # each worker its own runs folder, as on two hosts
+    workers = [subprocess.Popen([sys.executable, "-m", "mnistviz.sweep", "work", "pg", "--storage", postgres_db,
+                                 "--runs-dir", str(m)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for m in machines]
+    try:
+        results = [w.communicate(timeout=300) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    assert [w.returncode for w in workers] == [0, 0], results
+    trials = load("pg", postgres_db).get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3] and {t.state.name for t in trials} == {"COMPLETE"}
+    made = sorted((p.name, m.name) for m in machines for p in runs.run_folders(m))
+    assert [name for name, _ in made] == ["pg-t0", "pg-t1", "pg-t2", "pg-t3"]  # each trial ran once, on one machine
+    for t in trials:
+        machine = dict(made)[t.user_attrs["run"]]
+        run = runs.get_run(t.user_attrs["run"], tmp_path / machine)
+        assert run.status()["status"] == "completed" and run.config()["trial"] == t.number
+        assert t.user_attrs["runs_dir"] == str(tmp_path / machine)
+    st = json.loads(results[0][0].strip().splitlines()[-1])  # a worker's last line: the sweep's status
+    assert st["finished"] == 4 and "postgresql://" in st["storage"]
