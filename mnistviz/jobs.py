@@ -9,9 +9,10 @@ it alone):
 
 The trailing `jobs tick` starts the next queued run as soon as this one ends, so the queue moves with no
 browser open; pages call `tick()` too (harmless: every tick holds `<runs>/_queue.lock`). Nothing here
-keeps state in memory: "is something running" is read from the run folders' status.json (status + pid
-liveness, and that the pid is still our trainer or launcher: procs.trainer_running), so a restarted app, a
-second tab or this module in another process all see the same thing. The run folders are the source of
+keeps state in memory: "is something running" is read from the run folders' status.json (status, and that its
+pid is still this run's trainer or launch: procs.identify, the one identity check that Stop uses too), so a
+restarted app, a second tab or this module in another process all see the same thing. A trainer holds its run
+folder's lock (procs.hold_run) for its whole life, so a launch and a CLI `--resume` of the same run never both train. The run folders are the source of
 truth for the queue too: an unreadable `_queue.json` is rebuilt from the runs whose status is queued.
 """
 from __future__ import annotations
@@ -143,7 +144,7 @@ def queue(root=None) -> list[str]:
 
 def _busy(run: Run, raw: dict | None = None) -> bool:
     """Training (status running, our trainer alive) or starting (launched by us, launcher still alive)."""
-    return procs.in_use(run.name, raw if raw is not None else run.raw_status())
+    return procs.in_use(run.path, raw if raw is not None else run.raw_status())
 
 
 def running(root=None) -> list[str]:
@@ -189,9 +190,9 @@ def _settle_dead_launches(root: Path, finished: str | None = None) -> None:
         raw = run.raw_status()
         if raw.get("status") != "queued" or not raw.get("launcher_pid"):
             continue
-        if run.name == finished or not procs.launcher_alive(run.name, raw):
+        if run.name == finished or not procs.launcher_alive(run.path, raw):
             why = _log_tail(run) or "the training process ended before it started"
-            run.write_status(status="failed", error=why, launcher_pid=None, ended=time.time())
+            run.write_status(status="failed", error=why, launcher_pid=None, launcher_start=None, ended=time.time())
 
 
 def _launch(run: Run, root: Path) -> int:
@@ -208,7 +209,9 @@ def _launch(run: Run, root: Path) -> int:
         log.close()
     with _children_lock:
         _children[proc.pid] = proc
-    run.write_status(status="queued", launcher_pid=proc.pid, launched=time.time())
+    # the launch's identity (procs.identify): its pid and start time; its command line names the run and runs folder
+    run.write_status(status="queued", launcher_pid=proc.pid, launcher_start=procs.start_time(proc.pid),
+                     launched=time.time())
     return proc.pid
 
 
@@ -330,19 +333,21 @@ def stop(name: str, root=None) -> str:
         status = run.status().get("status")
         if status == "queued":
             _write_queue(root, [n for n in _current_queue(root)[0] if n != name])
-            launcher = raw.get("launcher_pid")
-            if procs.launcher_alive(name, raw):  # launched, still starting: end the whole launch (trainer + shell)
+            # launched, still starting, and the launch is ours (pid, start time, run): end it (trainer + shell)
+            if procs.may_signal(run.path, raw, "launcher_pid"):
                 try:
-                    os.killpg(launcher, signal.SIGTERM)
+                    os.killpg(raw["launcher_pid"], signal.SIGTERM)
                 except (ProcessLookupError, PermissionError):
                     pass
-            run.write_status(status="stopped", launcher_pid=None, ended=time.time())
+            run.write_status(status="stopped", launcher_pid=None, launcher_start=None, ended=time.time())
             msg = f"{name} removed from the queue."
         elif status == "running":
             pid = raw.get("pid")
-            if procs.is_trainer(pid) is False and procs.pid_alive(pid):  # alive, not `python -m mnistviz.train`
-                raise RunError(f"run {name} trains inside process {pid}, which is not a mnistviz.train process, "
-                               f"so it is not signalled from here; stop it where it was started")
+            if not procs.may_signal(run.path, raw):  # not known to be this run's trainer: never signalled
+                what = ("trains it inside another program, where SIGTERM would end that program"
+                        if procs.is_trainer(run.path, raw) else "is not known to be its trainer")
+                raise RunError(f"run {name} trains inside process {pid}, which {what}, so it is not signalled "
+                               f"from here; stop it where it was started")
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -367,7 +372,7 @@ def resume(name: str, root=None) -> Run:
         raise RunError(f"run {name} is {what}")
     cfg = train.Config.from_dict(run.config())
     _check_ready(cfg)
-    run.write_status(status="queued", pid=None, launcher_pid=None)
+    run.write_status(status="queued", pid=None, pid_start=None, launcher_pid=None, launcher_start=None)
     _enqueue(root, [name])
     tick(root)
     return run

@@ -263,7 +263,7 @@ class Run:
                 del st[k]
         if st.get("error") is not None and not isinstance(st["error"], str):
             st["error"] = str(st["error"])
-        why = trainer_gone(st) if st.get("status") == "running" else None
+        why = trainer_gone(self.path, st) if st.get("status") == "running" else None
         if why:
             st = {**st, "status": "interrupted", "error": st.get("error") or why}
         return st
@@ -272,6 +272,12 @@ class Run:
         st = self.raw_status() if self.status_file.exists() else {}
         if fields.get("status") in ACTIVE:
             st.pop("error", None)  # a resumed run starts clean
+        from .procs import IDENTITY
+        for key, about in IDENTITY.items():  # a pid's start time etc. describe that pid, not one written over it
+            if key in fields:
+                for k in about:
+                    if k not in fields:
+                        st.pop(k, None)
         st.update(fields)
         st["updated"] = time.time()
         atomic_write_json(self.status_file, st)
@@ -489,7 +495,7 @@ def delete_folder(path, root: Path | None = None) -> None:
     path = Path(path)
     if path.name in ("", ".", "..") or path.parent.resolve() != root or not path.is_dir():
         raise RunError(f"{path} is not a folder of the runs folder {root}; nothing was deleted")
-    if in_use(path.name, Run(path).raw_status()):
+    if in_use(path, Run(path).raw_status()):
         raise RunError(f"the folder {path.name!r} is in use by a training process; wait for it to end, then "
                        f"delete the folder")
     _delete(path)

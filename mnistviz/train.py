@@ -13,7 +13,6 @@ import dataclasses
 import gc
 import json
 import math
-import os
 import shutil
 import signal
 import sys
@@ -25,7 +24,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import augment as aug, fastgrad
+from . import augment as aug, fastgrad, procs
 from .cli import config_from_args, train_parser
 # re-exported: pages, jobs and tests use train.Config, train.validate, train.PRESETS...
 from .config import OPTIMIZERS, PRESETS, SCHEDULES, Config, preset_config, validate  # noqa: F401
@@ -123,7 +122,13 @@ class _Training:
 
 def train_run(run: Run, resume: bool = False, stop: StopRequested | None = None, progress: bool = False) -> dict:
     """Train the run in `run.path` (config.json must exist). Returns the CLI's result dict.
-    Any exception marks the run failed, with its text, before it propagates."""
+    Any exception marks the run failed, with its text, before it propagates. The run folder is held (procs.hold_run)
+    while it trains: procs.RunHeld, with the folder untouched, when another process trains it."""
+    with procs.hold_run(run.path):
+        return _train_held(run, resume, stop, progress)
+
+
+def _train_held(run: Run, resume: bool, stop: StopRequested | None, progress: bool) -> dict:
     try:
         return _train(run, resume, stop or StopRequested(), progress)
     except BaseException as e:
@@ -178,7 +183,10 @@ def _setup(run: Run, resume: bool, progress: bool) -> _Training:
         _restore(t)
     else:
         run.save_test_labels(data.test_labels.numpy())
-    run.write_status(status="running", pid=os.getpid(), heartbeat=time.time(), started=time.time(),
+    # who trains it, for procs.identify: pid, start time, the folder it holds, whether SIGTERM stops it
+    sigterm_stops = isinstance(signal.getsignal(signal.SIGTERM), StopRequested)
+    run.write_status(status="running", **procs.identity_fields(run.path, sigterm_stops), heartbeat=time.time(),
+                     started=time.time(),
                      total_steps=t.total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs)
     if progress:
         from tqdm import tqdm
@@ -403,6 +411,20 @@ def _usable_runs_dir(root):
     return root
 
 
+def _hold_for_life(run: Run, p) -> None:
+    """Hold the run folder until this process ends (train_run's own hold then nests in it); exit 2 with one line
+    when another process trains it."""
+    hold = procs.hold_run(run.path)
+    try:
+        hold.__enter__()  # never left: the kernel drops the lock when the process ends
+    except procs.RunHeld as e:
+        p.error(str(e))
+    _HELD.append(hold)  # referenced: a collected hold would close its generator, and so the lock
+
+
+_HELD: list = []
+
+
 def main(argv=None) -> int:
     p = train_parser()
     args = p.parse_args(argv)
@@ -416,6 +438,7 @@ def main(argv=None) -> int:
             run = Run(run_path(args.resume, args.runs_dir))
             if not run.path.is_dir():
                 p.error(f"no run named {args.resume!r} to resume in {runs_dir(args.runs_dir)}")
+            _hold_for_life(run, p)  # before its status is read: two --resume at once both read "queued"
             st = run.status().get("status")
             if st == "completed":
                 p.error(f"run {args.resume} is already completed")
@@ -431,6 +454,7 @@ def main(argv=None) -> int:
             if errors:
                 p.error("; ".join(errors.values()))
             run = create_run(cfg, args.runs_dir)
+            _hold_for_life(run, p)
             resume = False
     except RunError as e:
         p.error(str(e))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mnistviz import data, jobs, runs, train
+from mnistviz import data, jobs, procs as ident, runs, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = dict(epochs=1, batch_size=50, val_size=50, log_every=2)  # 11 steps an epoch on tiny data
@@ -25,6 +25,14 @@ def wait_for(cond, timeout=60, what="condition"):
             return v
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_never_signalled(p):
+    """p (SIGTERM's default, fatal action) dies of this SIGKILL, not of a signal sent before: the kernel fixes a
+    process's exit signal when the first fatal signal is sent to it, so no sleep is needed to see "nothing happened"."""
+    p.kill()
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, f"process {p.pid} was signalled ({p.returncode}) before the test's SIGKILL"
 
 
 def training_elsewhere(root, name="cli-run"):
@@ -41,10 +49,9 @@ def root(tiny_env):
     # end every process these tests started (launchers and trainers in this runs folder), never others
     for run in map(runs.Run, runs.run_folders(tiny_env)):
         raw = run.raw_status()
-        for key, kill, ours in (("pid", os.kill, lambda r, raw: runs.is_trainer(raw.get("pid"))),
-                                ("launcher_pid", os.killpg, lambda r, raw: runs.launcher_alive(r.name, raw))):
+        for key, kill in (("pid", os.kill), ("launcher_pid", os.killpg)):
             pid = raw.get(key)
-            if pid and pid != os.getpid() and ours(run, raw):
+            if pid and pid != os.getpid() and ident.identify(run.path, raw, key) == ident.OURS:
                 try:
                     kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
@@ -179,8 +186,7 @@ def test_a_reused_pid_neither_blocks_the_queue_nor_gets_signalled(root, procs):
     jobs._enqueue(root, ["late"])
     assert jobs.running() == []
     assert "late removed from the queue" in jobs.stop("late")
-    time.sleep(0.3)
-    assert stray.poll() is None
+    assert_never_signalled(stray)
 
 
 def test_stop_never_signals_a_process_that_is_not_a_trainer(root, procs):
@@ -190,11 +196,10 @@ def test_stop_never_signals_a_process_that_is_not_a_trainer(root, procs):
     run = train.create_run(train.Config(name="elsewhere", **QUICK), root)
     run.write_status(status="running", pid=other.pid, heartbeat=time.time())
     assert run.status()["status"] == "running" and jobs.active() == "elsewhere"
-    with pytest.raises(runs.RunError, match=f"run elsewhere trains inside process {other.pid}, which is not a "
-                                            f"mnistviz.train process, so it is not signalled from here"):
+    with pytest.raises(runs.RunError, match=f"run elsewhere trains inside process {other.pid}, which is not known "
+                                            f"to be its trainer, so it is not signalled from here"):
         jobs.stop("elsewhere")
-    time.sleep(0.3)
-    assert other.poll() is None
+    assert_never_signalled(other)
 
 
 def test_an_unreadable_queue_file_is_rebuilt_from_the_queued_runs(root):
@@ -234,3 +239,44 @@ def test_a_queue_file_that_is_a_directory_is_moved_aside_not_raised(root):
     assert [r["name"] for r in runs.list_runs()[0]] == ["waiting", "cli-run"]  # not taken for a run
     jobs.stop(waiting.name)
     assert jobs.queue() == []
+
+
+def test_stop_on_a_copy_of_a_training_run_signals_nothing(root):
+    # `cp -r a a-copy` while a trains: a-copy's status.json names a's trainer (pid, start time and all), but that
+    # process holds a's folder, not a-copy's: a-copy is interrupted, and Stop on it must not end a's training
+    trainer = subprocess.Popen([sys.executable, "-m", "mnistviz.train", "--name", "a", "--epochs", "400",
+                                "--batch-size", "50", "--val-size", "50", "--no-progress"],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        a = runs.Run(root / "a")
+        wait_for(lambda: a.path.is_dir() and a.raw_status().get("status") == "running" and a.epoch_records(), 120,
+                 "a to train")
+        copy = root / "a-copy"
+        copy.mkdir()
+        for f in a.path.iterdir():  # as cp -r would, skipping the temp files of writes going on meanwhile
+            try:
+                if f.is_file() and ".tmp" not in f.name:
+                    (copy / f.name).write_bytes(f.read_bytes())
+            except FileNotFoundError:
+                pass
+        c = runs.Run(copy)
+        assert c.raw_status()["pid"] == trainer.pid
+        with pytest.raises(runs.RunError, match="a-copy is interrupted, not queued or running"):
+            jobs.stop("a-copy")
+        assert c.status()["status"] == "interrupted" and jobs.running() == ["a"]
+        st = a.raw_status()
+        assert st["pid"] == trainer.pid and st["pid_start"] == ident.start_time(trainer.pid)
+        assert ident.identify(a.path, st) == ident.OURS and ident.identify(copy, c.raw_status()) == ident.OTHER
+        # not signalled: a trainer told to stop ends at its next step, after at most the epoch record it was
+        # writing; two more epoch records from here on mean no SIGTERM reached it
+        done = len(a.epoch_records())
+        wait_for(lambda: len(a.epoch_records()) >= done + 2 or trainer.poll() is not None, 120, "two more epochs")
+        assert trainer.poll() is None and a.raw_status()["status"] == "running"
+        runs.delete_run("a-copy")  # interrupted: deletable, while a is not
+        with pytest.raises(runs.RunError, match="stop it"):
+            runs.delete_run("a")
+        assert "Stopping a" in jobs.stop("a")  # a itself: its trainer is signalled and stops
+        assert trainer.wait(60) == 0 and a.raw_status()["status"] == "stopped"
+    finally:
+        trainer.kill()
+        trainer.wait()

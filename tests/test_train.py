@@ -376,3 +376,62 @@ def test_step_schedule_divides_the_rate_by_10_at_half_and_three_quarters_of_the_
     lrs = [r["lr"] for r in run.step_records()]
     assert lrs == pytest.approx([0.2] * 20 + [0.02] * 10 + [0.002] * 10)
     assert [r["lr"] for r in run.epoch_records()] == pytest.approx([0.2, 0.2, 0.02, 0.002])
+
+
+# `python -m mnistviz.train ARGS`, held at a gate right after it first reads the run's status (what the check for a
+# run still running reads), until the test says go: two of them both read "queued" before either starts training
+GATED_CLI = r"""
+import sys
+from mnistviz import train
+real_status, gated = train.Run.status, []
+def status(self):
+    st = real_status(self)
+    if not gated:
+        gated.append(1)
+        print("ready", flush=True)
+        sys.stdin.readline()
+    return st
+train.Run.status = status
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_two_trainers_of_one_run_folder_the_second_exits_2(tiny_env):
+    # two `--resume x` started together (two tabs, a CLI and the queue): each used to train, and every record was
+    # written twice. The folder's lock lets one train; the other exits 2 saying who trains it.
+    run = train.create_run(train.Config(**{**TINY, "name": "x", "epochs": 400}), tiny_env)
+    # each child is `python -m mnistviz.train --resume x` held at a gate (GATED_CLI), so that both reach the run
+    # folder together (started plainly, one's imports can outlast the other's start of training)
+    both = [subprocess.Popen([sys.executable, "-c", GATED_CLI, "--resume", "x", "--no-progress"], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        ready = [p for p in both if p.stdout.readline() == "ready\n"]  # or "": it ended before reading the status
+        for p in both:
+            if p in ready:
+                p.stdin.write("go\n")
+            p.stdin.close()
+            p.stdin = None  # communicate() below: nothing more to send
+        def twice():
+            keys = [(r.get("epoch"), r["step"]) for r in run.metrics()]
+            return len(keys) != len(set(keys))
+
+        assert _wait(lambda: any(p.poll() is not None for p in both) or twice(), 120), "neither ended"
+        assert not twice(), "both trainers wrote the run's metrics"
+        loser = next(p for p in both if p.poll() is not None)
+        winner = next(p for p in both if p is not loser)
+        out, err = loser.communicate()
+        assert loser.returncode == 2, err
+        assert err.strip().splitlines() == [f"python -m mnistviz.train: error: run x is being trained by pid "
+                                            f"{winner.pid}"]
+        assert _wait(lambda: run.raw_status().get("pid") == winner.pid and run.epoch_records(), 120)
+        winner.send_signal(signal.SIGTERM)
+        out, err = winner.communicate(timeout=120)
+        assert winner.returncode == 0, err
+        assert run.raw_status()["status"] == "stopped"
+        keys = [(r.get("epoch"), r["step"]) for r in run.metrics()]
+        assert keys and len(keys) == len(set(keys))
+    finally:
+        for p in both:
+            p.kill()
+            p.wait()
