@@ -380,12 +380,13 @@ def enqueue(name: str, params: dict, runs_dir=None, storage: str | None = None) 
     for k in params:
         if k not in spec["space"]:
             raise SweepError(f"{k!r} is not searched by sweep {name}; it searches {', '.join(spec['space'])}")
+        _check_value(k, params[k], spec["fixed"], f"--param {k}={params[k]}")
     study.enqueue_trial(params)
 
 
 def _entry(t) -> dict:
     e = {"number": t.number, "state": t.state.name.lower(), "value": t.value, "run": t.user_attrs.get("run"),
-         "params": t.params}
+         "params": t.params or t.system_attrs.get("fixed_params", {})}  # a waiting trial: what was enqueued
     for k in ("interrupted", "error", "resumes"):
         if t.user_attrs.get(k) is not None:
             e[k] = t.user_attrs[k]
@@ -421,6 +422,17 @@ def list_sweeps(runs_dir=None, storage: str | None = None) -> list[dict]:
         out.append({"sweep": s.study_name, "planned": spec.get("trials"), "trials": s.n_trials,
                     "best": s.best_trial.value if s.best_trial else None, "mnistviz": bool(spec)})
     return out
+
+
+def trials_table(st: dict):
+    """A sweep's status as a table for the Sweeps page: one row per trial, its parameters as columns."""
+    import pandas as pd
+
+    names = [k for e in st["trials"] for k in e["params"]]
+    cols = ["trial", "state", st["objective"], "run", *dict.fromkeys(names)]
+    rows = [{"trial": e["number"], "state": "interrupted" if e.get("interrupted") else e["state"],
+             st["objective"]: e["value"], "run": e["run"], **e["params"]} for e in st["trials"]]
+    return pd.DataFrame(rows, columns=cols)
 
 
 # ---------- work: run trials ----------
@@ -641,6 +653,10 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("name")
     w.add_argument("--max-trials", type=int, help="stop after this many trials of this worker")
     common(w)
+    q = sub.add_parser("enqueue", help="ask for a trial with these parameters next (e.g. a known-good recipe)")
+    q.add_argument("name")
+    q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", required=True)
+    common(q)
     s = sub.add_parser("status", help="the sweep's trials and its best")
     s.add_argument("name")
     s.add_argument("--json", action="store_true", help="one JSON object as the last line")
@@ -684,6 +700,15 @@ def main(argv=None) -> int:
                 print(f"stopped; `python -m mnistviz.sweep work {args.name}` continues the sweep", file=sys.stderr)
             print(json.dumps(st))
             return 1 if stop.is_set() else 0
+        elif args.cmd == "enqueue":
+            params = {}
+            for item in args.param:
+                k, eq, v = item.partition("=")
+                if not eq or k.strip() not in SEARCHABLE:
+                    raise SweepError(f"--param {item!r}: write NAME=VALUE for a searched hyperparameter")
+                params[k.strip()] = _parse_value(k.strip(), v, f"--param {item}")
+            enqueue(args.name, params, args.runs_dir, args.storage)
+            print(f"enqueued {params} in sweep {args.name}", file=sys.stderr)
         elif args.cmd == "status":
             st = status(args.name, args.runs_dir, args.storage)
             if args.json:

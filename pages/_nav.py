@@ -11,6 +11,7 @@ PAGES = [
     ("pages/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps"),
     ("pages/draw.py", "Draw", ":material/draw:", "draw"),
     ("pages/compare.py", "Compare", ":material/compare:", "compare"),
+    ("pages/sweeps.py", "Sweeps", ":material/tune:", "sweeps"),
 ]
 
 # url paths of the pages whose own live poller (pages/_live.py) writes the sidebar's figures of a training run; on

@@ -308,3 +308,46 @@ def test_two_workers_share_one_postgres_study(tiny_env, tmp_path, postgres_db):
         assert t.user_attrs["runs_dir"] == str(tmp_path / machine)
     st = json.loads(results[0][0].strip().splitlines()[-1])  # a worker's last line: the sweep's status
     assert st["finished"] == 4 and "postgresql://" in st["storage"]
+
+
+# ---------- the Sweeps page ----------
+
+def test_trials_table_has_a_row_per_trial_and_a_column_per_parameter():
+    st = {"objective": "val_acc", "trials": [
+        {"number": 0, "state": "complete", "value": 0.9, "run": "s-t0", "params": {"lr": 0.1}},
+        {"number": 1, "state": "fail", "value": None, "run": "s-t1", "params": {"lr": 0.2, "epochs": 3},
+         "interrupted": True},
+        {"number": 2, "state": "running", "value": None, "run": None, "params": {}}]}
+    table = sweep.trials_table(st)
+    assert list(table.columns) == ["trial", "state", "val_acc", "run", "lr", "epochs"]
+    assert table["state"].tolist() == ["complete", "interrupted", "running"]
+    assert table["lr"].tolist()[:2] == [0.1, 0.2] and table["epochs"].tolist()[1] == 3
+
+
+def test_sweeps_page_shows_the_trials_and_selects_the_best_run(tiny_env, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from mnistviz import train
+
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/sweeps.py").run()
+    assert not at.exception and any("No sweeps yet" in i.value for i in at.info)
+    assert any("python -m mnistviz.sweep work" in c.value for c in at.code)
+
+    sweep.create("pg-page", 3, ["lr=loguniform(0.01,0.3)"], ["epochs=1"], tiny_env)
+    study = load("pg-page", sqlite_url(tiny_env))
+    for i, (value, state) in enumerate(((0.5, "COMPLETE"), (0.93, "COMPLETE"), (None, "PRUNED"))):
+        t = study.ask()
+        t.suggest_float("lr", 0.01, 0.3, log=True)
+        t.set_user_attr("run", f"pg-page-t{i}")
+        train.create_run(train.Config(name=f"pg-page-t{i}", epochs=1), tiny_env).write_status(status="completed")
+        study.tell(t, value, state=getattr(optuna.trial.TrialState, state))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert table["trial"].tolist() == [0, 1, 2] and table["state"].tolist() == ["complete", "complete", "pruned"]
+    assert "93.00%" in [m.value for m in at.metric] and any("3 of 3 trials done" in m.value for m in at.markdown)
+    at.button(key="sweep_best:pg-page-t1").click().run()
+    assert at.session_state["run"] == "pg-page-t1" and at.query_params["run"] in ("pg-page-t1", ["pg-page-t1"])
