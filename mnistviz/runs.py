@@ -15,6 +15,7 @@ write; a reader skips a torn last line.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -66,6 +67,66 @@ def run_path(name: str, root: Path | None = None) -> Path:
 
 # ---------- atomic writes ----------
 
+class WriteError(OSError):
+    """A run file that could not be written (a full disk, a read-only folder...). Its errno is the OSError's;
+    str() is one sentence naming the folder and the file, without errno or traceback noise."""
+
+    def __str__(self):
+        return self.strerror
+
+
+def write_error(e: OSError, path) -> WriteError:
+    """e, raised while writing `path`, as a WriteError saying so in one sentence."""
+    if isinstance(e, WriteError):
+        return e
+    path = Path(path)
+    folder, name = path.parent, path.name
+    if e.errno == errno.ENOSPC:
+        msg = f"no space left on the device holding {folder} while writing {name}"
+    elif e.errno == errno.EDQUOT:
+        msg = f"disk quota exceeded on the device holding {folder} while writing {name}"
+    elif e.errno == errno.EROFS:
+        msg = f"{folder} is on a read-only file system: cannot write {name} there"
+    elif e.errno in (errno.EACCES, errno.EPERM):
+        msg = f"no permission to write {name} in {folder}"
+    else:
+        msg = f"cannot write {name} in {folder} ({e.strerror or e})"
+    return WriteError(e.errno, msg.replace("\n", "\\n"), str(path))
+
+
+def file_mode() -> int:
+    """The mode of a normal new file under this process's umask (0o666 & ~umask): every run file gets it, the
+    atomically written ones (mkstemp makes them 0o600) like metrics.jsonl (opened with 0o666)."""
+    try:  # Linux: read it, rather than set and reset the process-wide umask while other threads create files
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+class _Recorded:
+    """A file object that keeps the OSError of a failed write: torch.save turns it into a RuntimeError such as
+    "unexpected pos 704 vs 598", which says nothing about a full disk."""
+
+    def __init__(self, f):
+        self._f, self.error = f, None
+
+    def write(self, b):
+        try:
+            return self._f.write(b)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_save(lambda f: f.write(data), path)
 
@@ -75,30 +136,54 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def atomic_save(write, path: Path) -> None:
-    """Call write(file_object) into a temp file beside path, then rename it over path."""
+    """Call write(file_object) into a temp file beside path, then rename it over path. A failed write (a full
+    disk...) raises WriteError, leaving the old file as it was and no temp file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise write_error(e, path) from e
+    try:
+        os.fchmod(fd, file_mode())
+        with os.fdopen(fd, "wb") as raw:
+            f = _Recorded(raw)
+            try:
+                write(f)
+            except Exception:
+                if f.error is not None:
+                    raise f.error from None
+                raise
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise write_error(e, path) from e
         raise
 
 
 def append_jsonl(path: Path, records: list[dict]) -> None:
     if not records:
         return
-    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    data = memoryview("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode())
     try:
-        os.write(fd, data)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies, as to any new file
+    except OSError as e:
+        raise write_error(e, path) from None
+    try:
+        size = os.fstat(fd).st_size
+        while data:  # a write can be short (a disk filling up): the rest, until it fails
+            data = data[os.write(fd, data):]
+    except OSError as e:
+        try:
+            os.ftruncate(fd, size)  # no torn line left behind: the next append starts a line of its own
+        except OSError:
+            pass
+        raise write_error(e, path) from None
     finally:
         os.close(fd)
 

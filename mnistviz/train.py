@@ -10,6 +10,7 @@ _after_step() for the bookkeeping) and _end_epoch(), then _finish().
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import json
 import math
@@ -31,7 +32,8 @@ from .config import OPTIMIZERS, PRESETS, SCHEDULES, Config, preset_config, valid
 from .data import MNIST, MNISTMissing, load_mnist, split_validation
 from .evaluate import evaluate
 from .models import build
-from .runs import Run, RunError, atomic_write_json, load_checkpoint, run_path, runs_dir, save_checkpoint
+from .runs import (Run, RunError, WriteError, atomic_write_json, load_checkpoint, run_path, runs_dir,
+                   save_checkpoint)
 
 RATE_WINDOW_S = 2.0  # the status's images/s: over about the last this many seconds of training steps
 BEAT_S = 0.5         # status.json's heartbeat and progress during steps, at most this often
@@ -132,8 +134,20 @@ def _train_held(run: Run, resume: bool, stop: StopRequested | None, progress: bo
     try:
         return _train(run, resume, stop or StopRequested(), progress)
     except BaseException as e:
-        run.write_status(status="failed", error=f"{type(e).__name__}: {e}", ended=time.time())
+        try:
+            run.write_status(status="failed", error=failure_message(e), ended=time.time())
+        except OSError:  # the disk that failed the run may refuse the status too: its end then reads interrupted
+            pass
         raise
+
+
+def failure_message(e: BaseException, resume: str = "resume the run") -> str:
+    """Why a training failed, for its status and the CLI: a file that could not be written (a full disk...) in
+    one sentence that says what to do; anything else as its type and text."""
+    if isinstance(e, WriteError):
+        fix = "free some space there" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
+        return f"{e}: {fix}, then {resume}"
+    return f"{type(e).__name__}: {e}"
 
 
 def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
@@ -419,6 +433,8 @@ def _hold_for_life(run: Run, p) -> None:
         hold.__enter__()  # never left: the kernel drops the lock when the process ends
     except procs.RunHeld as e:
         p.error(str(e))
+    except OSError as e:  # a folder that cannot be written (its lock file cannot be made) cannot be trained either
+        p.error(f"run {run.name} cannot be trained here: its lock file cannot be made in {run.path} ({e.strerror})")
     _HELD.append(hold)  # referenced: a collected hold would close its generator, and so the lock
 
 
@@ -464,7 +480,8 @@ def main(argv=None) -> int:
     try:
         result = train_run(run, resume=resume, stop=stop, progress=sys.stderr.isatty() and not args.no_progress)
     except Exception as e:
-        print(f"{p.prog}: error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{p.prog}: error: training failed: {failure_message(e, f'continue with --resume {run.name}')}",
+              file=sys.stderr)
         print(json.dumps({"run": run.name, "run_dir": str(run.path), "status": "failed", "epochs": None,
                           "test_accuracy": None, "best_test_accuracy": None, "train_seconds": None}))
         return 1

@@ -2,13 +2,19 @@
 automatic names launched together, stored predictions with a lying header, file modes, a full disk."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import signal
+import stat
 import subprocess
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mnistviz import evaluate, runs, train
 from tests.conftest import TINY
@@ -230,3 +236,97 @@ def test_good_predictions_still_load(tmp_path):
     run.save_test_labels(np.arange(200) % 10)
     assert np.allclose(run.probs(1), probs.astype(np.float16).astype(np.float32))
     assert run.test_labels().tolist() == (np.arange(200) % 10).tolist()
+
+
+# ---------- file modes ----------
+
+def test_every_run_file_has_the_mode_of_a_normal_file_under_the_umask(tiny_env):
+    old = os.umask(0o002)
+    try:
+        run = train.create_run(train.Config(**{**TINY, "epochs": 1, "limit_train": 100}, model="net-320"), tiny_env)
+        train.train_run(run)
+        run.truncate_metrics(10**9)  # rewritten whole, as --resume does
+        run.append_metrics([{"step": 10**9}])
+    finally:
+        os.umask(old)
+    # the run's files; not procs' lock file (".lock", the trainer's flock: not data, and procs' own business)
+    files = [p for p in run.path.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert {p.name for p in files} >= {"config.json", "status.json", "metrics.jsonl", "last.pt", "best.pt",
+                                       "test_labels.npy", "epoch_001.npy"}
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert set(modes.values()) == {oct(0o664)}, modes
+
+
+def test_a_new_metrics_file_takes_the_umask_too(tmp_path):
+    old = os.umask(0o027)
+    try:
+        runs.append_jsonl(tmp_path / "m.jsonl", [{"a": 1}])
+        runs.atomic_write_json(tmp_path / "s.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.jsonl").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "s.json").stat().st_mode) == 0o640
+
+
+# ---------- a full disk ----------
+
+def _fill(folder: Path, leave: int) -> Path:
+    """A filler file that leaves about `leave` bytes free on folder's file system."""
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    filler = folder / f"_filler-{uuid.uuid4().hex[:6]}"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def test_full_disk_while_saving_a_checkpoint_is_one_sentence(small_disk):
+    run = runs.Run(small_disk)
+    filler = _fill(small_disk, 40_000)
+    big = {"w": torch.zeros(100_000)}  # 400 KB: does not fit
+    with pytest.raises(OSError) as e:
+        runs.save_checkpoint(small_disk / "last.pt", big)
+    msg = str(e.value)
+    assert e.value.errno == errno.ENOSPC
+    assert re.fullmatch(rf"no space left on the device holding {re.escape(str(small_disk))} while writing last\.pt",
+                        msg), msg
+    assert "unexpected pos" not in msg
+    assert [p.name for p in small_disk.iterdir()] == [filler.name]  # no temp file left behind
+    # an append that does not fit says the same, and leaves no torn line
+    runs.append_jsonl(run.metrics_file, [{"a": 1}])
+    _fill(small_disk, 0)
+    with pytest.raises(OSError, match=r"no space left on .* while writing metrics\.jsonl"):
+        runs.append_jsonl(run.metrics_file, [{"x": "y" * 10_000}])
+    assert run.metrics_file.read_text() == '{"a":1}\n'
+
+
+def test_full_disk_during_training_stops_with_one_sentence_and_keeps_the_checkpoints(tiny_env, tiny_data,
+                                                                                      small_disk, monkeypatch,
+                                                                                      capsys):
+    """The first epoch's checkpoints fit; then a filler leaves too little room for the next ones."""
+    end_epoch = train._end_epoch
+
+    def fill_after_first(t, epoch):
+        acc = end_epoch(t, epoch)
+        if epoch == 0:
+            _fill(small_disk, 40_000)  # room for status.json, metrics lines, a preds file; not a checkpoint
+        return acc
+
+    monkeypatch.setattr(train, "_end_epoch", fill_after_first)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # main() must not take pytest's SIGINT handler
+    code = train.main(["--runs-dir", str(small_disk), "--name", "full", "--model", "net-320", "--epochs", "3",
+                       "--batch-size", "50", "--val-size", "100", "--log-every", "2", "--no-progress"])
+    assert code == 1
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert re.search(r"no space left on the device holding .*full while writing (best|last)\.pt", lines[0]), lines[0]
+    assert "unexpected pos" not in err and "RuntimeError" not in err and "WriteError" not in err
+    run = runs.Run(small_disk / "full")
+    st = run.status()
+    assert st["status"] == "failed" and re.match(r"no space left on .* while writing (best|last)\.pt", st["error"])
+    last = torch.load(run.last_ckpt, map_location="cpu", weights_only=True)
+    assert last["state"]["epoch"] == 1
+    best = torch.load(run.best_ckpt, map_location="cpu", weights_only=True)
+    assert best["epoch"] == 1
+    assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
