@@ -435,3 +435,13 @@ def test_two_trainers_of_one_run_folder_the_second_exits_2(tiny_env):
         for p in both:
             p.kill()
             p.wait()
+
+
+def test_a_run_folder_whose_lock_cannot_be_made_exits_2_one_line(tiny_env):
+    run = train.create_run(train.Config(**{**TINY, "name": "nolock"}), tiny_env)
+    (run.path / ".lock").mkdir()  # as a folder that cannot be written would (root ignores permission bits)
+    r = _cli(["--resume", "nolock"], {})
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"python -m mnistviz.train: error: run nolock cannot be trained here: its lock file cannot be made in "
+        f"{run.path} (Is a directory)"]
+    assert run.raw_status()["status"] == "queued"  # untouched
