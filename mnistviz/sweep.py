@@ -36,7 +36,7 @@ import time
 import zlib
 from pathlib import Path
 
-from . import runs
+from . import procs, runs
 from .cli import Parser
 from .config import Config, validate
 
@@ -462,7 +462,8 @@ def _suggest(trial, name: str, d: dict):
 
 
 def _interrupt(study, number: int, params: dict, run_name: str | None) -> None:
-    """A trial whose worker stopped: FAIL with `interrupted`, and the same parameters enqueued again, resuming its run."""
+    """A trial whose worker stopped: FAIL with `interrupted`, and its parameters enqueued again to resume its run.
+    (Optuna's tell() takes no user attributes, so the flag goes through the storage.)"""
     import optuna
 
     study._storage.set_trial_user_attr(study._storage.get_trial_id_from_study_id_trial_number(
@@ -478,7 +479,7 @@ def _reclaim_dead(study) -> None:
     me = _worker_id()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         w = t.user_attrs.get("worker") or {}
-        if w.get("host") == me["host"] and w.get("pid") != me["pid"] and not runs.pid_alive(w.get("pid")):
+        if w.get("host") == me["host"] and w.get("pid") != me["pid"] and not procs.pid_alive(w.get("pid")):
             _interrupt(study, t.number, t.params, t.user_attrs.get("run"))
 
 
@@ -500,6 +501,23 @@ def _next_trial(study, spec: dict, url: str, name: str):
         return trial
 
 
+def _stop_orphan(run: runs.Run, wait_s: float = 120) -> None:
+    """The trainer of a killed worker's trial may still run (or be held by SIGSTOP): stop it as jobs.stop does,
+    so its run can be resumed."""
+    raw = run.raw_status()
+    pid = raw.get("pid")
+    if run.status().get("status") != "running" or not procs.may_signal(run.path, raw):
+        return
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+    end = time.monotonic() + wait_s
+    while run.status().get("status") == "running" and time.monotonic() < end:
+        time.sleep(0.2)
+
+
 def _trial_run(trial, name: str, spec: dict, root: Path) -> runs.Run:
     """The trial's run folder: the interrupted run it resumes, or a new one named <sweep>-t<number>."""
     from . import train
@@ -508,6 +526,7 @@ def _trial_run(trial, name: str, spec: dict, root: Path) -> runs.Run:
     if resumes:
         try:
             run = runs.get_run(resumes, root)
+            _stop_orphan(run)
             if run.status().get("status") in ("stopped", "interrupted", "failed", "queued"):
                 return run
         except runs.RunError:
@@ -721,7 +740,8 @@ def main(argv=None) -> int:
                 print(json.dumps(rows))
             else:
                 for r in rows:
-                    print(f"{r['sweep']:<24} {r['trials']} / {r['planned']} trials, best {r['best']}")
+                    print(f"{r['sweep']:<24} {r['planned']} trials planned, {r['trials']} made (waiting and "
+                          f"interrupted ones included), best {r['best']}")
     except SweepError as e:
         p.error(str(e))
     return 0

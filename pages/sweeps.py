@@ -54,7 +54,8 @@ def show(name: str):
     table = sweep.trials_table(status)
     metric = status["objective"]
     running = int((table["state"] == "running").sum())
-    st.markdown(f"**{status['finished']} of {status['planned']} trials done**" + (f" · {running} running" if running else "")
+    st.markdown(f"**{status['finished']} of {status['planned']} trials done**"
+                + (f" · {running} running" if running else "")
                 + f" · objective: {'validation' if metric == 'val_acc' else 'test'} accuracy · sampler "
                   f"{status['sampler']} · pruner {status['pruner']}")
     st.caption("Searched: " + md(", ".join(status["space"])) + (" · fixed: " + md(", ".join(
@@ -63,8 +64,8 @@ def show(name: str):
     if best:
         c1, c2 = st.columns([3, 1])
         c1.metric("Best", f"{best['value']:.2%}", help=f"trial {best['number']}, run {best['run']}")
-        c1.caption(md(f"trial {best['number']} · {best['run']} · " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float)
-                                                                          else f"{k}={v}" for k, v in best["params"].items())))
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+        c1.caption(md(f"trial {best['number']} · {best['run']} · {params}"))
         if best["run"] and c2.button("Select the best run", key=f"sweep_best:{best['run']}"):
             select_run(runs.check_name(best["run"]))
             st.rerun()

@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,9 +23,6 @@ import pytest
 
 from conftest import ROOT, free_port
 from mnistviz import runs, sweep
-
-TINY = ["limit_train=300", "batch_size=50", "val_size=50", "epochs=2"]
-
 
 @pytest.fixture(autouse=True)
 def no_storage_env(monkeypatch):
@@ -139,27 +137,43 @@ def test_bad_input_exits_2_and_changes_nothing(tiny_env, capsys):
 
 # ---------- a sweep's trials are runs ----------
 
-def test_three_trial_sweep_makes_three_runs(tiny_env):
-    sets = [a for s in TINY for a in ("--set", s)]
-    cli("create", "s3", "--trials", "3", "--space", "lr=loguniform(0.02,0.3)", "--space", "augment=choice(none,light)",
-        *sets, "--runs-dir", str(tiny_env))
-    sweep.work("s3", tiny_env)
-    study = load("s3", sqlite_url(tiny_env))
-    trials = study.get_trials()
+@pytest.fixture(scope="module")
+def sweep3(tiny_data, tmp_path_factory):
+    """One 3-trial sweep shared by the next two tests (each trial is a trainer process: a few seconds): two trials
+    sampled by TPE from a range that learns, then, in a second `work`, a third enqueued with an lr that cannot learn
+    and 8 planned epochs, for the median pruner to stop. Returns the runs folder."""
+    root = tmp_path_factory.mktemp("sweep3")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MNISTVIZ_DATA", str(tiny_data))
+        mp.delenv("MNISTVIZ_SWEEP_STORAGE", raising=False)
+        assert sweep.main(["create", "s3", "--trials", "3", "--space", "lr=loguniform(0.05,0.3)",  # the CLI in-process
+                           "--space", "epochs=int(2,3)", "--set", "limit_train=300", "--set", "batch_size=50",
+                           "--set", "val_size=50", "--pruner", "median", "--runs-dir", str(root)]) == 0
+        sweep.work("s3", root, max_trials=2)
+        with pytest.warns(UserWarning, match="out of range"):  # Optuna runs an enqueued value outside the space
+            sweep.enqueue("s3", {"lr": 1e-6, "epochs": 8}, root)
+            sweep.work("s3", root)
+    return root
+
+
+def test_three_trial_sweep_makes_three_runs(sweep3, monkeypatch, tiny_data):
+    monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
+    trials = load("s3", sqlite_url(sweep3)).get_trials()
     assert len(trials) == 3 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
-    folders = sorted(p.name for p in runs.run_folders(tiny_env))
-    assert folders == ["s3-t0", "s3-t1", "s3-t2"]
+    assert sorted(p.name for p in runs.run_folders(sweep3)) == ["s3-t0", "s3-t1", "s3-t2"]
     for t in trials:
-        run = runs.get_run(t.user_attrs["run"], tiny_env)
+        run = runs.get_run(t.user_attrs["run"], sweep3)
         cfg = run.config()
         assert (cfg["sweep"], cfg["trial"], run.name) == ("s3", t.number, f"s3-t{t.number}")
-        assert cfg["lr"] == t.params["lr"] and cfg["augment"] == t.params["augment"]
-        assert (cfg["epochs"], cfg["limit_train"], cfg["val_size"], cfg["batch_size"]) == (2, 300, 50, 50)
+        assert cfg["lr"] == t.params["lr"] and cfg["epochs"] == t.params["epochs"]
+        assert (cfg["limit_train"], cfg["val_size"], cfg["batch_size"]) == (300, 50, 50)
         assert run.status()["status"] == ("completed" if t.state.name == "COMPLETE" else "pruned")
         if t.state.name == "COMPLETE":  # the objective: the best validation accuracy of the run
             assert t.value == max(r["val_acc"] for r in run.epoch_records())
+            assert len(run.epoch_records()) == cfg["epochs"]
+    assert all(0.05 <= t.params["lr"] <= 0.3 for t in trials[:2])  # sampled from the space
 
-    st = json.loads(cli("status", "s3", "--json", "--runs-dir", str(tiny_env)).stdout.strip().splitlines()[-1])
+    st = json.loads(cli("status", "s3", "--json", "--runs-dir", str(sweep3)).stdout.strip().splitlines()[-1])
     assert [(e["number"], e["state"], e["value"], e["run"]) for e in st["trials"]] == \
         [(t.number, t.state.name.lower(), t.value, f"s3-t{t.number}") for t in trials]
     complete = [t for t in trials if t.state.name == "COMPLETE"]
@@ -167,22 +181,15 @@ def test_three_trial_sweep_makes_three_runs(tiny_env):
     assert st["best"] in st["trials"] and st["finished"] == 3
 
 
-def test_pruner_stops_a_clearly_worse_trial(tiny_env):
-    sweep.create("p", 3, ["lr=loguniform(1e-6,0.3)", "epochs=int(2,8)"], ["limit_train=300", "batch_size=50",
-                                                                          "val_size=50"], tiny_env, pruner="median")
-    for params in ({"lr": 0.1, "epochs": 2}, {"lr": 0.1, "epochs": 2}, {"lr": 1e-6, "epochs": 8}):
-        sweep.enqueue("p", params, tiny_env)  # two good trials, then one that cannot learn, planned for 8 epochs
-    sweep.work("p", tiny_env)
-    good0, good1, bad = load("p", sqlite_url(tiny_env)).get_trials()
-    assert (good0.state.name, good1.state.name, bad.params) == ("COMPLETE", "COMPLETE", {"lr": 1e-6, "epochs": 8})
-    assert bad.state.name == "PRUNED"
-    run = runs.get_run(bad.user_attrs["run"], tiny_env)
+def test_pruner_stops_a_clearly_worse_trial(sweep3):
+    good0, good1, bad = load("s3", sqlite_url(sweep3)).get_trials()
+    assert bad.params == {"lr": 1e-6, "epochs": 8} and bad.state.name == "PRUNED"
+    run = runs.get_run(bad.user_attrs["run"], sweep3)
     assert run.status()["status"] == "pruned" and run.config()["epochs"] == 8
     epochs = [r["epoch"] for r in run.epoch_records()]
     assert 1 <= len(epochs) < 8 and epochs == list(range(1, len(epochs) + 1))  # it keeps the epochs it trained
     assert run.last_ckpt.exists() and bad.intermediate_values == {
         r["epoch"]: r["val_acc"] for r in run.epoch_records() if r["epoch"] in bad.intermediate_values}
-    assert len(runs.get_run(good0.user_attrs["run"], tiny_env).epoch_records()) == 2
 
 
 def test_resuming_a_stopped_sweep_repeats_no_trial(tiny_env):
@@ -223,6 +230,25 @@ def test_resuming_a_stopped_sweep_repeats_no_trial(tiny_env):
     assert resumed.status()["status"] == "completed"
     assert [r["epoch"] for r in resumed.epoch_records()] == [1, 2, 3]
     assert sweep.status("r", tiny_env)["finished"] == 2
+
+
+def test_a_killed_workers_trial_goes_to_the_next_worker_on_its_host(tiny_env):
+    sweep.create("k", 2, ["lr=uniform(0.05,0.2)"], ["epochs=1"], tiny_env)
+    study = load("k", sqlite_url(tiny_env))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a worker killed with -9: its trial stays RUNNING, its pid is dead
+    t = study.ask()
+    t.suggest_float("lr", 0.05, 0.2)
+    t.set_user_attr("worker", {"host": socket.gethostname(), "pid": gone.pid})
+    t.set_user_attr("run", "k-t0")
+    other = study.ask()  # a live worker's trial (this process) is left alone
+    other.suggest_float("lr", 0.05, 0.2)
+    other.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getppid()})
+    nxt = sweep._next_trial(study, study.user_attrs["mnistviz"], sqlite_url(tiny_env), "k")
+    assert nxt.number == 2 and nxt.params == t.params and nxt.user_attrs["resumes"] == "k-t0"
+    states = [s.state.name for s in study.get_trials()]
+    assert states == ["FAIL", "RUNNING", "RUNNING"] and study.get_trials()[0].user_attrs["interrupted"] is True
+    assert sweep._next_trial(study, study.user_attrs["mnistviz"], sqlite_url(tiny_env), "k") is None  # 2 of 2 taken
 
 
 # ---------- PostgreSQL: workers on several machines ----------
@@ -284,7 +310,7 @@ def postgres_db(postgres_url):
 
 
 def test_two_workers_share_one_postgres_study(tiny_env, tmp_path, postgres_db):
-    sweep.create("pg", 4, ["lr=loguniform(0.02,0.3)"], ["limit_train=300", "batch_size=50", "val_size=50", "epochs=1"],
+    sweep.create("pg", 3, ["lr=loguniform(0.02,0.3)"], ["limit_train=300", "batch_size=50", "val_size=50", "epochs=1"],
                  storage=postgres_db, pruner="none")
     machines = [tmp_path / "machine-a", tmp_path / "machine-b"]  # each worker its own runs folder, as on two hosts
     workers = [subprocess.Popen([sys.executable, "-m", "mnistviz.sweep", "work", "pg", "--storage", postgres_db,
@@ -298,16 +324,17 @@ def test_two_workers_share_one_postgres_study(tiny_env, tmp_path, postgres_db):
                 w.kill()
     assert [w.returncode for w in workers] == [0, 0], results
     trials = load("pg", postgres_db).get_trials()
-    assert [t.number for t in trials] == [0, 1, 2, 3] and {t.state.name for t in trials} == {"COMPLETE"}
+    assert [t.number for t in trials] == [0, 1, 2] and {t.state.name for t in trials} == {"COMPLETE"}
     made = sorted((p.name, m.name) for m in machines for p in runs.run_folders(m))
-    assert [name for name, _ in made] == ["pg-t0", "pg-t1", "pg-t2", "pg-t3"]  # each trial ran once, on one machine
+    assert [name for name, _ in made] == ["pg-t0", "pg-t1", "pg-t2"]  # each trial ran once, on one machine
     for t in trials:
         machine = dict(made)[t.user_attrs["run"]]
         run = runs.get_run(t.user_attrs["run"], tmp_path / machine)
         assert run.status()["status"] == "completed" and run.config()["trial"] == t.number
         assert t.user_attrs["runs_dir"] == str(tmp_path / machine)
-    st = json.loads(results[0][0].strip().splitlines()[-1])  # a worker's last line: the sweep's status
-    assert st["finished"] == 4 and "postgresql://" in st["storage"]
+    # each worker's last line is the sweep's status when it ended: the one that ended last saw all 3 trials done
+    ends = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
+    assert max(e["finished"] for e in ends) == 3 and all("postgresql://" in e["storage"] for e in ends)
 
 
 # ---------- the Sweeps page ----------
