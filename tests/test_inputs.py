@@ -249,8 +249,7 @@ def test_every_run_file_has_the_mode_of_a_normal_file_under_the_umask(tiny_env):
         run.append_metrics([{"step": 10**9}])
     finally:
         os.umask(old)
-    # the run's files; not procs' lock file (".lock", the trainer's flock: not data, and procs' own business)
-    files = [p for p in run.path.rglob("*") if p.is_file() and p.name != ".lock"]
+    files = [p for p in run.path.rglob("*") if p.is_file()]  # the trainer's .lock too
     assert {p.name for p in files} >= {"config.json", "status.json", "metrics.jsonl", "last.pt", "best.pt",
                                        "test_labels.npy", "epoch_001.npy"}
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
