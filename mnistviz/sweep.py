@@ -278,7 +278,7 @@ def _sampler(spec: dict):
     if spec["sampler"] == "grid":
         class Grid(optuna.samplers.GridSampler):
             # its after_trial calls study.stop() once the grid is used up, which only works inside optimize();
-            # the sweep already stops at its trial count, which create() capped at the grid's size
+            # the sweep already stops at its trial count, which create() set to the grid's size
             def after_trial(self, study, trial, state, values):
                 pass
         return Grid(grid_of(spec["space"]))
@@ -359,6 +359,7 @@ def create(name: str, trials: int, space: list[str], sets: list[str] | None = No
         if points > trials:
             raise SweepError(f"the grid has {points} points, more than the {trials} trials of --trials; raise "
                              f"--trials to {points} or give fewer choices")
+        trials = points  # each point once: more trials would repeat points
     base = Config.from_dict({**dataclasses.asdict(Config()), **fixed})
     spec = {"trials": trials, "space": parsed, "fixed": fixed, "space_text": [s.strip() for s in space],
             "sampler": sampler, "pruner": pruner, "objective": "val_acc" if base.val_size > 0 else "test_acc",

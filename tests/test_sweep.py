@@ -133,6 +133,8 @@ def test_bad_input_exits_2_and_changes_nothing(tiny_env, capsys):
     assert load("s", sqlite_url(tiny_env)).user_attrs["mnistviz"]["space"]["lr"]["high"] == 0.2  # the first one
     assert "no sweep named 'nope'" in _exits_2(capsys, ["status", "nope", "--runs-dir", str(tiny_env)])
     assert sweep.list_sweeps(tiny_env)[0]["sweep"] == "s"
+    grid = sweep.create("g", 10, ["epochs=int(1,3)"], [], tiny_env, sampler="grid")
+    assert grid["planned"] == 3  # a grid's trials: each of its points once
 
 
 # ---------- a sweep's trials are runs ----------
