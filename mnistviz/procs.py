@@ -275,6 +275,19 @@ def _holder(fd: int) -> int | None:
     return None
 
 
+class StopRequested:
+    """Set by SIGTERM / SIGINT or by a caller: the training loop (or a sweep worker's trial) checkpoints and exits at
+    the next step. Here, not in train, so that a sweep worker uses it without importing torch."""
+    def __init__(self):
+        self.event = threading.Event()
+
+    def __call__(self, *_):
+        self.event.set()
+
+    def is_set(self):
+        return self.event.is_set()
+
+
 @contextmanager
 def hold_run(path):
     """Hold run folder `path` for training: an exclusive flock on its LOCK_NAME, holding our pid, until the block

@@ -31,7 +31,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -438,18 +437,6 @@ def trials_table(st: dict):
 
 # ---------- work: run trials ----------
 
-class _Stop:
-    """Set by SIGTERM / SIGINT in the worker: its trial's trainer is stopped, and no new trial starts."""
-    def __init__(self):
-        self.event = threading.Event()
-
-    def __call__(self, *_):
-        self.event.set()
-
-    def is_set(self):
-        return self.event.is_set()
-
-
 def _worker_id() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
@@ -549,7 +536,7 @@ def _signal(proc, sig) -> None:
         pass
 
 
-def run_trial(study, trial, name: str, spec: dict, root: Path, stop: _Stop) -> str:
+def run_trial(study, trial, name: str, spec: dict, root: Path, stop: procs.StopRequested) -> str:
     """Train the trial's run in a child trainer, report each epoch, prune or finish. Returns the trial's end:
     complete, pruned, fail or interrupted."""
     import optuna
@@ -622,7 +609,7 @@ def run_trial(study, trial, name: str, spec: dict, root: Path, stop: _Stop) -> s
     return "fail"
 
 
-def work(name: str, runs_dir=None, storage: str | None = None, stop: _Stop | None = None,
+def work(name: str, runs_dir=None, storage: str | None = None, stop: procs.StopRequested | None = None,
          max_trials: int | None = None) -> dict:
     """Run the sweep's trials until none is left (or `stop` is set, or this worker ran max_trials)."""
     from .data import MNISTMissing, load_mnist
@@ -635,7 +622,7 @@ def work(name: str, runs_dir=None, storage: str | None = None, stop: _Stop | Non
         raise SweepError(str(e)) from None
     root = runs.runs_dir(runs_dir)
     root.mkdir(parents=True, exist_ok=True)
-    stop = stop or _Stop()
+    stop = stop or procs.StopRequested()
     ran = 0
     while not stop.is_set() and (max_trials is None or ran < max_trials):
         trial = _next_trial(study, spec, url, name)
@@ -712,7 +699,7 @@ def main(argv=None) -> int:
                   f"{args.name}` on each machine", file=sys.stderr)
             print(json.dumps(st))
         elif args.cmd == "work":
-            stop = _Stop()
+            stop = procs.StopRequested()
             signal.signal(signal.SIGTERM, stop)
             signal.signal(signal.SIGINT, stop)
             st = work(args.name, args.runs_dir, args.storage, stop, args.max_trials)

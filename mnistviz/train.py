@@ -17,7 +17,6 @@ import math
 import shutil
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import augment as aug, fastgrad, procs
+from .procs import StopRequested
 from .cli import config_from_args, train_parser
 # re-exported: pages, jobs and tests use train.Config, train.validate, train.PRESETS...
 from .config import OPTIMIZERS, PRESETS, SCHEDULES, Config, preset_config, validate  # noqa: F401
@@ -68,18 +68,6 @@ def _scheduler(opt, cfg: Config, steps_per_epoch: int):
 
         return torch.optim.lr_scheduler.LambdaLR(opt, one_cycle)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-
-
-class StopRequested:
-    """Set by SIGTERM / SIGINT (CLI) or by a caller; the loop checkpoints and exits at the next step."""
-    def __init__(self):
-        self.event = threading.Event()
-
-    def __call__(self, *_):
-        self.event.set()
-
-    def is_set(self):
-        return self.event.is_set()
 
 
 def _fresh_state() -> dict:
