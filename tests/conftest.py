@@ -70,6 +70,26 @@ def no_legacy_pages_mode(monkeypatch):
     monkeypatch.setattr(PagesManager, "__init__", __init__)
 
 
+@pytest.fixture
+def app(monkeypatch):
+    """shell.py under AppTest: make(page, run) opens `page` (a pages/ file) with ?run=`run`, and asserts it raised
+    nothing."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.chdir(ROOT)
+
+    def make(page: str | None = None, run: str | None = None) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
+        if run:
+            at.query_params["run"] = run
+        at.run()
+        if page:
+            at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+    return make
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A data root holding tiny IDX files (600 train, 200 test) in MNIST/raw."""

@@ -26,23 +26,6 @@ from mnistviz import jobs, live, runs
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def app(monkeypatch):
-    """shell.py under AppTest, opened at `page` (a pages/ file) with ?run=`run` (as tests/test_pages_dashboard.py)."""
-    monkeypatch.chdir(ROOT)
-
-    def make(page: str | None = None, run: str | None = None) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
-        if run:
-            at.query_params["run"] = run
-        at.run()
-        if page:
-            at.switch_page(page).run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-    return make
-
-
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 

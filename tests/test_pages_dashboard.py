@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from mnistviz import charts, data, jobs, runs
 
@@ -24,22 +23,6 @@ def live_stats(at) -> dict:
     cells = [re.findall(r'data-stat="([^"]+)"><div class="mv-label">[^<]*</div><div class="mv-value">([^<]*)</div>',
                         m.value) for m in at.markdown]
     return dict(c for cs in cells for c in cs)
-
-
-@pytest.fixture
-def app(monkeypatch):
-    monkeypatch.chdir(ROOT)
-
-    def make(page: str | None = None, run: str | None = None) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
-        if run:
-            at.query_params["run"] = run
-        at.run()
-        if page:
-            at.switch_page(page).run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-    return make
 
 
 def texts(elements) -> str:
