@@ -36,17 +36,22 @@ def _uniform(n, bound, g, device):
     return (torch.rand(n, generator=g, device=device) * 2 - 1) * bound
 
 
+# both cached per device: made on the CPU once, copied to a GPU once (not at every batch)
 @functools.lru_cache(maxsize=16)
-def _bicubic_matrix(size: int, coarse: int = 4) -> torch.Tensor:
+def _bicubic_matrix(size: int, coarse: int = 4, device: torch.device | None = None) -> torch.Tensor:
     """size x coarse: F.interpolate's bicubic upsampling (align_corners=False) along one axis, as a matrix.
     It is linear and separable, so K_h @ c @ K_w.T equals interpolating c, at a twentieth of the cost."""
+    if device is not None and device.type != "cpu":
+        return _bicubic_matrix(size, coarse).to(device)
     eye = torch.eye(coarse).view(coarse, 1, coarse, 1)
     return F.interpolate(eye, size=(size, 1), mode="bicubic", align_corners=False).view(coarse, size).t().contiguous()
 
 
 @functools.lru_cache(maxsize=16)
-def _base_grid(h: int, w: int) -> torch.Tensor:
+def _base_grid(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
     """(h*w) x 3 pixel centres in grid units, with a column of ones: F.affine_grid's base (align_corners=False)."""
+    if device is not None and device.type != "cpu":
+        return _base_grid(h, w).to(device)
     ys = (torch.arange(h, dtype=torch.float32) * 2 + 1) / h - 1
     xs = (torch.arange(w, dtype=torch.float32) * 2 + 1) / w - 1
     return torch.stack([xs.repeat(h), ys.repeat_interleave(w), torch.ones(h * w)], 1)
@@ -71,22 +76,16 @@ def augment(x: torch.Tensor, level: str | Strength, generator: torch.Generator |
     ], 1) / zoom.view(n, 1, 1)
     a[:, :, 2] = torch.stack([tx, ty], 1)
     # F.affine_grid(a, (n, 1, h, w), align_corners=False), without rebuilding its base grid every call
-    grid = torch.matmul(_base_grid(h, w).to(dev), a.transpose(1, 2)).view(n, h, w, 2)
+    grid = torch.matmul(_base_grid(h, w, dev), a.transpose(1, 2)).view(n, h, w, 2)
     if s.elastic > 0:
         # smooth random field: coarse noise upsampled bicubically, amplitude in pixels -> grid units
         coarse = torch.randn(n, 2, 4, 4, generator=g, device=dev)
-        field = _bicubic_matrix(h).to(dev) @ coarse @ _bicubic_matrix(w).to(dev).t()
+        field = _bicubic_matrix(h, 4, dev) @ coarse @ _bicubic_matrix(w, 4, dev).t()
         grid = grid + field.permute(0, 2, 3, 1) * (s.elastic * 2 / max(h, w))
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if s.thickness > 0:
         pick = torch.rand(n, generator=g, device=dev)
-        # only the picked samples are pooled (a fifth of them at "standard"), the others stay as they are
-        dilate = (pick < s.thickness / 2).nonzero().squeeze(1)
-        erode = ((pick >= s.thickness / 2) & (pick < s.thickness)).nonzero().squeeze(1)
-        if len(dilate):
-            out.index_copy_(0, dilate, F.max_pool2d(out.index_select(0, dilate), 3, 1, 1))
-        if len(erode):
-            out.index_copy_(0, erode, -F.max_pool2d(-out.index_select(0, erode), 3, 1, 1))
+        out = _thickness(out, pick < s.thickness / 2, (pick >= s.thickness / 2) & (pick < s.thickness))
     if s.erase > 0:
         eh = (torch.rand(n, generator=g, device=dev) * 0.3 + 0.15) * h
         ew = (torch.rand(n, generator=g, device=dev) * 0.3 + 0.15) * w
@@ -98,6 +97,24 @@ def augment(x: torch.Tensor, level: str | Strength, generator: torch.Generator |
         box = ((ys - cy.view(n, 1, 1)).abs() < eh.view(n, 1, 1) / 2) & ((xs - cx.view(n, 1, 1)).abs() < ew.view(n, 1, 1) / 2)
         out = out.masked_fill((box & on.view(n, 1, 1)).unsqueeze(1), 0.0)
     return out.clamp_(0, 1)
+
+
+def _thickness(out: torch.Tensor, dilate: torch.Tensor, erode: torch.Tensor, sync_free: bool | None = None):
+    """Dilate the strokes of the samples where `dilate`, erode those where `erode` (3x3 max-pooling). The same
+    result either way; `sync_free` (default: off the CPU) never reads the masks back to the host."""
+    if sync_free is None:
+        sync_free = out.device.type != "cpu"
+    if sync_free:
+        # on a GPU, nonzero() would wait for the GPU at every batch; pooling all of it and picking does not
+        out = torch.where(dilate.view(-1, 1, 1, 1), F.max_pool2d(out, 3, 1, 1), out)
+        return torch.where(erode.view(-1, 1, 1, 1), -F.max_pool2d(-out, 3, 1, 1), out)
+    # only the picked samples are pooled (a fifth of them at "standard"), the others stay as they are
+    dilate, erode = dilate.nonzero().squeeze(1), erode.nonzero().squeeze(1)
+    if len(dilate):
+        out.index_copy_(0, dilate, F.max_pool2d(out.index_select(0, dilate), 3, 1, 1))
+    if len(erode):
+        out.index_copy_(0, erode, -F.max_pool2d(-out.index_select(0, erode), 3, 1, 1))
+    return out
 
 
 def preview(images: torch.Tensor, n: int = 16, level: str = "standard", seed: int = 0):

@@ -212,11 +212,11 @@ def runs_table(summaries: list[dict]):
         "epochs": f"{s.get('epochs_done', 0)} / {s.get('epochs')}",
         "best test acc %": None if s.get("best_test_acc") is None else s["best_test_acc"] * 100,
         "model": s.get("model"), "augmentation": s.get("augment"), "optimizer": s.get("optimizer"),
-        "lr": s.get("lr"), "batch": s.get("batch_size"),
+        "lr": s.get("lr"), "batch": s.get("batch_size"), "device": s.get("device"),
         "train s": None if s.get("train_seconds") is None else round(s["train_seconds"], 1),
         "created": pd.Timestamp.fromtimestamp(s["created"]).floor("s") if s.get("created") else None,  # local time
         "pair": s.get("pair"),
     } for s in summaries]
     columns = ["name", "status", "progress %", "epochs", "best test acc %", "model", "augmentation", "optimizer", "lr",
-               "batch", "train s", "created"] + (["pair"] if any(s.get("pair") for s in summaries) else [])
+               "batch", "device", "train s", "created"] + (["pair"] if any(s.get("pair") for s in summaries) else [])
     return pd.DataFrame(rows, columns=columns)

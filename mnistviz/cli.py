@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 
 from . import augment as aug
-from .config import OPTIMIZERS, PRESETS, SCHEDULES, Config, preset_config
+from .config import OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, Config, preset_config
 from .models import MODELS
 
 
@@ -46,6 +46,7 @@ def train_parser() -> argparse.ArgumentParser:
     a("--target-accuracy", type=_fraction, help="stop once test accuracy reaches this (0.99 or 99)")
     a("--log-every", type=int)
     a("--limit-train", type=int, help="train on the first N training images only")
+    _device_options(a)
     a("--name", help="run folder name (default: model-augment-timestamp)")
     a("--runs-dir", type=_folder, help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
     a("--resume", metavar="NAME", help="continue a stopped or interrupted run to its planned epochs "
@@ -53,6 +54,18 @@ def train_parser() -> argparse.ArgumentParser:
     a("--pair", help=argparse.SUPPRESS)
     a("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return p
+
+
+def _device_options(a) -> None:
+    a("--device", metavar="{auto,cpu,cuda,cuda:N,mps}",
+      help="where to train (default auto: CUDA, else Apple's MPS, else the CPU); with --resume, continue there. "
+           "The same seed on the same device gives the same metrics, except on CUDA, whose fastest kernels are "
+           "not all deterministic: add --deterministic for that")
+    a("--precision", choices=PRECISIONS, help="bf16: bfloat16 autocast on the GPU (default fp32)")
+    a("--deterministic", action="store_true", default=None,
+      help="CUDA: deterministic kernels only (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG), slower")
+    # the GPU's loop (data on the device, no DataLoader, deferred loss reads) on the CPU: how tests exercise it
+    a("--data-on-device", action="store_true", default=None, help=argparse.SUPPRESS)
 
 
 def config_from_args(args) -> Config:

@@ -6,11 +6,13 @@ import math
 from dataclasses import dataclass
 
 from . import augment as aug
+from .device import spec_problem
 from .models import MODELS
 from .runs import RunError, check_name
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "onecycle")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -31,6 +33,10 @@ class Config:
     target_accuracy: float | None = None  # fraction; stop once test accuracy reaches it
     log_every: int = 20                   # steps between step records
     limit_train: int = 0                  # train on the first N training images only (0 = all)
+    device: str = "auto"                  # auto, cpu, cuda, cuda:N, mps (mnistviz.device)
+    precision: str = "fp32"               # bf16: autocast to bfloat16 (off the CPU's fast paths)
+    deterministic: bool = False           # CUDA: deterministic kernels only (slower); the CPU always is
+    data_on_device: bool = False          # the CPU through the GPU's loop (train.py: _train_epoch_on_device)
     name: str | None = None
     preset: str | None = None
     pair: str | None = None               # shared id of an augmented + normal pair
@@ -85,6 +91,10 @@ def validate(cfg: Config) -> dict[str, str]:
         err["optimizer"] = f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
     if cfg.schedule not in SCHEDULES:
         err["schedule"] = f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}"
+    if spec_problem(cfg.device):
+        err["device"] = spec_problem(cfg.device)
+    if cfg.precision not in PRECISIONS:
+        err["precision"] = f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}"
     if cfg.augment not in aug.LEVELS:
         err["augment"] = f"unknown augmentation {cfg.augment!r}; choose one of {', '.join(aug.LEVELS)}"
 

@@ -32,7 +32,7 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor)
     logits = predict_logits(model, images)
     loss = F.cross_entropy(logits, labels).item()
     acc = (logits.argmax(1) == labels).float().mean().item()
-    return loss, acc, torch.softmax(logits, 1).numpy()
+    return loss, acc, torch.softmax(logits, 1).cpu().numpy()  # .cpu(): the trainer evaluates on its device
 
 
 def checkpoint_info(run_dir) -> dict:

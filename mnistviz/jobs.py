@@ -32,7 +32,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import data, procs, runs, train
+from . import data, device, procs, runs, train
 from .runs import Run, RunError
 
 QUEUE_FILE = "_queue.json"
@@ -259,6 +259,10 @@ def _check_ready(cfg: train.Config) -> None:
     errors = train.validate(cfg)
     if errors:
         raise RunError("; ".join(errors.values()))
+    try:
+        device.resolve(cfg.device)  # a device this machine lacks: said now, not as a failed run later
+    except device.DeviceError as e:
+        raise RunError(str(e)) from None
     if data.find_mnist() is None:  # the dashboard never downloads: say where the files go instead
         raise data.MNISTMissing(data.missing_message())
 

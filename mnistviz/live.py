@@ -49,13 +49,22 @@ def stats(run: runs.Run, epochs: list[dict] | None = None) -> tuple[str, list[tu
     ips = status.get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
     best = best_test_acc(epochs)
     return state, [
-        ("Status", state),
+        ("Status", state, *device_note(status)),
         ("Epoch", f"{epoch_shown(state, len(epochs), cfg.get('epochs'))} / {cfg.get('epochs')}"),
         ("Step", f"{step:,}", f"of {status.get('total_steps', 0):,} · {progress}"),
         ("ETA", clock(status.get("eta_s")) if state == "running" else "–"),
         ("Images/s", f"{ips:,.0f}" if ips else "–"),
         ("Best test acc", f"{best:.2%}" if best is not None else "–"),
     ]
+
+
+def device_note(status: dict) -> tuple:
+    """The Status cell's note: where the trainer runs, as it wrote it (("on cuda:0 (NVIDIA H100, 79 GiB)",)); ()
+    before it said (queued) or for a run from before devices could be chosen."""
+    dev, name = status.get("device"), status.get("device_name")
+    if not isinstance(dev, str) or not dev:
+        return ()
+    return (f"on {dev}" + (f" ({name})" if isinstance(name, str) and name else ""),)
 
 
 def best_test_acc(epochs: list[dict]) -> float | None:
@@ -101,7 +110,7 @@ def snapshot(name: str | None, root=None, seen: dict | None = None) -> dict:
             out["state"], out["stats"] = stats(run, epochs)
             out["phase"] = phase(out["state"], name, out["busy"])
             if out["phase"] != out["state"]:  # launched, not in the queue any more: its trainer is loading
-                out["stats"][0] = ("Status", "starting")
+                out["stats"][0] = ("Status", "starting", *out["stats"][0][2:])
             out["metrics_size"] = metrics_size(run)
             out["epochs_done"] = len(epochs)
             out["sidebar"] = sidebar_figures(len(epochs), best_test_acc(epochs))

@@ -486,8 +486,15 @@ class Run:
             "train_seconds": secs[-1] if secs else None,
             "best_test_acc": max(accs) if accs else None, "last_test_acc": accs[-1] if accs else None,
             "status": st.get("status"), "error": st.get("error"), "created": cfg.get("created"),
-            "pair": _text(cfg.get("pair")), "path": str(self.path),
+            "pair": _text(cfg.get("pair")), "path": str(self.path), "device": device_of(cfg, st),
         }
+
+
+def device_of(cfg: dict, status: dict) -> str | None:
+    """Where a run trains or trained: the device its trainer wrote into status.json (auto resolved, "cuda:0"),
+    else the one its config asks for (a queued run: "auto"); a run made before devices could be chosen trained on
+    the CPU."""
+    return _text(status.get("device")) or _text(cfg.get("device")) or "cpu"
 
 
 _STATUS_NUMBERS = ("pid", "launcher_pid", "heartbeat", "updated", "started", "launched", "ended", "epoch", "step",
@@ -596,7 +603,19 @@ def _delete(path: Path) -> None:
 # ---------- checkpoints ----------
 
 def save_checkpoint(path: Path, obj: dict) -> None:
-    atomic_save(lambda f: torch.save(obj, f), path)
+    """Tensors are saved as CPU tensors: a checkpoint of a GPU run loads on a machine without that GPU."""
+    atomic_save(lambda f: torch.save(on_cpu(obj), f), path)
+
+
+def on_cpu(obj):
+    """obj with every tensor in it (in dicts, lists, tuples) moved to the CPU; CPU tensors are not copied."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(on_cpu(v) for v in obj)
+    return obj
 
 
 def load_checkpoint(path: Path) -> dict:

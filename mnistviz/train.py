@@ -5,7 +5,9 @@ augments it as one tensor (mnistviz.augment) and takes an optimizer step. No Dat
 That is where the speed over a torchvision-transform pipeline comes from (bench/train_speed.py).
 
 Reading order: train_run() -> _train(), which is _setup(), then for each epoch _train_epoch() (a _step() per batch,
-_after_step() for the bookkeeping) and _end_epoch(), then _finish().
+_after_step() for the bookkeeping) and _end_epoch(), then _finish(). On a GPU (or with bf16, or data_on_device) the
+epoch is _train_epoch_on_device(): everything stays on the device, and the loss is read back only when a record
+needs it (_flush).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import errno
 import gc
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -24,11 +27,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import augment as aug, fastgrad, procs
+from . import augment as aug, device as devices, fastgrad, procs
 from .procs import StopRequested
 from .cli import config_from_args, train_parser
 # re-exported: pages, jobs and tests use train.Config, train.validate, train.PRESETS...
-from .config import OPTIMIZERS, PRESETS, SCHEDULES, Config, preset_config, validate  # noqa: F401
+from .config import OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, Config, preset_config, validate  # noqa: F401
 from .data import MNIST, MNISTMissing, load_mnist, split_validation
 from .evaluate import evaluate
 from .models import build
@@ -39,16 +42,24 @@ RATE_WINDOW_S = 2.0  # the status's images/s: over about the last this many seco
 BEAT_S = 0.5         # status.json's heartbeat and progress during steps, at most this often
 
 
-def _optimizer(model, cfg: Config):
+def _optimizer(model, cfg: Config, fused: bool | None = True):
     # fused: one kernel per step for all parameters, much faster on CPU than foreach; the same update rule and
     # state_dict keys (rounding can differ)
     params = model.parameters()
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=cfg.nesterov and cfg.momentum > 0, fused=True)
+                               nesterov=cfg.nesterov and cfg.momentum > 0, fused=fused)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
+def _fused_optimizer(model, cfg: Config):
+    """The fused optimizer where torch has one for the model's device (CPU, CUDA...), else torch's default."""
+    try:
+        return _optimizer(model, cfg)
+    except RuntimeError:  # "fused=True requires all the params to be floating point Tensors of supported devices"
+        return _optimizer(model, cfg, fused=None)
 
 
 def _scheduler(opt, cfg: Config, steps_per_epoch: int):
@@ -104,6 +115,11 @@ class _Training:
     rate_seen: int = 0             # the status's images/s: images and seconds since it was last computed
     rate_secs: float = 0.0
     rate: float | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    on_device: bool = False        # the epoch runs as _train_epoch_on_device
+    x_test: torch.Tensor | None = None  # the test set where the model is (the device)
+    y_test: torch.Tensor | None = None
+    pending: list | None = None    # _train_epoch_on_device: [loss sum, correct] on the device, not yet in state
 
     @property
     def total_steps(self) -> int:
@@ -135,6 +151,8 @@ def failure_message(e: BaseException, resume: str = "resume the run") -> str:
     if isinstance(e, WriteError):
         fix = "free some space there" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
         return f"{e}: {fix}, then {resume}"
+    if isinstance(e, (OutOfDeviceMemory, devices.DeviceError)):
+        return str(e)
     return f"{type(e).__name__}: {e}"
 
 
@@ -146,7 +164,7 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
     gc.freeze()
     try:
         for epoch in range(t.state["epoch"], t.cfg.epochs):
-            if not _train_epoch(t, epoch, stop):
+            if not (_train_epoch_on_device if t.on_device else _train_epoch)(t, epoch, stop):
                 status = "stopped"
                 break
             test_acc = _end_epoch(t, epoch)
@@ -156,6 +174,8 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
             _checkpoint(t)  # a partial window stays in the checkpoint: resuming continues it
         elif t.state["w_seen"]:
             _log_window(t, t.state["epoch"])  # the run's last steps, fewer than log_every
+    except devices.out_of_memory_errors() as e:
+        raise OutOfDeviceMemory(_out_of_memory_message(t)) from e
     finally:
         gc.unfreeze()
         if t.bar:
@@ -168,16 +188,18 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
 def _setup(run: Run, resume: bool, progress: bool) -> _Training:
     """Data, model, optimizer and schedule for the run; restored from last.pt when resuming; status running."""
     cfg = Config.from_dict(run.config())
+    dev = _device(cfg)
     torch.manual_seed(cfg.seed)
     data = load_mnist()
     x_tr, y_tr, x_val, y_val = split_validation(data.train_images, data.train_labels, cfg.val_size, cfg.seed)
     if cfg.limit_train:
         x_tr, y_tr = x_tr[:cfg.limit_train], y_tr[:cfg.limit_train]
     steps_per_epoch = max(1, math.ceil(len(x_tr) / cfg.batch_size))
-    model = build(cfg.model).to(memory_format=torch.channels_last)
-    opt = _optimizer(model, cfg)
+    model = build(cfg.model).to(dev, memory_format=torch.channels_last)  # built on the CPU: the same weights anywhere
+    opt = _fused_optimizer(model, cfg)
     t = _Training(run, cfg, data, x_tr, y_tr, x_val, y_val, model, opt, _scheduler(opt, cfg, steps_per_epoch),
-                  steps_per_epoch)
+                  steps_per_epoch, device=dev)
+    _place(t)
     if resume and not run.last_ckpt.exists():  # a queued run (or one that died before its first checkpoint)
         resume = False
         run.truncate_metrics(0)
@@ -188,17 +210,41 @@ def _setup(run: Run, resume: bool, progress: bool) -> _Training:
     # who trains it, for procs.identify: pid, start time, the folder it holds, whether SIGTERM stops it
     sigterm_stops = isinstance(signal.getsignal(signal.SIGTERM), StopRequested)
     run.write_status(status="running", **procs.identity_fields(run.path, sigterm_stops), heartbeat=time.time(),
-                     started=time.time(),
+                     started=time.time(), device=str(dev), device_name=devices.describe(str(dev)),
                      total_steps=t.total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs)
     if progress:
         from tqdm import tqdm
         t.bar = tqdm(total=t.total_steps, initial=t.state["global_step"], unit="step", file=sys.stderr,
                      dynamic_ncols=True, leave=False)
     t.level = aug.LEVELS[cfg.augment]
-    # the one switch for the CPU-only fast paths (fastgrad, native.c): off on any other device
-    t.grads, t.opt_step = fastgrad.speedups_for(model, opt, x_tr.device)
+    # the one switch for the CPU-only fast paths (fastgrad, native.c): off on any other device, and in its loop
+    t.grads, t.opt_step = (None, opt.step) if t.on_device else fastgrad.speedups_for(model, opt, dev)
     t.lr = t.sched.get_last_lr()[0]
     return t
+
+
+def _device(cfg: Config) -> torch.device:
+    """The device the run trains on (devices.DeviceError when this machine lacks it), with CUDA's kernels set up:
+    cuDNN picks the fastest convolution per shape, which can change from run to run, unless deterministic."""
+    dev = devices.resolve(cfg.device)
+    if devices.is_cuda(dev):
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts: before any step
+            torch.use_deterministic_algorithms(True, warn_only=True)  # a kernel without such a version warns
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+    return dev
+
+
+def _place(t: _Training) -> None:
+    """Decide the loop and put the data where it runs: on a GPU (or with bf16, or data_on_device) the training,
+    validation and test sets move to the device once, as uint8, and the augmentation's generator lives there."""
+    cfg = t.cfg
+    t.on_device = t.device.type != "cpu" or cfg.data_on_device or cfg.precision != "fp32"
+    t.x_test, t.y_test = t.data.test_images, t.data.test_labels
+    if t.on_device:
+        for k in ("x_tr", "y_tr", "x_val", "y_val", "x_test", "y_test"):
+            setattr(t, k, getattr(t, k).to(t.device))
+        t.gen = torch.Generator(device=t.device)
 
 
 def _restore(t: _Training) -> None:
@@ -208,6 +254,8 @@ def _restore(t: _Training) -> None:
     t.opt.load_state_dict(ck["optimizer"])
     t.sched.load_state_dict(ck["scheduler"])
     torch.set_rng_state(ck["rng"])
+    if devices.is_cuda(t.device) and isinstance(ck.get("rng_cuda"), torch.Tensor):  # dropout's, on the GPU
+        torch.cuda.set_rng_state(ck["rng_cuda"], t.device)
     t.state.update(ck["state"])
     t.checkpoint_step = t.state["global_step"]
     t.run.truncate_metrics(t.state["global_step"])
@@ -261,6 +309,73 @@ def _step(t: _Training, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tenso
     return logits, loss
 
 
+def _train_epoch_on_device(t: _Training, epoch: int, stop: StopRequested) -> bool:
+    """_train_epoch as a GPU wants it: the batch order, the batches and their augmentation are made on the device
+    from the uint8 sets there, and each step's loss and correct count stay there, summed in t.pending, until a step
+    record, the epoch's end or a checkpoint reads them (_flush): an .item() per step would wait for the GPU at every
+    step. On the CPU (data_on_device) the same permutation as _train_epoch's."""
+    t.model.train()
+    bs = t.cfg.batch_size
+    order = torch.Generator(device=t.device).manual_seed(t.cfg.seed * 100003 + epoch)
+    perm = torch.randperm(len(t.x_tr), generator=order, device=t.device)
+    for i in range(t.state["step_in_epoch"], t.steps_per_epoch):
+        if stop.is_set():
+            return False
+        t0 = time.perf_counter()
+        xb, yb = _batch(t, perm[i * bs:(i + 1) * bs], epoch, i)
+        logits, loss = _device_step(t, xb, yb)
+        t.lr = t.sched.get_last_lr()[0]
+        t.sched.step()
+        b = len(yb)  # the shape is known on the host: no wait
+        sums = (loss.detach().float() * b, (logits.argmax(1) == yb).sum())
+        t.pending = list(sums) if t.pending is None else [t.pending[0] + sums[0], t.pending[1] + sums[1]]
+        _after_step(t, epoch, i, b, 0.0, 0, time.perf_counter() - t0)  # the loss and correct count: in pending
+    return True
+
+
+def _device_step(t: _Training, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """_step with autograd, under bf16 autocast when the run asks for it (the backward and the update outside)."""
+    with torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=t.cfg.precision == "bf16"):
+        logits = t.model(xb)
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=t.cfg.label_smoothing)
+    t.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    t.opt_step()
+    return logits, loss
+
+
+def _flush(t: _Training) -> None:
+    """Add the device's pending loss and correct sums to the epoch's and the window's (one wait for the device),
+    and the time that wait took to the seconds of training: the steps' own times count only their launch."""
+    if t.pending is None:
+        return
+    t0 = time.perf_counter()
+    loss, correct = t.pending[0].item(), int(t.pending[1].item())
+    waited = time.perf_counter() - t0
+    t.pending = None
+    st = t.state
+    st["ep_loss"] += loss
+    st["w_loss"] += loss
+    st["ep_correct"] += correct
+    st["w_correct"] += correct
+    for k in ("ep_seconds", "w_seconds", "train_seconds"):
+        st[k] += waited
+    t.rate_secs += waited
+
+
+class OutOfDeviceMemory(RuntimeError):
+    """The device ran out of memory during training; str(e) says what to do."""
+
+
+def _out_of_memory_message(t: _Training) -> str:
+    """One sentence for a run that ran out of device memory: a smaller batch, and what its last.pt holds."""
+    kept = (f"its last checkpoint (step {t.checkpoint_step:,}) is intact" if t.run.last_ckpt.exists()
+            else "it had no checkpoint yet")
+    smaller = f"--batch-size {t.cfg.batch_size // 2}" if t.cfg.batch_size > 1 else "a smaller model"
+    return (f"{t.device} ({devices.describe(str(t.device))}) ran out of memory training {t.cfg.model} at batch size "
+            f"{t.cfg.batch_size}: train it again with a smaller batch (e.g. {smaller}); {kept}")
+
+
 def _after_step(t: _Training, epoch: int, i: int, b: int, loss: float, correct: int, dt: float) -> None:
     """Step i of the epoch is done (b images, mean loss, correct predictions, seconds): add it to the sums, log a
     step record every log_every steps, update the status now and then."""
@@ -301,6 +416,7 @@ def _after_step(t: _Training, epoch: int, i: int, b: int, loss: float, correct: 
 def _log_window(t: _Training, epoch_progress: float) -> None:
     """One point of the per-step curve: the mean over the last log_every steps. Windows run across epoch
     boundaries, so no point stands for a window of one or two steps (such points made spikes at every epoch)."""
+    _flush(t)
     st = t.state
     t.run.append_metrics([{"step": st["global_step"], "epoch_progress": round(epoch_progress, 4),
                            "train_loss": st["w_loss"] / st["w_seen"], "train_acc": st["w_correct"] / st["w_seen"],
@@ -313,10 +429,11 @@ def _log_window(t: _Training, epoch_progress: float) -> None:
 
 def _end_epoch(t: _Training, epoch: int) -> float:
     """Evaluate, store the test predictions and the epoch record, checkpoint. Returns the test accuracy."""
+    _flush(t)
     st, run = t.state, t.run
     t_eval = time.perf_counter()
     val_loss, val_acc, _ = evaluate(t.model, t.x_val, t.y_val)
-    test_loss, test_acc, probs = evaluate(t.model, t.data.test_images, t.data.test_labels)
+    test_loss, test_acc, probs = evaluate(t.model, t.x_test, t.y_test)
     run.save_probs(epoch + 1, probs)
     rec = {"epoch": epoch + 1, "step": st["global_step"],
            "train_loss": st["ep_loss"] / max(st["ep_seen"], 1), "train_acc": st["ep_correct"] / max(st["ep_seen"], 1),
@@ -340,15 +457,19 @@ def _end_epoch(t: _Training, epoch: int) -> float:
 
 
 def _checkpoint(t: _Training) -> None:
-    """last.pt: everything --resume needs to continue from this very step."""
+    """last.pt: everything --resume needs to continue from this very step (on any device: runs.save_checkpoint
+    saves CPU tensors)."""
+    _flush(t)
+    extra = {"rng_cuda": torch.cuda.get_rng_state(t.device)} if devices.is_cuda(t.device) else {}
     save_checkpoint(t.run.last_ckpt, {"model": t.model.state_dict(), "optimizer": t.opt.state_dict(),
                                       "scheduler": t.sched.state_dict(), "rng": torch.get_rng_state(),
-                                      "state": dict(t.state), "config": dataclasses.asdict(t.cfg)})
+                                      "state": dict(t.state), "config": dataclasses.asdict(t.cfg), **extra})
     t.checkpoint_step = t.state["global_step"]
 
 
 def _finish(t: _Training, status: str) -> dict:
     """The final status, and the CLI's result dict."""
+    _flush(t)
     st = t.state
     epochs = t.run.epoch_records()
     t.run.write_status(status=status, ended=time.time(), heartbeat=time.time(), epoch=st["epoch"],
@@ -429,6 +550,22 @@ def _hold_for_life(run: Run, p) -> None:
 _HELD: list = []
 
 
+def _resume_device(run: Run, device: str | None, p) -> None:
+    """--resume continues where config.json says, or on `device` (--device), which then goes into config.json: a
+    checkpoint holds CPU tensors, so a run started on a GPU can go on on the CPU. Exit 2 when the device is not here."""
+    cfg = run.config()
+    try:
+        devices.resolve(device or cfg.get("device") or "cpu")
+    except devices.DeviceError as e:
+        p.error(str(e) if device else f"run {run.name} trains on {cfg.get('device')}, which is not here ({e}); "
+                                      f"continue it on another device with --resume {run.name} --device cpu")
+    if device and device != cfg.get("device"):
+        try:
+            atomic_write_json(run.config_file, {**cfg, "device": device})
+        except OSError as e:
+            raise RunError(f"run {run.name}: config.json cannot be written ({e})") from None
+
+
 def main(argv=None) -> int:
     p = train_parser()
     args = p.parse_args(argv)
@@ -451,12 +588,17 @@ def main(argv=None) -> int:
             cfg_errors = validate(Config.from_dict(run.config()))
             if cfg_errors:
                 p.error(f"run {args.resume} has an invalid config.json: " + "; ".join(cfg_errors.values()))
+            _resume_device(run, args.device, p)
             resume = True
         else:
             cfg = config_from_args(args)
             errors = validate(cfg)
             if errors:
                 p.error("; ".join(errors.values()))
+            try:
+                devices.resolve(cfg.device)
+            except devices.DeviceError as e:
+                p.error(str(e))
             run = create_run(cfg, args.runs_dir)
             _hold_for_life(run, p)
             resume = False

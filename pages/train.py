@@ -8,7 +8,7 @@ import re
 
 import streamlit as st
 
-from mnistviz import augment, charts, data, jobs, live, models, runs, train
+from mnistviz import augment, charts, data, device, jobs, live, models, runs, train
 from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
 from pages._shared import launch_made, launch_repeated, require_mnist, same_settings, select_run, selected_run_name
 
@@ -33,11 +33,13 @@ FIELDS = {
     "limit_train": ("Limit training images", "int", "train on the first N images only, for a quick try (0 = all)"),
     "log_every": ("Log every N steps", "int", "steps between points of the per-step curve"),
     "name": ("Run name", "text", "empty = model-augmentation-time"),
+    "device": ("Device", "select", list(device.choices())),
+    "precision": ("Precision", "select", list(train.PRECISIONS)),
 }
 STEPS = {"lr": 0.001, "momentum": 0.01, "weight_decay": 0.0001, "label_smoothing": 0.01}
 LAYOUT = [["model", "optimizer", "lr", "momentum", "nesterov"],
-          ["weight_decay", "schedule", "label_smoothing", "batch_size"],
-          ["epochs", "augment", "seed", "val_size"],
+          ["weight_decay", "schedule", "label_smoothing", "batch_size", "device"],
+          ["epochs", "augment", "seed", "val_size", "precision"],
           ["target_accuracy", "limit_train", "log_every", "name"]]
 
 
@@ -236,6 +238,14 @@ WAITING = "waiting for the first logged steps"
 
 
 MODEL_HELP = "\n".join(f"- **{m}**: {d}" for m, d in models.DESCRIPTIONS.items())
+# the select boxes' help and how they show each choice: the devices with what was found here
+SELECT_HELP = {"model": MODEL_HELP,
+               "device": "Where the run trains. Found here:\n" +
+                         "\n".join(f"- **{d}**: {device.describe(d)}" for d in device.present()) +
+                         "\n\nauto takes the first. The same seed on the same device gives the same metrics (on "
+                         "CUDA only with `--deterministic` from a terminal).",
+               "precision": "bf16: bfloat16 autocast, for a GPU; fp32 keeps the CPU's fast paths."}
+SELECT_SHOWN = {"device": device.choices()}
 
 
 @st.cache_data(show_spinner=False)
@@ -287,8 +297,9 @@ with st.container(horizontal=True, gap="medium", key="train_form"):
                 k = _key(f)
                 if kind == "select":
                     # the model's description does not fit the box at any width: it is in the help and under the form
-                    help_ = MODEL_HELP if f == "model" else None
-                    st.selectbox(label, extra, key=k, persist_state="session", help=help_)
+                    shown = SELECT_SHOWN.get(f, {})
+                    st.selectbox(label, extra, key=k, persist_state="session", help=SELECT_HELP.get(f),
+                                 format_func=lambda v, shown=shown: shown.get(v, v))
                 elif kind == "bool":
                     st.checkbox(label, key=k, help=help_, persist_state="session")
                 elif kind == "int":

@@ -44,6 +44,11 @@ def write_idx(raw: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped, saying so, without one (bench/gpu_check.sh "
+                                       "runs them: pytest -m gpu)")
+
+
 @pytest.fixture(autouse=True)
 def torch_threads_back():
     """A page run under AppTest puts torch on one thread (pages._shared.one_core), and threads started after it
@@ -58,8 +63,12 @@ def torch_threads_back():
 @pytest.fixture(autouse=True)
 def no_legacy_pages_mode(monkeypatch):
     """AppTest runs shell.py without app.py and resets PagesManager.uses_pages_directory before every script run:
-    apply app.py's setting after each reset, or a pages/ folder would run a switched-to page without the shell."""
-    from streamlit.runtime.pages_manager import PagesManager
+    apply app.py's setting after each reset, or a pages/ folder would run a switched-to page without the shell.
+    Nothing to do without Streamlit (a GPU box that runs only the trainer's tests)."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
 
     init = PagesManager.__init__
 
