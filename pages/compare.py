@@ -10,6 +10,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from mnistviz import charts, compare, data, jobs, runs, train
+from pages._adversarial import adversarial_curve
 from pages._shared import all_cores_unless_training, all_runs, launch_made, launch_repeated, md
 
 PALETTE = qualitative.Plotly
@@ -338,3 +339,5 @@ if st.session_state.get("compare_robust_for") == key:
                 verdict_slot.markdown(compare.verdict(*verdict_args, compare.distorted_accuracy(rob)))
             st.download_button("Robustness (CSV)", compare.csv_bytes(rob, index=False), file_name="compare-robustness.csv",
                                mime="text/csv", icon=":material/download:")
+# FGSM accuracy against epsilon, with the distortions' check (pages/_adversarial.py)
+adversarial_curve(ready, colors, st.session_state.get("compare_robust_for") == key)

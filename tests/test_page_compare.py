@@ -67,12 +67,13 @@ def test_fixture_pair_is_the_default_and_every_section_shows(monkeypatch, fixtur
     assert list(diff.index) == ["augment"]
     assert [b.proto.label for b in at.get("download_button")] == ["Summary (CSV)", "Every epoch (CSV)"]
 
-    # robustness only on request: the click adds exactly one chart (one curve per run in each panel) and a CSV
+    # robustness only on request: the click adds exactly two charts (the distortions, one curve per run in each
+    # panel; the FGSM curve, tests/test_adversarial.py) and a CSV
     before = len(specs)
     at.button(key="compare_robust").click().run()
     assert not at.exception and not at.error
-    assert len(charts(at)) == before + 1
-    rob = charts(at)[-1]
+    assert len(charts(at)) == before + 2
+    rob = json.loads(next(c for c in at.get("plotly_chart") if "compare_robustness" in c.proto.id).proto.spec)
     assert trace_names(rob) == {"tiny-aug", "tiny-none"} and len(rob["data"]) == 2 * 3
     assert "Robustness (CSV)" in [b.proto.label for b in at.get("download_button")]
 
@@ -120,7 +121,8 @@ def test_odd_runs_different_architecture_and_missing_predictions(monkeypatch, fi
     assert trace_names(charts(at)[0]) == {"tiny-lenet", "no-preds", "tiny-none"}
     at.button(key="compare_robust").click().run()
     assert not at.exception and not at.error
-    assert trace_names(charts(at)[-1]) == {"tiny-lenet", "no-preds", "tiny-none"}
+    rob = json.loads(next(c for c in at.get("plotly_chart") if "compare_robustness" in c.proto.id).proto.spec)
+    assert trace_names(rob) == {"tiny-lenet", "no-preds", "tiny-none"}
 
 
 def test_fewer_than_two_runs_offers_to_launch_a_pair(monkeypatch, tiny_data, tmp_path):
