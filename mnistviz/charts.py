@@ -220,3 +220,47 @@ def runs_table(summaries: list[dict]):
     columns = ["name", "status", "progress %", "epochs", "best test acc %", "model", "augmentation", "optimizer", "lr",
                "batch", "device", "train s", "created"] + (["pair"] if any(s.get("pair") for s in summaries) else [])
     return pd.DataFrame(rows, columns=columns)
+
+
+# ---------- through the epochs ----------
+
+def prediction_history(epochs, probs, true: int, height: int = 190) -> go.Figure:
+    """One test image's probabilities at every stored epoch (`probs` E x 10): the true digit's (blue; a red marker
+    where another digit was predicted) and those of the digits it was ever wrongly predicted as (red, dashed)."""
+    probs = np.asarray(probs, dtype=float)
+    pred = probs.argmax(1)
+    fig = go.Figure()
+    for d in dict.fromkeys(int(p) for p in pred if p != true):
+        fig.add_trace(go.Scatter(x=list(epochs), y=probs[:, d], mode="lines", name=f"digit {d}",
+                                 line=dict(color="#dc322f", dash="dash", width=1.5),
+                                 hovertemplate=f"epoch %{{x}}: p({d}) %{{y:.1%}}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=list(epochs), y=probs[:, true], mode="lines+markers", name=f"true {true}",
+                             line=dict(color=PICKED, width=2.5),
+                             marker=dict(size=7, color=[PICKED if p == true else "#dc322f" for p in pred]),
+                             customdata=pred, hovertemplate=f"epoch %{{x}}: p({true}) %{{y:.1%}}, predicted "
+                                                            f"%{{customdata}}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=6, b=0), legend=dict(orientation="h", y=-0.3, x=0),
+                      xaxis=dict(title=None, dtick=1 if len(epochs) <= 12 else None),
+                      yaxis=dict(range=[-0.02, 1.02], tickformat=".0%", title="probability"))
+    return fig
+
+
+def animate(figures: list, names: list[str], label: str = "epoch ", frame_ms: int = 700) -> go.Figure:
+    """One figure stepping through `figures` (each with the same traces) in the browser: the first as drawn, every
+    one as a frame, a play / pause button and a slider under it. Plotly animates it with no rerun of the page."""
+    fig = go.Figure(figures[0])
+    fig.frames = [go.Frame(data=f.data, name=n) for f, n in zip(figures, names)]
+    still = dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))
+    fig.update_layout(
+        updatemenus=[dict(type="buttons", direction="left", x=0, xanchor="left", y=0, yanchor="top", pad=dict(t=8),
+                          showactive=False, buttons=[
+                              dict(label="▶ Play", method="animate",
+                                   args=[None, dict(frame=dict(duration=frame_ms, redraw=True), fromcurrent=True,
+                                                    transition=dict(duration=0))]),
+                              dict(label="❚❚ Pause", method="animate", args=[[None], still])])],
+        sliders=[dict(active=0, x=0.3, len=0.7, y=0, yanchor="top", pad=dict(t=0),
+                      currentvalue=dict(prefix=label), steps=[dict(method="animate", label=n, args=[[n], still])
+                                                              for n in names])])
+    height = fig.layout.height or 450
+    fig.update_layout(height=height + 90, margin=dict(b=(fig.layout.margin.b or 0) + 90))
+    return fig

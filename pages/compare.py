@@ -10,6 +10,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from mnistviz import charts, compare, data, jobs, runs, train
+from pages._adversarial import adversarial_curve
 from pages._shared import all_cores_unless_training, all_runs, launch_made, launch_repeated, md
 
 PALETTE = qualitative.Plotly
@@ -400,3 +401,5 @@ if table is not None:
                     config=png_config("robustness"))
     st.download_button("Robustness (CSV)", compare.csv_bytes(table, index=False), file_name="compare-robustness.csv",
                        mime="text/csv", icon=":material/download:")
+    # FGSM accuracy against epsilon for the same runs (pages/_adversarial.py)
+    adversarial_curve([r for r in ready if r.name in set(table.run)], colors, True)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from mnistviz import analysis
 from mnistviz.charts import digit_grid
+from pages._history import image_history, play_confusion
 from pages._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 128
@@ -149,6 +150,7 @@ with row.container(width=BLOCK):
                     config={"displayModeBar": False})
     st.caption("Rows: true digit; columns: predicted digit. Colour: the share of the row's test images in the "
                "cell (hover for both numbers). Click a cell to see its images beside the matrix.")
+    play_confusion(run)  # every stored epoch's matrix as an animation (pages/_history.py)
 with row.container(width=BLOCK):
     if cell is not None:
         t, p = cell
@@ -156,6 +158,7 @@ with row.container(width=BLOCK):
         if picked is not None:
             with st.container(border=True):
                 image_up_close(run.name, picked, images[picked], probs[picked], t, int(preds[picked]), "cf_probs")
+                image_history(run, picked, "cf_history")
     st.subheader("Most confused", anchor=False)
     pairs = analysis.most_confused(labels, preds, k=10)
     if pairs.empty:

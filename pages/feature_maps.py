@@ -4,10 +4,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnistviz import analysis, charts, data, evaluate, inspect, runs
+from pages._adversarial import adversarial_tab
 from pages._shared import cached_model, keep, kept, md, selected_run
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
-TABS = ["Feature maps", "Filters", "Class scores", "Attribution"]
+TABS = ["Feature maps", "Filters", "Class scores", "Attribution", "Adversarial"]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -105,7 +106,7 @@ if mnist is not None:
     # the open tab is kept in the URL (?fm_tab=Filters) like the image index
     tabs = st.tabs(TABS, key="fm_tab", bind="query-params")
 else:
-    tabs = [None, st.container(), None, None]
+    tabs = [None, st.container(), None, None, None]
 
 
 def shown(tab) -> bool:
@@ -187,3 +188,8 @@ if shown(tabs[3]):
         b2.plotly_chart(heat, key="fm_attr", width="content")
         st.caption("Saliency: how much each pixel changes the digit's score (|gradient|). Integrated gradients: "
                    "each pixel's share of the score relative to a black image; red adds, blue subtracts.")
+
+# ---- adversarial: the smallest step that changes the prediction (pages/_adversarial.py) ----
+if shown(tabs[4]):
+    with tabs[4]:
+        adversarial_tab(run, model, mnist.test_images[i].numpy(), i, true)

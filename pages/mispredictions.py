@@ -3,6 +3,7 @@ import streamlit as st
 
 from mnistviz import analysis
 from mnistviz.charts import digit_grid, wrong_per_batch_bars
+from pages._history import image_history, learned_late_and_forgotten, play_grid
 from pages._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 256  # one grid image stays quick to draw; narrow the filters to see the rest
@@ -141,6 +142,7 @@ with left:
             st.plotly_chart(fig, key="mp_grid", on_select=on_tile_click, selection_mode="points", width="content",
                             config={"displayModeBar": False})
             st.caption("Red frame: wrong. Title: true → predicted, confidence. Click an image to look at it.")
+            play_grid(run, images, shown["index"].to_numpy())  # the same images at every epoch (pages/_history.py)
         # a toggle rather than a collapsed expander: an expander's content renders (and loads the grid's
         # JavaScript) even while it is closed, and the page's first render does not need it
         if images is not None:
@@ -167,3 +169,6 @@ with right:
         with st.container(border=True):
             image_up_close(run.name, i, None if images is None else images[i], probs[i], true, pred, "mp_probs",
                            more=f", loss {table['loss'].iat[i]:.3f}")
+            image_history(run, i, "mp_history")
+
+learned_late_and_forgotten(run, images)

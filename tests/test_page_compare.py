@@ -13,6 +13,11 @@ from conftest import ROOT, train_tiny
 from mnistviz import runs
 
 
+
+def robustness_spec(at) -> dict:
+    """The distortions chart (the FGSM curve, pages/_adversarial.py, follows it)."""
+    return json.loads(next(c for c in at.get("plotly_chart") if "compare_robustness" in c.proto.id).proto.spec)
+
 def open_compare(monkeypatch, data_root, runs_root, runs_param: str | None = None) -> AppTest:
     monkeypatch.setenv("MNISTVIZ_DATA", str(data_root))
     monkeypatch.setenv("MNISTVIZ_RUNS", str(runs_root))
@@ -69,7 +74,7 @@ def test_fixture_pair_is_the_default_and_every_section_shows(monkeypatch, fixtur
     # robustness of the pair without a click (the verdict needs it): one curve per run in each panel, and a CSV
     assert [b.proto.label for b in at.get("download_button")] == ["Summary (CSV)", "Every epoch (CSV)",
                                                                   "Robustness (CSV)"]
-    rob = specs[-1]
+    rob = robustness_spec(at)
     assert trace_names(rob) == {"tiny-aug", "tiny-none"} and len(rob["data"]) == 2 * 3
     assert not at.button  # no other runs to add
 
@@ -118,10 +123,11 @@ def test_odd_runs_different_architecture_and_missing_predictions(monkeypatch, fi
     assert "A = tiny-lenet vs B = tiny-none" in [h.value for h in at.subheader]
     assert trace_names(charts(at)[0]) == {"tiny-lenet", "no-preds", "tiny-none"}
     assert verdict_lines(at)[0] == "**Verdict: A = tiny-lenet vs B = tiny-none**"
-    assert trace_names(charts(at)[-1]) == {"tiny-lenet", "tiny-none"}   # the pair's check, then the others on request
+    assert trace_names(robustness_spec(at)) == {"tiny-lenet", "tiny-none"}   # the pair's check, then the others on request
     at.button(key="compare_robust").click().run()
     assert not at.exception and not at.error
-    assert trace_names(charts(at)[-1]) == {"tiny-lenet", "no-preds", "tiny-none"}
+    rob = robustness_spec(at)
+    assert trace_names(rob) == {"tiny-lenet", "no-preds", "tiny-none"}
 
 
 def test_fewer_than_two_runs_offers_to_launch_a_pair(monkeypatch, tiny_data, tmp_path):
@@ -298,7 +304,7 @@ def test_the_verdict_comes_first_with_its_tests_and_their_numbers(monkeypatch, f
     # said once: no second verdict further down
     assert sum("McNemar" in m.value for m in at.markdown) == 1
     # the sentence on distorted digits is the sign test on the same robustness check the chart shows
-    rob = charts(at)[-1]
+    rob = robustness_spec(at)
     assert trace_names(rob) == {"tiny-aug", "tiny-none"}
 
 
