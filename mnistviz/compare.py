@@ -240,18 +240,25 @@ def _finding(t: Paired, names: dict, where: str, test: str, what: str, better: s
     return f"On {where} {w} ({names[w]}) scores higher, {stats}: no clear difference on {where}."
 
 
+def clean_finding(a: str, b: str, clean: Paired | str) -> str:
+    """The verdict's sentence on clean test images: `clean` from mcnemar, or a sentence saying why there is none."""
+    if isinstance(clean, str):
+        return clean
+    return _finding(clean, {"A": a, "B": b}, "clean images", "McNemar's exact test",
+                    "disagreements (images only one of them gets right)", "is more accurate")
+
+
+def distorted_finding(a: str, b: str, distorted: Paired | str) -> str:
+    """The verdict's sentence on distorted digits: `distorted` from distorted_sign_test, or why there is none."""
+    if isinstance(distorted, str):
+        return distorted
+    return _finding(distorted, {"A": a, "B": b}, DISTORTED, "sign test over images",
+                    "images where one gets more of the distorted versions right", "holds up better")
+
+
 def verdict(a: str, b: str, clean: Paired | str, distorted: Paired | str) -> list[str]:
-    """The Compare page's verdict on A vs B in two sentences: on clean test images, then on distorted ones.
-    `clean` / `distorted` are the paired results (mcnemar, distorted_sign_test) or a sentence saying why there
-    is none."""
-    names = {"A": a, "B": b}
-    out = [clean if isinstance(clean, str) else _finding(
-        clean, names, "clean images", "McNemar's exact test", "disagreements (images only one of them gets right)",
-        "is more accurate")]
-    out.append(distorted if isinstance(distorted, str) else _finding(
-        distorted, names, DISTORTED, "sign test over images",
-        "images where one gets more of the distorted versions right", "holds up better"))
-    return out
+    """The Compare page's verdict on A vs B in two sentences: on clean test images, then on distorted ones."""
+    return [clean_finding(a, b, clean), distorted_finding(a, b, distorted)]
 
 
 # ---------- predictions ----------

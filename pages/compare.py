@@ -181,10 +181,10 @@ def gallery(df, images, right: str, a: str, b: str, limit: int, key: str) -> Non
 @st.cache_data(show_spinner="Checking A and B on distorted test images…", max_entries=16)
 def pair_outcomes(run_dirs: tuple[str, str], stamps: tuple[float, float], data_root: str):
     """The robustness table and who gets each distorted image right, for the verdict's pair. Cached per pair (and
-    checkpoint mtimes, data root): it runs on every visit, so only a retrained checkpoint pays the seconds again."""
+    checkpoint mtimes, data root): it runs on every visit, so only a retrained checkpoint pays the seconds again.
+    On the page's one core (unlike the check of other runs on request): it runs while the browser draws the page."""
     mnist = data.load_mnist(data_root, download=False)
-    with all_cores_unless_training():
-        return compare.run_robustness_outcomes(list(run_dirs), mnist.test_images, mnist.test_labels)
+    return compare.run_robustness_outcomes(list(run_dirs), mnist.test_images, mnist.test_labels)
 
 
 def pair_robustness(pair: list) -> tuple[tuple | None, str | None, bool]:
@@ -201,26 +201,24 @@ def pair_robustness(pair: list) -> tuple[tuple | None, str | None, bool]:
         return None, f"The robustness check failed: {e}", True
 
 
-def show_verdict(box, labels, probs: dict, problems: dict, pair: list, rob, rob_problem) -> None:
-    """The verdict on A and B at the top of the page: which is more accurate on clean and on distorted test images,
-    and whether each difference is more than noise (paired tests on the same images)."""
+def show_verdict(box, labels, probs: dict, problems: dict, pair: list):
+    """The verdict on A and B at the top of the page: which is more accurate on clean test images and whether that
+    is more than noise. Returns the slot for its sentence on distorted digits (finish_verdict fills it once the
+    robustness check, seconds, has run at the end of the page), or None when there is no verdict."""
     with box.container(border=True):
         if len(probs) < 2:
             why = " ".join(f"{m[0].upper()}{m[1:]}." for m in problems.values())
             st.markdown(f"**No verdict**: it needs two runs with stored test predictions. {md(why)}")
-            return
+            return None
         a, b = (r.name for r in pair)
         try:
             clean = compare.mcnemar(labels, probs[a], probs[b])
         except compare.CompareError as e:
             clean = f"{str(e)[0].upper()}{str(e)[1:]}."
-        if rob is None:
-            distorted = rob_problem
-        else:
-            distorted = compare.distorted_sign_test(rob[1][a], rob[1][b])
         st.markdown(f"**Verdict: A = {md(a)} vs B = {md(b)}**")
-        for sentence in compare.verdict(a, b, clean, distorted):
-            st.markdown(md(sentence))
+        st.markdown(md(compare.clean_finding(a, b, clean)))
+        slot = st.empty()
+        slot.markdown(f"On {compare.DISTORTED}: checking A and B (a few seconds)…")
         shown = "; ".join(f"{k} {', '.join(str(s) for s in v[1:])}" for k, v in compare.DISTORTIONS.items())
         n = len(labels)
         st.caption(f"Each run at its best epoch (the best test acc under Metrics): its stored predictions on the "
@@ -228,6 +226,14 @@ def show_verdict(box, labels, probs: dict, problems: dict, pair: list, rob, rob_
                    f"{min(n, compare.ROBUSTNESS_IMAGES):,} ({shown}). Paired tests on the same images: McNemar's "
                    f"exact test counts the images only one run gets right; a difference is more than noise at "
                    f"p < {compare.ALPHA}.")
+    return slot
+
+
+def finish_verdict(slot, pair: list, rob, rob_problem: str | None) -> None:
+    """The verdict's sentence on distorted digits: a sign test on the pair's robustness check, or why there is none."""
+    a, b = (r.name for r in pair)
+    distorted = rob_problem if rob is None else compare.distorted_sign_test(rob[1][a], rob[1][b])
+    slot.markdown(md(compare.distorted_finding(a, b, distorted)))
 
 
 # ---------------------------------------------------------------- page
@@ -278,8 +284,7 @@ if empty:
             f"metrics; come back when training has got further.")
 labels, probs, problems = compare.load_predictions(sel)
 pair = [r for r in sel if r.name in probs][:2]  # A and B: the first two selected runs with predictions
-rob, rob_problem, rob_failed = pair_robustness(pair) if len(pair) == 2 else (None, None, False)
-show_verdict(verdict_box, labels, probs, problems, pair, rob, rob_problem)
+verdict_slot = show_verdict(verdict_box, labels, probs, problems, pair)
 models = {c["model"] for c in configs.values()}
 if len(models) > 1:
     st.caption(f"Different architectures ({', '.join(sorted(models))}): everything below still compares, "
@@ -375,7 +380,11 @@ st.caption(f"Each run's best checkpoint evaluated on the first {compare.ROBUSTNE
 ready = [r for r in sel if r.checkpoint_stamp() > 0]
 if len(ready) < len(sel):
     st.caption(f"Left out (no checkpoint yet): {', '.join(r.name for r in sel if r not in ready)}.")
-table = rob[0] if rob is not None else None  # A and B: checked for the verdict on every visit
+# A and B are checked on every visit, for the verdict (last on the page: everything above shows meanwhile)
+rob, rob_problem, rob_failed = pair_robustness(pair) if len(pair) == 2 else (None, None, False)
+if verdict_slot is not None:
+    finish_verdict(verdict_slot, pair, rob, rob_problem)
+table = rob[0] if rob is not None else None
 if rob_problem:
     (st.error if rob_failed else st.info)(rob_problem)
 if rob is not None:
