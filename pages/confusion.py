@@ -7,6 +7,7 @@ import streamlit as st
 
 from mnistviz import analysis
 from mnistviz.charts import digit_grid
+from pages._reviews import accuracy_caption, mark_titles, marked_caption
 from pages._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 128
@@ -44,6 +45,7 @@ preds, conf = analysis.predictions(probs)
 top.metric("Test accuracy", f"{analysis.accuracy(labels, preds):.2%}",
            f"{int((labels != preds).sum()):,} wrong of {len(labels):,}", delta_color="off",
            delta_arrow="off", width="content")
+accuracy_caption(labels, preds, top)
 
 counts = analysis.confusion_matrix(labels, preds)
 rate = analysis.confusion_matrix(labels, preds, normalize=True)
@@ -147,13 +149,15 @@ if cell is not None:
             with below.container(width=BLOCK):
                 if len(idx) > MAX_TILES:
                     st.caption(f"The {MAX_TILES} most confident of {len(idx)}.")
-                grid = digit_grid(images[shown], titles=[f"#{i} {conf[i]:.0%}" for i in shown],
+                titles = mark_titles([f"#{i} {conf[i]:.0%}" for i in shown], shown, labels)
+                grid = digit_grid(images[shown], titles=titles,
                                   highlight=np.full(len(shown), t != p), ids=shown, cols=8, tile_px=54,
                                   selected=picked)
                 key = f"cf_grid_{t}_{p}"
                 st.plotly_chart(grid, key=key, on_select=partial(on_tile_pick, key), selection_mode="points",
                                 width="content", config={"displayModeBar": False})
                 st.caption("Title: test-image index and confidence. Click an image to look at it.")
+                marked_caption(shown, labels)
             if picked is not None:
                 with below.container(width=BLOCK, border=True):
                     image_up_close(run.name, picked, images[picked], probs[picked], t, int(preds[picked]), "cf_probs")
