@@ -57,7 +57,7 @@ def card(s: dict, image, labels, ts: str, done: rv.Review | None, locked: bool, 
     if several:
         st.caption(" · ".join(f"{md(b['run'])}: {b['predicted']} ({b['probability']:.0%})" for b in s["by_run"]))
     st.image(charts.sparkline_svg([(b["run"], b["history"]) for b in s["by_run"]]),
-             caption=f"probability of the label {given}, by epoch")
+             caption=f"p(label {given}) by epoch")
     if done is not None:
         st.markdown(f"Reviewed: **label wrong, it is a {done.label}**" if done.verdict == "wrong"
                     else "Reviewed: **label right**")
