@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import augment as aug, fastgrad, procs
+from . import augment as aug, cartography, fastgrad, procs
 from .procs import StopRequested
 from .cli import config_from_args, train_parser
 # re-exported: pages, jobs and tests use train.Config, train.validate, train.PRESETS...
@@ -104,6 +104,7 @@ class _Training:
     rate_seen: int = 0             # the status's images/s: images and seconds since it was last computed
     rate_secs: float = 0.0
     rate: float | None = None
+    cartography: object = None     # this epoch's per-image label probabilities (cartography.Recorder)
 
     @property
     def total_steps(self) -> int:
@@ -230,6 +231,7 @@ def _train_epoch(t: _Training, epoch: int, stop: StopRequested) -> bool:
         t0 = time.perf_counter()
         xb, yb = _batch(t, perm[i * bs:(i + 1) * bs], epoch, i)
         logits, loss = _step(t, xb, yb)
+        cartography.record(t, perm[i * bs:(i + 1) * bs], logits)
         t.lr = t.sched.get_last_lr()[0]  # the rate this step used
         t.sched.step()
         correct = (logits.argmax(1) == yb).sum().item()
@@ -318,6 +320,7 @@ def _end_epoch(t: _Training, epoch: int) -> float:
     val_loss, val_acc, _ = evaluate(t.model, t.x_val, t.y_val)
     test_loss, test_acc, probs = evaluate(t.model, t.data.test_images, t.data.test_labels)
     run.save_probs(epoch + 1, probs)
+    cartography.save(t, epoch + 1)
     rec = {"epoch": epoch + 1, "step": st["global_step"],
            "train_loss": st["ep_loss"] / max(st["ep_seen"], 1), "train_acc": st["ep_correct"] / max(st["ep_seen"], 1),
            "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
