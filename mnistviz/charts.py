@@ -264,3 +264,42 @@ def animate(figures: list, names: list[str], label: str = "epoch ", frame_ms: in
     height = fig.layout.height or 450
     fig.update_layout(height=height + 90, margin=dict(b=(fig.layout.margin.b or 0) + 90))
     return fig
+
+
+# ---------- small inline charts ----------
+
+SERIES_COLORS = ("#268bd2", "#cb4b16", "#859900", "#6c71c4", "#b58900", "#2aa198")
+
+
+def sparkline_svg(series, width: int = 180, height: int = 56) -> str:
+    """A tiny line chart of probabilities (0 to 1) over epochs, as an SVG string (st.image shows it): one line per
+    (name, [(epoch, p), ...]) in `series`, a dotted line at 50%, the first and last epoch under the axis. For grids of
+    dozens of cards, where a plotly chart each would be slow to draw."""
+    pts = [e for _, s in series for e, _ in s]
+    if not pts:
+        return f'<svg width="{width}" height="{height}"></svg>'
+    lo, hi = min(pts), max(pts)
+    left, right, top, bottom = 26, 4, 4, 14
+    w, h = width - left - right, height - top - bottom
+
+    def xy(e, p):
+        x = left + (w * (e - lo) / (hi - lo) if hi > lo else w / 2)
+        return f"{x:.1f},{top + h * (1 - min(max(p, 0.0), 1.0)):.1f}"
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="9" fill="#657b83">',
+             f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fdf6e3" stroke="#eee8d5"/>',
+             f'<line x1="{left}" x2="{left + w}" y1="{top + h / 2}" y2="{top + h / 2}" stroke="#93a1a1" '
+             f'stroke-dasharray="2,2"/>',
+             f'<text x="{left - 3}" y="{top + 7}" text-anchor="end">100%</text>',
+             f'<text x="{left - 3}" y="{top + h}" text-anchor="end">0%</text>',
+             f'<text x="{left}" y="{height - 2}">{lo}</text>',
+             f'<text x="{left + w}" y="{height - 2}" text-anchor="end">epoch {hi}</text>']
+    for k, (_, s) in enumerate(series):
+        color = SERIES_COLORS[k % len(SERIES_COLORS)]
+        coords = " ".join(xy(e, p) for e, p in s)
+        parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        if s:
+            x, y = xy(*s[-1]).split(",")
+            parts.append(f'<circle cx="{x}" cy="{y}" r="2.2" fill="{color}"/>')
+    return "".join(parts) + "</svg>"

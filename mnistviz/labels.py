@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -62,13 +63,23 @@ def rank(labels: np.ndarray, probs: np.ndarray, top: int | None = None, method: 
     find = _cleanlab() if method in ("auto", "cleanlab") else None
     if method == "cleanlab" and find is None:
         raise RunError("cleanlab is not installed: pip install cleanlab")
+    wrong = np.flatnonzero(probs.argmax(1) != labels)
     if find is not None and len(np.unique(labels)) == probs.shape[1]:
         # confident learning: per-class thresholds decide which labels are issues; ranked by self-confidence
-        order = np.asarray(find(labels, probs / probs.sum(1, keepdims=True),
+        # n_jobs=1: 10,000 x 10 takes well under a second on one core, and a Pool forked from the dashboard's
+        # multithreaded server process could deadlock
+        order = np.asarray(find(labels, probs / probs.sum(1, keepdims=True), n_jobs=1,
                                 return_indices_ranked_by="self_confidence"), np.int64)
         used = "cleanlab.filter.find_label_issues (confident learning), ranked by self-confidence"
+        if top is None or len(order) < top:
+            # a model trained with label smoothing is never very sure (the default model's probabilities stay under
+            # 0.95), and the per-class thresholds (each class's mean self-confidence) then pass few labels or none:
+            # the other wrong predictions follow, by self-confidence
+            rest = wrong[~np.isin(wrong, order)]
+            order = np.concatenate([order, rest[np.argsort(given[rest], kind="stable")]])
+            used = (f"cleanlab.filter.find_label_issues (confident learning; {len(order) - len(rest)} flagged), then "
+                    f"self-confidence among the other wrong predictions")
     else:
-        wrong = np.flatnonzero(probs.argmax(1) != labels)
         order = wrong[np.argsort(given[wrong], kind="stable")]
         used = "self-confidence (the given label's probability, lowest first, among the wrong predictions)"
     if top is not None:
@@ -83,6 +94,66 @@ def suspects(runs: list[Run], top: int | None = None, method: str = "auto") -> d
     labels, probs = ensemble(runs)
     used, found = rank(labels, probs, top, method)
     return {"runs": [r.name for r in runs], "method": used, "suspects": found}
+
+
+def history(run: Run, indices) -> tuple[list[int], np.ndarray]:
+    """(the run's epochs with stored predictions, E x len(indices) x 10 probabilities of those test images)."""
+    epochs = run.pred_epochs()
+    idx = np.asarray(indices, np.int64)
+    if not epochs:
+        return epochs, np.zeros((0, len(idx), 10), np.float32)
+    return epochs, np.stack([run_predictions(run, e)[1][idx] for e in epochs])
+
+
+def report(runs: list[Run], top: int = 30, method: str = "auto") -> dict:
+    """What the Suspicious labels page shows: {runs, method, labels (the test set's), suspects}, each suspect as in
+    suspects() plus "probability" (of the predicted digit, averaged over the runs) and "by_run": per run its
+    predicted digit, that digit's probability (its last epochs' mean) and "history", the given label's
+    probability after each stored epoch as [(epoch, p), ...]."""
+    labels, probs = ensemble(runs)
+    used, found = rank(labels, probs, top, method)
+    idx = [s["index"] for s in found]
+    per_run = [(r.name, mean_probs(r)[1][idx], *history(r, idx)) for r in runs]
+    for j, s in enumerate(found):
+        s["probability"] = round(float(probs[s["index"], s["predicted"]]), 6)
+        s["by_run"] = []
+        for name, mean, epochs, hist in per_run:
+            d = int(mean[j].argmax())
+            given = hist[:, j, s["label"]]
+            s["by_run"].append({"run": name, "predicted": d, "probability": round(float(mean[j, d]), 6),
+                                "history": [(e, round(float(p), 6)) for e, p in zip(epochs, given)]})
+    return {"runs": [r.name for r in runs], "method": used, "labels": labels, "suspects": found}
+
+
+def sources(root=None) -> list[dict]:
+    """The runs a ranking can use: the bundled default model (checkpoints/default) first, then every run of the runs
+    folder with stored test predictions, newest first. Each {name, path, label}; labels are unique (the bundled
+    model says "built in")."""
+    from .runs import PROJECT, list_runs
+
+    good, _ = list_runs(root)
+    default = (PROJECT / "checkpoints" / "default").resolve()
+    out = []
+    if default.is_dir() and Run(default).pred_epochs():
+        listed = any(Path(r["path"]).resolve() == default for r in good)
+        out.append({"name": "default", "path": str(default), "label": "default" if listed else "default (built in)"})
+    for r in good:
+        path = Path(r["path"]).resolve()
+        if path != default and Run(path).pred_epochs():
+            acc = r.get("best_test_acc")
+            out.append({"name": r["name"], "path": str(path),
+                        "label": r["name"] + (f" ({acc:.2%} test)" if acc is not None else "")})
+    return out
+
+
+def stamp(run: Run) -> tuple:
+    """Changes when the run stores another epoch's predictions: with its path, a cache key."""
+    epochs = run.pred_epochs()
+    try:
+        last = (run.preds_dir / f"epoch_{epochs[-1]:03d}.npy").stat().st_mtime_ns if epochs else 0
+    except OSError:
+        last = 0
+    return tuple(epochs), last
 
 
 def main(argv=None) -> int:

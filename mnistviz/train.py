@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import augment as aug, device as devices, fastgrad, procs
+from . import augment as aug, cartography, device as devices, fastgrad, procs
 from .procs import StopRequested
 from .cli import config_from_args, train_parser
 # re-exported: pages, jobs and tests use train.Config, train.validate, train.PRESETS...
@@ -120,6 +120,7 @@ class _Training:
     x_test: torch.Tensor | None = None  # the test set where the model is (the device)
     y_test: torch.Tensor | None = None
     pending: list | None = None    # _train_epoch_on_device: [loss sum, correct] on the device, not yet in state
+    cartography: object = None     # this epoch's per-image label probabilities (cartography.Recorder)
 
     @property
     def total_steps(self) -> int:
@@ -278,6 +279,7 @@ def _train_epoch(t: _Training, epoch: int, stop: StopRequested) -> bool:
         t0 = time.perf_counter()
         xb, yb = _batch(t, perm[i * bs:(i + 1) * bs], epoch, i)
         logits, loss = _step(t, xb, yb)
+        cartography.record(t, perm[i * bs:(i + 1) * bs], logits)
         t.lr = t.sched.get_last_lr()[0]  # the rate this step used
         t.sched.step()
         correct = (logits.argmax(1) == yb).sum().item()
@@ -324,6 +326,7 @@ def _train_epoch_on_device(t: _Training, epoch: int, stop: StopRequested) -> boo
         t0 = time.perf_counter()
         xb, yb = _batch(t, perm[i * bs:(i + 1) * bs], epoch, i)
         logits, loss = _device_step(t, xb, yb)
+        cartography.record(t, perm[i * bs:(i + 1) * bs], logits)  # on the device: no wait
         t.lr = t.sched.get_last_lr()[0]
         t.sched.step()
         b = len(yb)  # the shape is known on the host: no wait
@@ -435,6 +438,7 @@ def _end_epoch(t: _Training, epoch: int) -> float:
     val_loss, val_acc, _ = evaluate(t.model, t.x_val, t.y_val)
     test_loss, test_acc, probs = evaluate(t.model, t.x_test, t.y_test)
     run.save_probs(epoch + 1, probs)
+    cartography.save(t, epoch + 1)
     rec = {"epoch": epoch + 1, "step": st["global_step"],
            "train_loss": st["ep_loss"] / max(st["ep_seen"], 1), "train_acc": st["ep_correct"] / max(st["ep_seen"], 1),
            "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,

@@ -8,6 +8,7 @@ PAGES = [
     ("pages/data.py", "Data", ":material/dataset:", "data"),
     ("pages/mispredictions.py", "Mispredictions", ":material/error:", "mispredictions"),
     ("pages/confusion.py", "Confusion", ":material/grid_on:", "confusion"),
+    ("pages/labels.py", "Suspicious labels", ":material/rule:", "labels"),
     ("pages/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps"),
     ("pages/draw.py", "Draw", ":material/draw:", "draw"),
     ("pages/compare.py", "Compare", ":material/compare:", "compare"),

@@ -8,6 +8,7 @@ import streamlit as st
 from mnistviz import analysis
 from mnistviz.charts import digit_grid
 from pages._history import image_history, play_confusion
+from pages._reviews import accuracy_caption, mark_titles, marked_caption
 from pages._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 128
@@ -45,6 +46,7 @@ preds, conf = analysis.predictions(probs)
 top.metric("Test accuracy", f"{analysis.accuracy(labels, preds):.2%}",
            f"{int((labels != preds).sum()):,} wrong of {len(labels):,}", delta_color="off",
            delta_arrow="off", width="content")
+accuracy_caption(labels, preds, top)
 
 counts = analysis.confusion_matrix(labels, preds)
 rate = analysis.confusion_matrix(labels, preds, normalize=True)
@@ -133,12 +135,14 @@ def show_cell(t: int, p: int):
     picked = int(picked) if picked is not None and picked in shown else None
     if len(idx) > MAX_TILES:
         st.caption(f"The {MAX_TILES} most confident of {len(idx)}.")
-    grid = digit_grid(images[shown], titles=[f"#{i} {conf[i]:.0%}" for i in shown],
+    titles = mark_titles([f"#{i} {conf[i]:.0%}" for i in shown], shown, labels)  # reviewed labels marked
+    grid = digit_grid(images[shown], titles=titles,
                       highlight=np.full(len(shown), t != p), ids=shown, cols=8, tile_px=54, selected=picked)
     key = f"cf_grid_{t}_{p}"
     st.plotly_chart(grid, key=key, on_select=partial(on_tile_pick, key), selection_mode="points",
                     width="content", config={"displayModeBar": False})
     st.caption("Title: test-image index and confidence. Click an image to look at it.")
+    marked_caption(shown, labels)
     return images, picked
 
 

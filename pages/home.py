@@ -3,6 +3,7 @@ import streamlit as st
 
 from mnistviz import charts, jobs, live, runs
 from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
+from pages._reviews import reviewed_column, run_accuracy_caption
 from pages._shared import all_runs, md, select_run, selected_run_name
 
 
@@ -45,7 +46,7 @@ def runs_list(drawn: str | None):
         poller("runs_poll", None, {"busy": busy}, NUMBERS_EVERY_S if any(busy) else IDLE_EVERY_S, stats=False)
     if not now:
         return
-    table = charts.runs_table(now)
+    table = reviewed_column(charts.runs_table(now), now)  # + accuracy on reviewed labels, when there are some
     # keyed by the selected run: a selection made elsewhere (the sidebar, a ?run= link) draws a table whose ticked
     # row is that run, so the table never ticks one run while the page names another
     key = f"runs_table:{drawn}"
@@ -114,6 +115,7 @@ if summary:  # only runs listed as good: a folder whose name is not a valid run 
     if summary.get("error"):
         st.warning(md(summary["error"]))
     run = runs.Run(summary["path"])
+    run_accuracy_caption(run)
     c1, c2, c3, c4 = st.columns(4)
     with c1:
         if run.best_ckpt.exists():

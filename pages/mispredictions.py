@@ -4,6 +4,7 @@ import streamlit as st
 from mnistviz import analysis
 from mnistviz.charts import digit_grid, wrong_per_batch_bars
 from pages._history import image_history, learned_late_and_forgotten, play_grid
+from pages._reviews import accuracy_caption, mark_titles, marked_caption
 from pages._shared import image_up_close, keep, kept, predictions_or_stop, run_with_predictions
 
 MAX_TILES = 256  # one grid image stays quick to draw; narrow the filters to see the rest
@@ -48,6 +49,7 @@ wrong = analysis.wrong_per_batch(labels, table["predicted"].to_numpy(), bs)
 n_batches = len(wrong)
 top.metric("Wrong", f"{int(wrong.sum()):,} of {n:,}", f"{1 - wrong.sum() / n:.2%} accuracy", delta_color="off",
            delta_arrow="off", width="content")
+accuracy_caption(labels, table["predicted"].to_numpy(), top)
 
 images, missing = analysis.test_images_for(labels)
 if missing:
@@ -134,6 +136,7 @@ with left:
         if len(rows) > MAX_TILES:
             st.caption(f"Showing the first {MAX_TILES} of {len(rows)}: narrow the filters to see the rest.")
         titles = [f"{t}→{p} {c:.0%}" for t, p, c in shown[["true", "predicted", "confidence"]].itertuples(index=False)]
+        titles = mark_titles(titles, shown["index"], labels)
         if images is not None:
             big = len(shown) > 64  # smaller tiles, same ~430 px width (BLOCK): drawn at full size, never squeezed
             fig = digit_grid(images[shown["index"].to_numpy()], titles=titles, highlight=~shown["correct"].to_numpy(),
@@ -142,6 +145,7 @@ with left:
             st.plotly_chart(fig, key="mp_grid", on_select=on_tile_click, selection_mode="points", width="content",
                             config={"displayModeBar": False})
             st.caption("Red frame: wrong. Title: true → predicted, confidence. Click an image to look at it.")
+            marked_caption(shown["index"], labels)
             play_grid(run, images, shown["index"].to_numpy())  # the same images at every epoch (pages/_history.py)
         # a toggle rather than a collapsed expander: an expander's content renders (and loads the grid's
         # JavaScript) even while it is closed, and the page's first render does not need it

@@ -64,6 +64,20 @@ def test_several_runs_rank_at_least_as_well_as_one(method):
     assert together >= max(alone) and together >= 18, (alone, together)
 
 
+@pytest.mark.skipif(not lab._cleanlab(), reason="cleanlab is not installed")
+def test_an_unsure_model_still_gets_its_wrong_predictions_ranked():
+    # like a model trained with label smoothing (the default model): its mistakes are unsure, and no probability
+    # reaches a class's mean self-confidence, confident learning's threshold: it flags no label
+    given, true, probs, flipped = synthetic()
+    idx = np.array(sorted(flipped))
+    probs[idx] = 0.04
+    probs[idx, true[idx]] = 0.64
+    used, found = lab.rank(given, probs, top=FLIPPED, method="cleanlab")
+    assert "0 flagged" in used and len(found) == FLIPPED
+    assert all(s["predicted"] != s["label"] for s in found)
+    assert sum(s["index"] in flipped for s in found) >= 18
+
+
 def cli(*args, runs_dir):
     return subprocess.run([sys.executable, "-m", "mnistviz.labels", *args, "--runs-dir", str(runs_dir)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
