@@ -41,8 +41,9 @@ def timed(runs_dir: Path, name: str, **cfg) -> str:
 
 
 def column(runs_dir: Path, label: str, dev: str, **extra) -> tuple[str, list[str]]:
-    print(f"timing {label} ...", file=sys.stderr, flush=True)
-    timed(runs_dir, f"warm-{len(list(runs_dir.iterdir()))}", device=dev, epochs=1, limit_train=4096, **extra)
+    print(f"timing {label} ...", flush=True)
+    timed(runs_dir, f"warm-{len(list(runs_dir.iterdir()))}", device=dev, epochs=1, limit_train=4096, val_size=0,
+          **extra)
     return label, [timed(runs_dir, f"r{len(list(runs_dir.iterdir()))}", device=dev, **fig, **extra)
                    for _, fig in FIGURES]
 
@@ -65,7 +66,7 @@ def main():
     args = ap.parse_args()
     gpus = [d for d in device.present() if d != "cpu"]
     print(f"torch {torch.__version__}; devices here: "
-          + ", ".join(f"{d} ({device.describe(d)})" for d in device.present()))
+          + ", ".join(f"{d} ({device.describe(d)})" for d in device.present()), flush=True)
     if not gpus and not args.cpu:
         print("no GPU here: nothing to compare (--cpu times the CPU column alone)")
         return 0

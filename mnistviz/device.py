@@ -1,7 +1,8 @@
 """Which device a run trains on: `--device {auto,cpu,cuda,cuda:N,mps}`, checked against what this machine has.
 
 No Streamlit here: the CLI, the trainer and the Train page's form all ask this module. `auto` is the best device
-present: CUDA, else Apple's MPS, else the CPU. Reading a GPU's name and memory allocates nothing on it.
+present: CUDA, else Apple's MPS, else the CPU. The dashboard only reads a GPU's name and memory here; it never
+allocates on it (its pages run their models on the CPU, runs.load_model).
 """
 from __future__ import annotations
 
