@@ -119,7 +119,7 @@ def _fill_search(key: str, form_key, fields) -> None:
 
 def _field_row(f: str, label: str, options) -> None:
     with st.container(horizontal=True, vertical_alignment="bottom", key=f"sweep_row_{f}"):
-        mode = st.selectbox(f"{label} in the sweep", _modes(f), key=f"sweep_how_{f}", width=190)
+        mode = st.selectbox(f"{label} in the sweep", _modes(f), key=f"sweep_how_{f}", width=170)
         if mode == "list" and isinstance(options, list):
             st.multiselect("values", options, key=f"sweep_list_{f}", label_visibility="collapsed",
                            placeholder="pick two or more")
@@ -127,8 +127,8 @@ def _field_row(f: str, label: str, options) -> None:
             st.text_input("values", key=f"sweep_list_{f}", label_visibility="collapsed",
                           placeholder="values, comma-separated: e.g. 32, 64, 128")
         elif mode in ("range", "log range"):
-            st.text_input("from", key=f"sweep_lo_{f}", placeholder="from", width=140)
-            st.text_input("to", key=f"sweep_hi_{f}", placeholder="to", width=140)
+            st.text_input("from", key=f"sweep_lo_{f}", placeholder="from", width=110)
+            st.text_input("to", key=f"sweep_hi_{f}", placeholder="to", width=110)
         else:
             st.caption("as in the form above")
 
@@ -145,8 +145,10 @@ def _sweep_form(cfg: train.Config, fields: dict, form_key) -> None:
     st.caption("Beside each setting: fixed (the value in the form above), a list of values, or a range; the rest of "
                "the form is fixed. The objective is the validation accuracy (the test accuracy when Validation "
                "images is 0).")
-    for f in sweep.SEARCHABLE:
-        _field_row(f, labels[f], fields[f][2] if fields[f][1] == "select" else None)
+    halves = st.columns(2, gap="medium")  # two columns of rows: the ten settings in five rows' height
+    for i, f in enumerate(sweep.SEARCHABLE):
+        with halves[i % 2]:
+            _field_row(f, labels[f], fields[f][2] if fields[f][1] == "select" else None)
     with st.container(horizontal=True, vertical_alignment="bottom", key="sweep_settings"):
         st.text_input("Sweep name", key="sweep_name", placeholder="empty = sweep-date-time", width=220,
                       help="Its trials' runs are named NAME-t0, NAME-t1, ...")

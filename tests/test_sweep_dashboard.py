@@ -27,7 +27,7 @@ def wait_for(cond, timeout, what, tick_root=None):
             jobs.tick(tick_root)  # what the dashboard's pages do at every refresh
         if cond():
             return
-        time.sleep(0.05)
+        time.sleep(0.05 if tick_root is None else 0.5)
     raise AssertionError(f"timed out waiting for {what}")
 
 

@@ -26,6 +26,7 @@ def server(tmp_path, tiny_data):
 
 
 def fill(page, label: str, value: str, within=None) -> None:
+    idle(page)
     field = (within or page).get_by_label(label, exact=True)
     field.fill(value)
     field.press("Enter")
@@ -33,8 +34,15 @@ def fill(page, label: str, value: str, within=None) -> None:
 
 
 def pick(page, label: str, option: str) -> None:
-    page.get_by_role("combobox", name=label, exact=True).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    box = page.get_by_role("combobox", name=label, exact=True)
+    for attempt in range(3):  # a rerun arriving meanwhile redraws the box and closes its list: open it again
+        idle(page)
+        box.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5000)
+            break
+        except playwright_api.TimeoutError:
+            page.keyboard.press("Escape")
     expect(page.get_by_role("combobox", name=label, exact=True)).to_have_value(option)
 
 
