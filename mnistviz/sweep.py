@@ -681,7 +681,9 @@ def _settle(study, trial, run: runs.Run, proc, metric: str, pruned: bool, stop: 
         run.write_status(status="pruned")
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return "pruned"
-    elif stop.is_set() and state in ("stopped", "queued", "interrupted"):
+    elif state == "stopped" or (stop.is_set() and state in ("queued", "interrupted")):
+        if not stop.is_set():
+            stop()  # its trainer was stopped by hand (the Runs page's Stop): the sweep stops with it, resumably
         _interrupt(study, trial.number, trial.params, run.name)
         return "interrupted"
     else:
