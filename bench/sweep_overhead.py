@@ -34,8 +34,16 @@ from mnistviz import config, jobs, runs  # noqa: E402
 LENET = config.preset_config("lenet5-sgd")
 
 
+VAL_SIZE = 5000
+
+
 def _sets(epochs: int, limit: int, **more) -> dict:
-    return {**LENET, "epochs": epochs, "limit_train": limit, "val_size": 5000, **more}
+    return {**LENET, "epochs": epochs, "limit_train": limit, "val_size": VAL_SIZE, **more}
+
+
+def _searched(epochs: int, limit: int) -> dict:
+    """The fixed settings of a sweep over lr: the same as the runs', but lr."""
+    return {k: v for k, v in _sets(epochs, limit).items() if k != "lr"}
 
 
 def _cli(*args) -> dict:
@@ -65,11 +73,18 @@ def _create(root: Path, name: str, trials: int, space: list[str], sets: dict, sa
     _cli(*args)
 
 
-def as_sweep(root: Path, lrs, epochs, limit) -> float:
-    _create(root, "s", len(lrs), [f"lr=choice({','.join(map(str, lrs))})"], _sets(epochs, limit), "grid", "none")
-    t = time.perf_counter()
+def _first_trial(root: Path, name: str) -> float:
+    """When the sweep's first trial's run was made (its config's `created`): the end of the worker's start."""
+    return json.loads((root / f"{name}-t0" / "config.json").read_text())["created"]
+
+
+def as_sweep(root: Path, lrs, epochs, limit) -> tuple[float, float]:
+    """(seconds from the first trial's start to the worker's end, the worker's start before it)."""
+    _create(root, "s", len(lrs), [f"lr=choice({','.join(map(str, lrs))})"], _searched(epochs, limit), "grid", "none")
+    t = time.time()
     _cli("-m", "mnistviz.sweep", "work", "s", "--runs-dir", str(root))
-    return time.perf_counter() - t
+    first = _first_trial(root, "s")
+    return time.time() - first, first - t
 
 
 def _until_idle(root: Path, done) -> None:
@@ -85,31 +100,45 @@ def queue_runs(root: Path, lrs, epochs, limit) -> float:
     return time.perf_counter() - t
 
 
-def queue_sweep(root: Path, lrs, epochs, limit) -> float:
-    _create(root, "qs", len(lrs), [f"lr=choice({','.join(map(str, lrs))})"], _sets(epochs, limit), "grid", "none")
-    t = time.perf_counter()
+def queue_sweep(root: Path, lrs, epochs, limit) -> tuple[float, float]:
+    """As as_sweep, through the queue: until every trial's run has completed, as queue_runs waits."""
+    _create(root, "qs", len(lrs), [f"lr=choice({','.join(map(str, lrs))})"], _searched(epochs, limit), "grid",
+            "none")
+    t = time.time()
     jobs.submit_sweep("qs", root=root)
-    _until_idle(root, lambda: (jobs.sweep_job("qs", root) or {}).get("state") in ("done", "failed", "interrupted"))
-    if jobs.sweep_job("qs", root)["state"] != "done":
+
+    def finished():
+        made = [runs.Run(p) for p in runs.run_folders(root)]
+        return len(made) == len(lrs) and all(r.status().get("status") == "completed" for r in made)
+    _until_idle(root, lambda: finished() or jobs.sweep_job("qs", root)["state"] in ("failed", "interrupted"))
+    end = time.time()
+    if not finished():
         sys.exit(f"the queued sweep ended {jobs.sweep_job('qs', root)}")
-    return time.perf_counter() - t
+    _until_idle(root, lambda: jobs.sweep_job("qs", root)["state"] == "done")  # its worker's last words, untimed
+    first = _first_trial(root, "qs")
+    return end - first, first - t
 
 
 def overhead(args) -> None:
     lrs = [0.01 * (i + 1) for i in range(args.trials)]
     ways = {"a. one by one (CLI)": one_by_one, "b. one sweep worker (CLI)": as_sweep,
             "c. queue, runs one by one": queue_runs, "d. queue, one sweep": queue_sweep}
-    per = {w: [] for w in ways}
+    per, start = {w: [] for w in ways}, {w: [] for w in ways}
     for r in range(args.rounds):
         for w, fn in ways.items():
             with tempfile.TemporaryDirectory() as tmp:
-                per[w].append(fn(Path(tmp), lrs, args.epochs, args.limit_train) / len(lrs))
+                got = fn(Path(tmp), lrs, args.epochs, args.limit_train)
+                spent, once = got if isinstance(got, tuple) else (got, 0.0)
+                per[w].append(spent / len(lrs))
+                start[w].append(once)
         print(f"round {r + 1}: " + ", ".join(f"{w[:2]} {v[-1]:.2f} s" for w, v in per.items()), flush=True)
     med = {w: statistics.median(v) for w, v in per.items()}
     print(f"\nwall seconds per training (median of {args.rounds} rounds; {args.trials} LeNet-5 trainings of "
-          f"{args.epochs} epoch(s) on {args.limit_train or 60000} images):")
+          f"{args.epochs} epoch(s) on {args.limit_train or 60000} images, {VAL_SIZE} for validation; a sweep's from "
+          f"its first trial on, its worker's start once before it):")
     for w, v in med.items():
-        print(f"  {w:<28} {v:6.2f}   (rounds: {', '.join(f'{x:.2f}' for x in per[w])})")
+        once = f"; + worker start {statistics.median(start[w]):.2f} s once" if any(start[w]) else ""
+        print(f"  {w:<28} {v:6.2f}   (rounds: {', '.join(f'{x:.2f}' for x in per[w])}{once})")
     keys = list(ways)
     print(f"  sweep / one by one, CLI:   {med[keys[1]] / med[keys[0]]:.3f}")
     print(f"  sweep / one by one, queue: {med[keys[3]] / med[keys[2]]:.3f}")
@@ -119,12 +148,13 @@ def payoff(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t = time.perf_counter()
-        flags = [f"--{k.replace('_', '-')}={v}" for k, v in _sets(args.payoff_epochs, 0).items()
+        limit = args.payoff_limit_train
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in _sets(args.payoff_epochs, limit).items()
                  if not isinstance(v, bool)]
         seed = _cli("-m", "mnistviz.train", *flags, "--no-nesterov", "--name", "preset", "--runs-dir", str(root),
                     "--no-progress")
         preset_s = time.perf_counter() - t
-        sets = {k: v for k, v in _sets(args.payoff_epochs, 0).items() if k not in ("lr", "batch_size")}
+        sets = {k: v for k, v in _searched(args.payoff_epochs, limit).items() if k != "batch_size"}
         _create(root, "pay", args.payoff_trials, ["lr=loguniform(0.001,0.3)", "batch_size=choice(32,64,128)"], sets,
                 "tpe", "median")
         t = time.perf_counter()
@@ -135,7 +165,8 @@ def payoff(args) -> None:
         best_test = max(r["test_acc"] for r in best_run.epoch_records())
         seed_val = max(r["val_acc"] for r in runs.get_run("preset", root).epoch_records())
         states = [e["state"] for e in st["trials"]]
-    print(f"\nLeNet-5 at {args.payoff_epochs} epoch(s), full training set, 5,000 held out for validation:")
+    print(f"\nLeNet-5 at {args.payoff_epochs} epoch(s) on {args.payoff_limit_train or 'all the'} training images, "
+          f"{VAL_SIZE:,} held out for validation:")
     print(f"  seed preset lenet5-sgd (lr 0.01, batch 32): test {seed['best_test_accuracy']:.2%}, "
           f"validation {seed_val:.2%}  ({preset_s:.0f} s)")
     print(f"  best of a {len(states)}-trial sweep (trial {best['number']}: lr {best['params']['lr']:.4g}, batch "
@@ -152,11 +183,15 @@ def main():
     ap.add_argument("--trials", type=int, default=3, help="trainings per way and round")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--limit-train", type=int, default=10000)
+    ap.add_argument("--val-size", type=int, default=5000, help="validation images of every training")
     ap.add_argument("--payoff-trials", type=int, default=8)
+    ap.add_argument("--payoff-limit-train", type=int, default=0, help="payoff: training images (0 = all)")
     ap.add_argument("--payoff-epochs", type=int, default=2)
     ap.add_argument("--no-payoff", action="store_true")
     ap.add_argument("--no-overhead", action="store_true")
     args = ap.parse_args()
+    global VAL_SIZE
+    VAL_SIZE = args.val_size
     if not os.environ.get("MNISTVIZ_DATA"):
         print("note: MNISTVIZ_DATA is not set; using data/", file=sys.stderr)
     os.environ.pop("MNISTVIZ_SWEEP_STORAGE", None)

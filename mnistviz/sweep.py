@@ -14,8 +14,9 @@ metrics.jsonl, so a trial is a run folder like any other (same files, same pages
 A trial's run is named `<sweep>-t<number>`, and its config.json holds `sweep` and `trial` besides the Config fields.
 Stopping a worker (Ctrl-C, SIGTERM) stops its trial's trainer, which checkpoints; the trial is marked failed with
 `interrupted` and a new trial with the same parameters is enqueued that resumes the same run folder, so the next
-`work` continues the sweep where it was and no trial runs twice. A worker on this host that died without warning
-(kill -9) has its trial treated the same way by the next worker on this host.
+`work` continues the sweep where it was and no trial runs twice. A worker that died without warning (kill -9) has its
+trial treated the same way by the next worker: on this host as soon as its process is gone, on any host once its
+heartbeat (recorded in the storage every HEARTBEAT_S) is GRACE_S old; `status` says so of such a trial meanwhile.
 """
 from __future__ import annotations
 
@@ -698,12 +699,13 @@ def work(name: str, runs_dir=None, storage: str | None = None, stop: procs.StopR
          max_trials: int | None = None, until=None) -> dict:
     """Run the sweep's trials until none is left (or `stop` is set, or this worker ran max_trials, or `until()` says
     so after a trial: the dashboard's queue has something else waiting)."""
-    from .data import MNISTMissing, load_mnist
+    from .data import MNISTMissing, find_mnist, load_mnist
 
     url = storage_url(storage, runs_dir)
     study, spec = _study(name, url)
-    try:
-        load_mnist()  # before any trial: missing data must not fail every trial of the sweep
+    try:  # before any trial: missing data must not fail every trial (found: each trainer loads it itself)
+        if find_mnist() is None:
+            load_mnist()  # downloads it, or says where to put the files
     except MNISTMissing as e:
         raise SweepError(str(e)) from None
     root = runs.runs_dir(runs_dir)
