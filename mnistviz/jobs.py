@@ -93,11 +93,14 @@ def _queued_runs(root: Path) -> list[str]:
         except RunError:
             continue  # a folder renamed by hand: listed as broken, never started
         try:
-            created = float(run.config().get("created") or 0)
+            cfg = run.config()
+            created = float(cfg.get("created") or 0)
         except RunError:
-            created = float("inf")  # still queued: its start fails with the reason in its status
+            cfg, created = {}, float("inf")  # still queued: its start fails with the reason in its status
+        if cfg.get("sweep"):
+            continue  # a sweep's trial, made by its worker a moment before it trains it: never the queue's
         waiting.append((created, run.name))
-    return [n for _, n in sorted(waiting)]
+    return [n for _, n in sorted(waiting)] + [sweep_entry(n) for n in _sweep_jobs(root, "queued")]
 
 
 def _write_queue(root: Path, names: list[str]) -> None:
@@ -215,21 +218,31 @@ def _launch(run: Run, root: Path) -> int:
     return proc.pid
 
 
-def tick(root=None, finished: str | None = None) -> str | None:
-    """Start the next queued run if fewer than max_jobs() are training. Returns the name started, or None.
-    `finished`: a run whose training process has just ended (passed by the launcher)."""
+def tick(root=None, finished: str | None = None, finished_sweep: str | None = None,
+         exit_code: int | None = None) -> str | None:
+    """Start the next queued run (or sweep trial) if fewer than max_jobs() are training. Returns the queue entry
+    started, or None. `finished`: a run whose training process has just ended (passed by the launcher);
+    `finished_sweep`, `exit_code`: a sweep whose one-trial worker has just ended, and how."""
     root = runs.runs_dir(root)
     _reap()
     if not root.is_dir():
         return None
     with _locked(root):
         _settle_dead_launches(root, finished)
+        _settle_sweeps(root, finished_sweep, exit_code)
         names, _ = _current_queue(root)
-        if not names or len(running(root)) >= max_jobs():
+        if not names or _slots_taken(root) >= max_jobs():
             return None
         started, keep = None, []
         for name in names:
             if started is None:
+                sweep_name = _sweep_name(name)
+                if sweep_name is not None:
+                    job = sweep_job(sweep_name, root)
+                    if job and job["state"] == "queued":
+                        _launch_sweep(root, sweep_name, job)
+                        started = name
+                    continue
                 try:
                     run = runs.get_run(name, root)
                     ok = run.raw_status().get("status") == "queued"
@@ -382,18 +395,216 @@ def resume(name: str, root=None) -> Run:
     return run
 
 
+# ---------- sweeps in the queue ----------
+# A sweep started from the dashboard waits in the same queue as runs, as the entry "sweep:NAME" (a run name has no
+# ":"). Its launch is a sweep worker (sweep_work: `python -m mnistviz.jobs sweep-work`), whose trials are run folders
+# like any other; it runs trials until none is left or something else waits in the queue. Then the launcher's
+# follow-up tick puts the sweep at the end of the queue again while trials are left, so runs launched meanwhile take
+# their turn between two trials, and a sweep alone in the queue pays for one worker's start, not one a trial. What the dashboard knows of a
+# sweep it runs is <runs>/_sweepjobs/NAME.json: its state (SWEEP_STATES), its launch's pid and start time (as a run's
+# launcher_pid), the storage URL when it is not the default, and the last error.
+
+SWEEP_PREFIX = "sweep:"
+SWEEP_DIR = "_sweepjobs"
+SWEEP_STATES = ("queued", "running", "stopped", "interrupted", "failed", "done")
+
+
+def sweep_entry(name: str) -> str:
+    return SWEEP_PREFIX + name
+
+
+def _sweep_name(entry: str) -> str | None:
+    return entry[len(SWEEP_PREFIX):] if entry.startswith(SWEEP_PREFIX) else None
+
+
+def sweep_job(name: str, root=None) -> dict | None:
+    """The dashboard's record of sweep `name` in this runs folder, or None when it never ran it here."""
+    root = runs.runs_dir(root)
+    try:
+        job = runs.read_json(root / SWEEP_DIR / f"{runs.check_name(name)}.json")
+    except (OSError, ValueError, RunError):
+        return None
+    return job if isinstance(job, dict) and job.get("state") in SWEEP_STATES else None
+
+
+def sweep_jobs(root=None) -> list[dict]:
+    """The dashboard's records of the sweeps it ran in this runs folder."""
+    root = runs.runs_dir(root)
+    d = root / SWEEP_DIR
+    return [j for j in (sweep_job(p.stem, root) for p in sorted(d.glob("*.json")) if d.is_dir()) if j]
+
+
+def _sweep_jobs(root: Path, state: str) -> list[str]:
+    d = root / SWEEP_DIR
+    names = sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
+    return [n for n in names if (sweep_job(n, root) or {}).get("state") == state]
+
+
+def _write_job(root: Path, name: str, **fields) -> dict:
+    (root / SWEEP_DIR).mkdir(exist_ok=True)
+    job = {**(sweep_job(name, root) or {}), **fields, "sweep": name, "updated": time.time()}
+    runs.atomic_write_json(root / SWEEP_DIR / f"{name}.json", job)
+    return job
+
+
+def _sweep_launch_alive(root: Path, job: dict) -> bool:
+    # the launch's command line names the sweep and the runs folder, as a run's launch names the run
+    return bool(job.get("launcher_pid")) and procs.launcher_alive(root / job["sweep"], job)
+
+
+def _slots_taken(root: Path) -> int:
+    """Trainings running or starting: the runs (running()), and each sweep whose worker is alive but whose trial's
+    trainer is not among them (starting, or between two trials)."""
+    busy = running(root)
+    training_sweeps = set()
+    for n in busy:
+        try:
+            training_sweeps.add(Run(root / n).config().get("sweep"))
+        except RunError:
+            pass
+    return len(busy) + sum(1 for n in _sweep_jobs(root, "running") if n not in training_sweeps
+                           and _sweep_launch_alive(root, sweep_job(n, root) or {}))
+
+
+def _sweep_after_worker(root: Path, name: str, job: dict, code: int | None) -> dict:
+    """A sweep's one-trial worker ended with exit status `code`: what the sweep's state is now."""
+    from . import sweep
+
+    if code == 0:
+        try:
+            st = sweep.status(name, root, job.get("storage"))
+        except sweep.SweepError as e:
+            return {"state": "failed", "error": str(e)}
+        taken = st["finished"] + sum(e["state"] == "running" and not e.get("worker_gone") for e in st["trials"])
+        return {"state": "queued" if taken < st["planned"] else "done", "error": None}
+    if code == 1:  # SIGTERM or Ctrl-C: its trial checkpointed and waits in the study to be resumed
+        return {"state": "stopped", "error": None}
+    if code == 2:
+        return {"state": "failed", "error": _log_tail_of(root / SWEEP_DIR / f"{name}.log") or "bad input"}
+    return {"state": "interrupted", "error": f"its worker ended without saying so (exit status {code}: killed?)"}
+
+
+def _settle_sweeps(root: Path, finished: str | None, code: int | None) -> None:
+    """Call under _locked(root). The sweep whose worker just ended (the launcher's follow-up) goes on, ends or fails;
+    a running sweep whose launch is gone unannounced (its shell killed too) is interrupted; Resume continues both."""
+    for name in _sweep_jobs(root, "running"):
+        job = sweep_job(name, root) or {}
+        if name == finished:
+            job = _write_job(root, name, launcher_pid=None, launcher_start=None,
+                             **_sweep_after_worker(root, name, job, code))
+            if job["state"] == "queued":
+                q, _ = _current_queue(root)
+                _write_queue(root, q + [sweep_entry(name)])
+        elif not _sweep_launch_alive(root, job):
+            _write_job(root, name, state="interrupted", launcher_pid=None, launcher_start=None,
+                       error="its worker ended without saying so (killed, or the machine restarted)")
+
+
+def _log_tail_of(path: Path) -> str | None:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+def _launch_sweep(root: Path, name: str, job: dict) -> None:
+    """Start one trial of the sweep, detached; after it ends, the same shell ticks the queue with its exit status.
+    A storage URL given in the dashboard goes through the environment, not the command line (which `ps` shows)."""
+    script = ('"$0" -m mnistviz.jobs sweep-work --sweep "$1" --runs-dir "$2"; '
+              'exec "$0" -m mnistviz.jobs tick --runs-dir "$2" --finished-sweep "$1" --exit-code "$?"')
+    env = {**os.environ, **({"MNISTVIZ_SWEEP_STORAGE": job["storage"]} if job.get("storage") else {})}
+    with open(root / SWEEP_DIR / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(["/bin/sh", "-c", script, sys.executable, name, str(root)], cwd=runs.PROJECT,
+                                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    with _children_lock:
+        _children[proc.pid] = proc
+    _write_job(root, name, state="running", launcher_pid=proc.pid, launcher_start=procs.start_time(proc.pid),
+               launched=time.time(), error=None)
+
+
+def sweep_work(name: str, root=None) -> int:
+    """The queue's sweep worker: trials of sweep `name` until none is left, SIGTERM (the trial checkpoints and goes
+    back into the study), or another entry waits in the queue (after at least one trial). Its exit status: 0, 1
+    (stopped), 2 (bad input: the reason on stderr)."""
+    from . import sweep
+
+    root = runs.runs_dir(root)
+    stop = procs.StopRequested()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        sweep.work(name, root, stop=stop, until=lambda: bool(queue(root)))
+    except sweep.SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 1 if stop.is_set() else 0
+
+
+def submit_sweep(name: str, storage: str | None = None, root=None) -> dict:
+    """Queue sweep `name` (made with sweep.create, in `storage` or the default one) to run its trials here, one per
+    turn of the queue. Also continues a stopped, interrupted, failed or finished one. Returns its record."""
+    root = runs.runs_dir(root)
+    runs.check_name(name)
+    if data.find_mnist() is None:
+        raise data.MNISTMissing(data.missing_message())
+    with _locked(root):
+        job = sweep_job(name, root)
+        if job and job["state"] in ("queued", "running"):
+            raise RunError(f"sweep {name} is {job['state']} already")
+        keep = job.get("storage") if job and storage is None else storage
+        job = _write_job(root, name, state="queued", storage=keep, error=None, launcher_pid=None,
+                         launcher_start=None)
+        q, _ = _current_queue(root)
+        _write_queue(root, q + [sweep_entry(name)])
+    tick(root)
+    return job
+
+
+def stop_sweep(name: str, root=None) -> str:
+    """Stop sweep `name` here: out of the queue if it waits; else its launch (shell, worker, trainer) gets SIGTERM:
+    the trainer checkpoints, the worker puts the trial back in the study to resume. A sentence for the user."""
+    root = runs.runs_dir(root)
+    with _locked(root):
+        job = sweep_job(name, root)
+        if not job or job["state"] not in ("queued", "running"):
+            raise RunError(f"sweep {name} is {job['state'] if job else 'not run from here'}; nothing to stop")
+        if job["state"] == "queued":
+            _write_queue(root, [n for n in _current_queue(root)[0] if n != sweep_entry(name)])
+            _write_job(root, name, state="stopped")
+            return f"Sweep {name} removed from the queue; Resume puts it back."
+        _write_job(root, name, state="stopped")  # first: the launch's follow-up tick must not queue it again
+        if procs.may_signal(root / name, job, "launcher_pid"):
+            try:
+                os.killpg(job["launcher_pid"], signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return (f"Stopping sweep {name}: its current trial saves a checkpoint and goes back into the study; Resume "
+            f"continues the sweep from there.")
+
+
 # ---------- CLI: the launcher's follow-up, and a look at the queue ----------
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mnistviz.jobs", description="The dashboard's training queue.")
-    p.add_argument("command", choices=("tick", "status"),
-                   help="tick: start the next queued run if nothing is training; status: print queue and active run")
+    p.add_argument("command", choices=("tick", "status", "sweep-work"),
+                   help="tick: start the next queued run if nothing is training; status: print queue and active run; "
+                        "sweep-work: the queue's worker of a sweep (--sweep NAME)")
+    p.add_argument("--sweep", help="sweep-work: the sweep's name")
     p.add_argument("--runs-dir", help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
     p.add_argument("--finished", help=argparse.SUPPRESS)  # the launcher: this run's trainer has ended
+    p.add_argument("--finished-sweep", help=argparse.SUPPRESS)  # ... this sweep's one-trial worker has ended
+    p.add_argument("--exit-code", type=int, help=argparse.SUPPRESS)  # ... with this exit status
     args = p.parse_args(argv)
     if args.command == "tick":
-        started = tick(args.runs_dir, finished=args.finished)
+        started = tick(args.runs_dir, finished=args.finished, finished_sweep=args.finished_sweep,
+                       exit_code=args.exit_code)
         print(json.dumps({"started": started}))
+    elif args.command == "sweep-work":
+        if not args.sweep:
+            p.error("sweep-work needs --sweep NAME")
+        return sweep_work(args.sweep, args.runs_dir)
     else:
         print(json.dumps({"active": active(args.runs_dir), "queue": queue(args.runs_dir)}))
     return 0

@@ -14,8 +14,9 @@ metrics.jsonl, so a trial is a run folder like any other (same files, same pages
 A trial's run is named `<sweep>-t<number>`, and its config.json holds `sweep` and `trial` besides the Config fields.
 Stopping a worker (Ctrl-C, SIGTERM) stops its trial's trainer, which checkpoints; the trial is marked failed with
 `interrupted` and a new trial with the same parameters is enqueued that resumes the same run folder, so the next
-`work` continues the sweep where it was and no trial runs twice. A worker on this host that died without warning
-(kill -9) has its trial treated the same way by the next worker on this host.
+`work` continues the sweep where it was and no trial runs twice. A worker that died without warning (kill -9) has its
+trial treated the same way by the next worker: on this host as soon as its process is gone, on any host once its
+heartbeat (recorded in the storage every HEARTBEAT_S) is GRACE_S old; `status` says so of such a trial meanwhile.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -43,6 +45,8 @@ DB_FILE = "_sweeps.db"
 ATTR = "mnistviz"          # the study's user attribute that holds the sweep's definition
 POLL_S = 0.01              # how often a worker looks at its trainer's metrics.jsonl (a stat; read when changed)
 MAX_TRIALS = 10000
+HEARTBEAT_S = 10           # a worker records its trial's heartbeat (in the storage, by the database's clock) this often
+GRACE_S = 120              # a running trial of another host with no heartbeat for this long has lost its worker
 # what --space may search: the training hyperparameters (the data split, seed and logging stay fixed)
 SEARCHABLE = ("model", "optimizer", "lr", "momentum", "batch_size", "epochs", "augment", "weight_decay",
               "label_smoothing", "schedule")
@@ -52,6 +56,15 @@ SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 COUNTED = ("COMPLETE", "PRUNED", "FAIL")  # states that use up one of the sweep's trials (an interrupted FAIL does not)
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+# Searches to start from (the Train page's "preset search"): a training preset, settings fixed on top of it, a space
+SEARCHES = {
+    "lenet5-lr-batch": dict(title="lr x batch size for LeNet-5", preset="lenet5-sgd", trials=12, sampler="tpe",
+                            pruner="median", sets={"epochs": 3, "val_size": 5000},
+                            space=["lr=loguniform(0.001,0.3)", "batch_size=choice(32,64,128)"]),
+    "augment-levels": dict(title="augmentation levels", preset="default", trials=4, sampler="grid", pruner="none",
+                           sets={"epochs": 4, "val_size": 5000},
+                           space=["augment=choice(none,light,standard,strong)"]),
+}
 _SPEC_RE = re.compile(r"^\s*([A-Za-z_]+)\s*=\s*([a-z]+)\s*\((.*)\)\s*$")
 
 
@@ -121,9 +134,10 @@ def parse_sets(items: list[str]) -> dict:
     return fixed
 
 
-def parse_space(items: list[str], fixed: dict | None = None) -> dict:
+def parse_space(items: list[str], fixed: dict | None = None, labels: dict | None = None) -> dict:
     """--space 'NAME=choice(a,b)|uniform(lo,hi)|loguniform(lo,hi)|int(lo,hi)' ... -> {name: {"kind", ...}}
-    (plain JSON, kept in the study). Raises SweepError with one sentence for each kind of bad input."""
+    (plain JSON, kept in the study). Raises SweepError with one sentence for each kind of bad input; `labels`
+    (field -> a form's label) names the field in it instead of the --space text."""
     fixed = fixed or {}
     space = {}
     for item in items or []:
@@ -133,6 +147,7 @@ def parse_space(items: list[str], fixed: dict | None = None) -> dict:
             raise SweepError(f"{where}: write NAME=KIND(...), e.g. 'lr=loguniform(1e-3,0.3)' or "
                              f"'batch_size=choice(64,128)'; KIND is one of {', '.join(KINDS)}")
         name, kind, args = m.group(1), m.group(2), [a for a in m.group(3).split(",")]
+        where = (labels or {}).get(name, where)
         if name not in SEARCHABLE:
             raise SweepError(f"{where}: {name!r} cannot be searched; search one of {', '.join(SEARCHABLE)} "
                              f"(fix the rest with --set)")
@@ -185,8 +200,8 @@ def grid_of(space: dict) -> dict[str, list]:
         elif d["kind"] == "int":
             grid[name] = list(range(d["low"], d["high"] + 1))
         else:
-            raise SweepError(f"--sampler grid cannot search the continuous range {name}={d['kind']}(...): "
-                             f"give {name}=choice(...) values, or use --sampler tpe or random")
+            raise SweepError(f"a grid cannot search the continuous range {name}={d['kind']}(...): give "
+                             f"{name}=choice(...) values, or use the tpe or random sampler")
     return grid
 
 
@@ -245,8 +260,11 @@ def open_storage(url: str, create: bool = False):
         kwargs = {"connect_args": {"timeout": 60}}
     else:
         kwargs = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(engine_url, engine_kwargs=kwargs, skip_compatibility_check=False)
+    try:  # heartbeats: how a worker on another host is known to be gone (see _worker_gone)
+        with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9: said on every call
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(engine_url, engine_kwargs=kwargs, skip_compatibility_check=False,
+                                              heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     except Exception as e:  # unreachable server, wrong password, unknown database: one sentence, nothing made
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SweepError(f"cannot open the sweep storage {masked(url)}: {reason}; check the URL and that the "
@@ -332,8 +350,9 @@ def _claim_lock(url: str, name: str):
 # ---------- create, enqueue, status, list ----------
 
 def create(name: str, trials: int, space: list[str], sets: list[str] | None = None, runs_dir=None,
-           storage: str | None = None, sampler: str = "tpe", pruner: str = "median") -> dict:
-    """Validate everything, then make the study. Returns the sweep's status dict."""
+           storage: str | None = None, sampler: str = "tpe", pruner: str = "median",
+           labels: dict | None = None) -> dict:
+    """Validate everything, then make the study. Returns the sweep's status dict. `labels`: see parse_space."""
     import optuna
 
     try:
@@ -350,14 +369,14 @@ def create(name: str, trials: int, space: list[str], sets: list[str] | None = No
     if pruner not in PRUNERS:
         raise SweepError(f"unknown pruner {pruner!r}; use one of {', '.join(PRUNERS)}")
     fixed = parse_sets(sets or [])
-    parsed = parse_space(space, fixed)
+    parsed = parse_space(space, fixed, labels)
     if not parsed:
         raise SweepError("give at least one --space to search, e.g. --space 'lr=loguniform(1e-3,0.3)'")
     if sampler == "grid":
         points = grid_size(parsed)
         if points > trials:
-            raise SweepError(f"the grid has {points} points, more than the {trials} trials of --trials; raise "
-                             f"--trials to {points} or give fewer choices")
+            raise SweepError(f"the grid has {points} points, more than the {trials} trials asked for; ask for "
+                             f"{points} trials or give fewer choices")
         trials = points  # each point once: more trials would repeat points
     base = Config.from_dict({**dataclasses.asdict(Config()), **fixed})
     spec = {"trials": trials, "space": parsed, "fixed": fixed, "space_text": [s.strip() for s in space],
@@ -384,13 +403,46 @@ def enqueue(name: str, params: dict, runs_dir=None, storage: str | None = None) 
     study.enqueue_trial(params)
 
 
-def _entry(t) -> dict:
+def _entry(t, stale: set, now: float) -> dict:
+    start, end = t.datetime_start, t.datetime_complete
     e = {"number": t.number, "state": t.state.name.lower(), "value": t.value, "run": t.user_attrs.get("run"),
-         "params": t.params or t.system_attrs.get("fixed_params", {})}  # a waiting trial: what was enqueued
+         "params": t.params or t.system_attrs.get("fixed_params", {}),  # a waiting trial: what was enqueued
+         "seconds": None if start is None else round((end.timestamp() if end else now) - start.timestamp(), 1),
+         "curve": sorted(t.intermediate_values.items())}  # [epoch, objective] as reported
     for k in ("interrupted", "error", "resumes"):
         if t.user_attrs.get(k) is not None:
             e[k] = t.user_attrs[k]
+    if t.state.name == "RUNNING":
+        gone = _worker_gone(t, stale)
+        if gone:
+            e["worker_gone"] = gone
     return e
+
+
+def _worker_gone(t, stale: set) -> str | None:
+    """Why a RUNNING trial's worker is known to be gone, in a few words; None while it may still be working. On this
+    host its process is looked at (pid and start time); on another, the trial's heartbeat in the storage."""
+    w = t.user_attrs.get("worker") or {}
+    pid = w.get("pid")
+    if w.get("host") == socket.gethostname():
+        if not procs.pid_alive(pid):
+            return f"its worker (pid {pid} on this machine) is gone"
+        if w.get("start") is not None and procs.start_time(pid) not in (None, w["start"]):
+            return f"its worker (pid {pid} on this machine) is gone; the pid belongs to another program now"
+        return None
+    if t._trial_id in stale:
+        return f"no heartbeat from its worker on {w.get('host') or 'another machine'} for over {GRACE_S} s"
+    return None
+
+
+def _stale(study) -> set:
+    """Ids of the study's RUNNING trials whose heartbeat is older than GRACE_S (by the database's clock; trials of
+    workers that never beat are not among them)."""
+    rdb = getattr(study._storage, "_backend", study._storage)  # load_study wraps the RDBStorage in a cache
+    try:
+        return set(rdb._get_stale_trial_ids(study._study_id))  # Optuna's own check, as fail_stale_trials uses
+    except (AttributeError, AssertionError):
+        return set()
 
 
 def _counted(t) -> bool:
@@ -401,10 +453,12 @@ def status(name: str, runs_dir=None, storage: str | None = None) -> dict:
     url = storage_url(storage, runs_dir)
     study, spec = _study(name, url)
     trials = study.get_trials(deepcopy=False)
-    entries = [_entry(t) for t in trials]
+    stale = _stale(study) if any(t.state.name == "RUNNING" for t in trials) else set()
+    entries = [_entry(t, stale, time.time()) for t in trials]
     done = [e for e in entries if e["state"] == "complete" and e["value"] is not None]
     return {"sweep": name, "storage": masked(url), "planned": spec["trials"], "objective": spec["objective"],
             "sampler": spec["sampler"], "pruner": spec["pruner"], "space": spec["space_text"], "fixed": spec["fixed"],
+            "search": spec["space"],
             "finished": sum(_counted(t) for t in trials), "trials": entries,
             "best": max(done, key=lambda e: e["value"]) if done else None}
 
@@ -429,16 +483,22 @@ def trials_table(st: dict):
     import pandas as pd
 
     names = [k for e in st["trials"] for k in e["params"]]
-    cols = ["trial", "state", st["objective"], "run", *dict.fromkeys(names)]
-    rows = [{"trial": e["number"], "state": "interrupted" if e.get("interrupted") else e["state"],
-             st["objective"]: e["value"], "run": e["run"], **e["params"]} for e in st["trials"]]
+    cols = ["trial", "state", st["objective"], "seconds", "run", *dict.fromkeys(names)]
+    rows = [{"trial": e["number"], "state": shown_state(e), st["objective"]: e["value"], "seconds": e.get("seconds"),
+             "run": e["run"], **e["params"]} for e in st["trials"]]
     return pd.DataFrame(rows, columns=cols)
+
+
+def shown_state(e: dict) -> str:
+    """A trial's state as a person reads it: an interrupted FAIL (it runs again) and a RUNNING trial whose worker is
+    gone are said so."""
+    return "interrupted" if e.get("interrupted") else "worker gone" if e.get("worker_gone") else e["state"]
 
 
 # ---------- work: run trials ----------
 
 def _worker_id() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": procs.start_time(os.getpid())}
 
 
 def _suggest(trial, name: str, d: dict):
@@ -461,13 +521,14 @@ def _interrupt(study, number: int, params: dict, run_name: str | None) -> None:
 
 
 def _reclaim_dead(study) -> None:
-    """RUNNING trials of a worker on this host whose process is gone (kill -9): handled as interrupted."""
+    """RUNNING trials whose worker is gone (_worker_gone: killed with -9 on this host, or silent for GRACE_S on
+    another): handled as interrupted, so their parameters run again, resuming their run where it is here."""
     import optuna
 
-    me = _worker_id()
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        w = t.user_attrs.get("worker") or {}
-        if w.get("host") == me["host"] and w.get("pid") != me["pid"] and not procs.pid_alive(w.get("pid")):
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    stale = _stale(study) if running else set()
+    for t in running:
+        if _worker_gone(t, stale):
             _interrupt(study, t.number, t.params, t.user_attrs.get("run"))
 
 
@@ -482,7 +543,10 @@ def _next_trial(study, spec: dict, url: str, name: str):
         running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
         if counted + running >= spec["trials"]:
             return None
-        trial = study.ask()
+        with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": we beat ourselves
+            warnings.simplefilter("ignore", UserWarning)
+            trial = study.ask()
+        study._storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("worker", _worker_id())
         for k, d in spec["space"].items():
             _suggest(trial, k, d)
@@ -515,8 +579,8 @@ def _trial_run(trial, name: str, spec: dict, root: Path) -> runs.Run:
         try:
             run = runs.get_run(resumes, root)
             _stop_orphan(run)
-            if run.status().get("status") in ("stopped", "interrupted", "failed", "queued"):
-                return run
+            if run.status().get("status") in ("stopped", "interrupted", "failed", "queued", "completed"):
+                return run  # (completed: by its trainer, which went on after its worker was killed)
         except runs.RunError:
             pass  # its folder is on another machine, or gone: start the same parameters afresh
     base = {**dataclasses.asdict(Config()), **spec["fixed"], **trial.params}
@@ -539,54 +603,73 @@ def _signal(proc, sig) -> None:
 def run_trial(study, trial, name: str, spec: dict, root: Path, stop: procs.StopRequested) -> str:
     """Train the trial's run in a child trainer, report each epoch, prune or finish. Returns the trial's end:
     complete, pruned, fail or interrupted."""
-    import optuna
-
     run = _trial_run(trial, name, spec, root)
     trial.set_user_attr("run", run.name)
     trial.set_user_attr("runs_dir", str(root))
     metric = spec["objective"]
+    if run.status().get("status") == "completed":  # a killed worker's trainer went on and finished it: use that
+        for r in run.epoch_records():
+            if r.get(metric) is not None:
+                trial.report(r[metric], r["epoch"])
+        return _settle(study, trial, run, None, metric, False, stop)
     with open(run.path / "train.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "mnistviz.train", "--resume", run.name, "--runs-dir",
                                  str(root), "--no-progress"], cwd=runs.PROJECT, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT)
-    reported, pruned, signalled, seen = 0, False, False, None
     try:
-        while True:
-            finished = proc.poll() is not None
-            try:  # read the records only when the file changed: the poll is frequent, so no epoch slips by
-                s = os.stat(run.metrics_file)
-                now = (s.st_size, s.st_mtime_ns)
-            except FileNotFoundError:
-                now = None
-            new = []
-            if now != seen or finished:
-                seen = now
-                new = [r for r in run.epoch_records() if r["epoch"] > reported and r.get(metric) is not None]
-            if new and not pruned:
-                if not finished:
-                    _signal(proc, signal.SIGSTOP)  # hold the trainer while the storage decides: no epoch slips by
-                try:
-                    for r in new:
-                        trial.report(r[metric], r["epoch"])
-                        reported = r["epoch"]
-                        if trial.should_prune():
-                            pruned = True
-                            _signal(proc, signal.SIGTERM)  # as jobs.stop: the trainer checkpoints, writes stopped
-                            break
-                finally:
-                    if not finished:
-                        _signal(proc, signal.SIGCONT)
-            if finished:
-                break
-            if stop.is_set() and not signalled:
-                signalled = True
-                _signal(proc, signal.SIGTERM)
-            time.sleep(POLL_S)
+        pruned = _watch(study, trial, run, proc, metric, stop)
     except BaseException:
         _signal(proc, signal.SIGTERM)
         _signal(proc, signal.SIGCONT)
         proc.wait()
         raise
+    return _settle(study, trial, run, proc, metric, pruned, stop)
+
+
+def _watch(study, trial, run: runs.Run, proc, metric: str, stop: procs.StopRequested) -> bool:
+    """Until the trainer ends: report each new epoch's objective, prune (SIGTERM) when the pruner says so, pass on
+    a stop, beat the trial's heartbeat. Returns whether it was pruned."""
+    reported, pruned, signalled, seen, beat = 0, False, False, None, time.monotonic()
+    while True:
+        finished = proc.poll() is not None
+        if time.monotonic() - beat >= HEARTBEAT_S:
+            study._storage.record_heartbeat(trial._trial_id)
+            beat = time.monotonic()
+        try:  # read the records only when the file changed: the poll is frequent, so no epoch slips by
+            s = os.stat(run.metrics_file)
+            now = (s.st_size, s.st_mtime_ns)
+        except FileNotFoundError:
+            now = None
+        new = []
+        if now != seen or finished:
+            seen = now
+            new = [r for r in run.epoch_records() if r["epoch"] > reported and r.get(metric) is not None]
+        if new and not pruned:
+            if not finished:
+                _signal(proc, signal.SIGSTOP)  # hold the trainer while the storage decides: no epoch slips by
+            try:
+                for r in new:
+                    trial.report(r[metric], r["epoch"])
+                    reported = r["epoch"]
+                    if trial.should_prune():
+                        pruned = True
+                        _signal(proc, signal.SIGTERM)  # as jobs.stop: the trainer checkpoints, writes stopped
+                        break
+            finally:
+                if not finished:
+                    _signal(proc, signal.SIGCONT)
+        if finished:
+            return pruned
+        if stop.is_set() and not signalled:
+            signalled = True
+            _signal(proc, signal.SIGTERM)
+        time.sleep(POLL_S)
+
+
+def _settle(study, trial, run: runs.Run, proc, metric: str, pruned: bool, stop: procs.StopRequested) -> str:
+    """Tell the study how the trial's trainer ended (`proc` None: it ended before this worker took the trial)."""
+    import optuna
+
     st = run.status()
     state = st.get("status")
     if state == "completed":
@@ -599,25 +682,30 @@ def run_trial(study, trial, name: str, spec: dict, root: Path, stop: procs.StopR
         run.write_status(status="pruned")
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return "pruned"
-    elif stop.is_set() and state in ("stopped", "queued", "interrupted"):
+    elif state == "stopped" or (stop.is_set() and state in ("queued", "interrupted")):
+        if not stop.is_set():
+            stop()  # its trainer was stopped by hand (the Runs page's Stop): the sweep stops with it, resumably
         _interrupt(study, trial.number, trial.params, run.name)
         return "interrupted"
     else:
-        trial.set_user_attr("error", st.get("error") or f"the trainer exited with code {proc.returncode} "
+        code = proc.returncode if proc else None
+        trial.set_user_attr("error", st.get("error") or f"the trainer exited with code {code} "
                                                         f"(see {run.path / 'train.log'})")
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return "fail"
 
 
 def work(name: str, runs_dir=None, storage: str | None = None, stop: procs.StopRequested | None = None,
-         max_trials: int | None = None) -> dict:
-    """Run the sweep's trials until none is left (or `stop` is set, or this worker ran max_trials)."""
-    from .data import MNISTMissing, load_mnist
+         max_trials: int | None = None, until=None) -> dict:
+    """Run the sweep's trials until none is left (or `stop` is set, or this worker ran max_trials, or `until()` says
+    so after a trial: the dashboard's queue has something else waiting)."""
+    from .data import MNISTMissing, find_mnist, load_mnist
 
     url = storage_url(storage, runs_dir)
     study, spec = _study(name, url)
-    try:
-        load_mnist()  # before any trial: missing data must not fail every trial of the sweep
+    try:  # before any trial: missing data must not fail every trial (found: each trainer loads it itself)
+        if find_mnist() is None:
+            load_mnist()  # downloads it, or says where to put the files
     except MNISTMissing as e:
         raise SweepError(str(e)) from None
     root = runs.runs_dir(runs_dir)
@@ -631,6 +719,8 @@ def work(name: str, runs_dir=None, storage: str | None = None, stop: procs.StopR
         end = run_trial(study, trial, name, spec, root, stop)
         ran += 1
         print(f"trial {trial.number}: {end} ({trial.params})", file=sys.stderr, flush=True)
+        if until is not None and until():
+            break
     return status(name, runs_dir, storage)
 
 

@@ -11,6 +11,7 @@ import streamlit as st
 from mnistviz import augment, charts, data, device, jobs, live, models, runs, train
 from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
 from pages._shared import launch_made, launch_repeated, require_mnist, same_settings, select_run, selected_run_name
+from pages._sweep_form import sweep_these_settings
 
 
 DEFAULTS = dataclasses.asdict(train.Config())
@@ -348,6 +349,8 @@ with st.container(key="train_launch_msg"):
                                (" (once they have finished an epoch)" if active else ""))
         elif not active:
             st.session_state.pop("train_launched")  # finished (or gone): the message would be stale
+
+sweep_these_settings(_form_config(), FIELDS, _key)  # pages/_sweep_form.py: the form as a search space
 
 _model = st.session_state[_key("model")]
 _about = models.DESCRIPTIONS.get(_model)

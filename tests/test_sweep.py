@@ -343,17 +343,44 @@ def test_two_workers_share_one_postgres_study(tiny_env, tmp_path, postgres_db):
 
 def test_trials_table_has_a_row_per_trial_and_a_column_per_parameter():
     st = {"objective": "val_acc", "trials": [
-        {"number": 0, "state": "complete", "value": 0.9, "run": "s-t0", "params": {"lr": 0.1}},
+        {"number": 0, "state": "complete", "value": 0.9, "run": "s-t0", "params": {"lr": 0.1}, "seconds": 12.5},
         {"number": 1, "state": "fail", "value": None, "run": "s-t1", "params": {"lr": 0.2, "epochs": 3},
          "interrupted": True},
-        {"number": 2, "state": "running", "value": None, "run": None, "params": {}}]}
+        {"number": 2, "state": "running", "value": None, "run": None, "params": {}, "worker_gone": "gone"},
+        {"number": 3, "state": "running", "value": None, "run": "s-t3", "params": {}}]}
     table = sweep.trials_table(st)
-    assert list(table.columns) == ["trial", "state", "val_acc", "run", "lr", "epochs"]
-    assert table["state"].tolist() == ["complete", "interrupted", "running"]
+    assert list(table.columns) == ["trial", "state", "val_acc", "seconds", "run", "lr", "epochs"]
+    assert table["state"].tolist() == ["complete", "interrupted", "worker gone", "running"]
     assert table["lr"].tolist()[:2] == [0.1, 0.2] and table["epochs"].tolist()[1] == 3
+    assert table["seconds"].tolist()[0] == 12.5
 
 
-def test_sweeps_page_shows_the_trials_and_selects_the_best_run(tiny_env, monkeypatch):
+def test_status_says_when_a_running_trials_worker_is_gone(tiny_env, monkeypatch):
+    """On this host by its process; on another by its heartbeat in the storage (here stale after a second)."""
+    sweep.create("w", 3, ["lr=uniform(0.05,0.2)"], ["epochs=1"], tiny_env)
+    study = load("w", sqlite_url(tiny_env))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    workers = [{"host": socket.gethostname(), "pid": gone.pid}, {"host": socket.gethostname(), "pid": os.getpid()},
+               {"host": "elsewhere", "pid": 1}]
+    for w in workers:
+        t = study.ask()
+        t.suggest_float("lr", 0.05, 0.2)
+        t.set_user_attr("worker", w)
+        study._storage.record_heartbeat(t._trial_id)
+    gone_of = [e.get("worker_gone") for e in sweep.status("w", tiny_env)["trials"]]
+    assert f"pid {gone.pid} on this machine) is gone" in gone_of[0] and gone_of[1:] == [None, None]
+    monkeypatch.setattr(sweep, "GRACE_S", 1)
+    time.sleep(2.1)  # SQLite's clock has whole seconds
+    gone_of = [e.get("worker_gone") for e in sweep.status("w", tiny_env)["trials"]]
+    assert gone_of[1] is None and "no heartbeat from its worker on elsewhere" in gone_of[2]
+
+
+def _chart(at, i=0) -> dict:
+    return json.loads(at.get("plotly_chart")[i].proto.spec)
+
+
+def test_sweeps_page_shows_the_trials_charts_and_selects_the_best_run(tiny_env, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     from mnistviz import train
@@ -365,18 +392,45 @@ def test_sweeps_page_shows_the_trials_and_selects_the_best_run(tiny_env, monkeyp
     assert not at.exception and any("No sweeps yet" in i.value for i in at.info)
     assert any("python -m mnistviz.sweep work" in c.value for c in at.code)
 
-    sweep.create("pg-page", 3, ["lr=loguniform(0.01,0.3)"], ["epochs=1"], tiny_env)
+    sweep.create("pg-page", 3, ["lr=loguniform(0.01,0.3)", "batch_size=choice(32,64)"], ["epochs=2"], tiny_env)
     study = load("pg-page", sqlite_url(tiny_env))
-    for i, (value, state) in enumerate(((0.5, "COMPLETE"), (0.93, "COMPLETE"), (None, "PRUNED"))):
+    trials = []
+    for i, (curve, state) in enumerate((([0.3, 0.5], "COMPLETE"), ([0.6, 0.93], "COMPLETE"), ([0.2], "PRUNED"))):
         t = study.ask()
         t.suggest_float("lr", 0.01, 0.3, log=True)
+        t.suggest_categorical("batch_size", [32, 64])
         t.set_user_attr("run", f"pg-page-t{i}")
         train.create_run(train.Config(name=f"pg-page-t{i}", epochs=1), tiny_env).write_status(status="completed")
-        study.tell(t, value, state=getattr(optuna.trial.TrialState, state))
+        for epoch, v in enumerate(curve, 1):
+            t.report(v, epoch)
+        trials.append((t, curve, state))
+    study.tell(trials[0][0], 0.5)
+    at.session_state["sweep_tab"] = "Importances"
+    at.run()
+    assert any("need at least 2 finished trials to compare; this sweep has 1" in i.value for i in at.info)
+    for t, curve, state in trials[1:]:
+        study.tell(t, curve[-1] if state == "COMPLETE" else None, state=getattr(optuna.trial.TrialState, state))
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    imp = _chart(at)["data"][0]  # fANOVA's importances of both searched parameters
+    assert imp["type"] == "bar" and sorted(imp["y"]) == ["batch_size", "lr"] and abs(sum(imp["x"]) - 1) < 1e-6
+
     table = at.dataframe[0].value
     assert table["trial"].tolist() == [0, 1, 2] and table["state"].tolist() == ["complete", "complete", "pruned"]
     assert "93.00%" in [m.value for m in at.metric] and any("3 of 3 trials done" in m.value for m in at.markdown)
+    at.session_state["sweep_tab"] = "Parallel coordinates"
+    at.run()
+    par = _chart(at)["data"][0]
+    assert par["type"] == "parcoords" and [d["label"] for d in par["dimensions"]] == \
+        ["lr (log)", "batch_size", "validation accuracy"]
+    assert par["dimensions"][2]["values"] == [0.5, 0.93] and par["line"]["color"] == [0.5, 0.93]  # complete ones
+    at.session_state["sweep_tab"] = "Learning curves"
+    at.run()
+    lines = _chart(at)["data"]
+    assert [len(t["x"]) for t in lines if t.get("name")] == [2, 2, 1]  # the pruned one stops after epoch 1
+    assert lines[2]["line"]["dash"] == "dash" and lines[3]["marker"]["symbol"] == "x"
+    link = at.get("page_link")[0].proto  # Compare the top 3: here the 2 finished ones, best first
+    assert (link.page, link.label, link.query_string) == ("compare", "Compare the top 2",
+                                                          "runs=pg-page-t1%2Cpg-page-t0")
     at.button(key="sweep_best:pg-page-t1").click().run()
     assert at.session_state["run"] == "pg-page-t1" and at.query_params["run"] in ("pg-page-t1", ["pg-page-t1"])
