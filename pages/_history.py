@@ -172,7 +172,8 @@ def learned_late_and_forgotten(run: runs.Run, images) -> None:
                        + ". Click an image to see its history.")
         with st.expander("As a table", expanded=images is None):
             st.dataframe(rows, hide_index=True,
-                         column_config={"p_true": st.column_config.NumberColumn("p(true) at the end", format="percent")})
+                         column_config={"p_true": st.column_config.NumberColumn("p(true) at the end",
+                                                                                format="percent")})
     picked = st.session_state.get(state)
     if picked is not None and picked in set(rows["index"]):
         with below.container(width=BLOCK, border=True):
