@@ -65,11 +65,14 @@ def figure(result: dict) -> go.Figure:
                                  text=[f"{NAMES[key]} {s['lr']:.2g}"], textposition="top right",
                                  marker=dict(size=12, color=COLORS[key], line=dict(width=1, color="white")),
                                  hovertemplate=f"{NAMES[key]}: lr %{{x:.2e}}<extra></extra>"))
-    finite = [v for v in sm if v is not None and math.isfinite(v)]
-    top = max(finite) * 1.08 if finite else None
+    # the y axis fits the smoothed loss without its last 5 points (where it shoots up: fastai leaves them out of
+    # its plot), so the divergence does not flatten the part that matters
+    kept = [v for v in sm[:max(1, len(sm) - 5)] if v is not None and math.isfinite(v)]
+    lo, hi = (min(kept), max(kept)) if kept else (0.0, 1.0)
+    pad = max(0.05, 0.12 * (hi - lo))
     fig.update_layout(height=340, margin=dict(l=0, r=0, t=10, b=0), legend=dict(orientation="h", y=-0.22, x=0),
                       xaxis=dict(type="log", title="learning rate", exponentformat="power"),
-                      yaxis=dict(title="training loss", range=[0, top] if top else None))
+                      yaxis=dict(title="training loss (smoothed)", range=[max(0.0, lo - pad), hi + pad]))
     return fig
 
 
@@ -145,6 +148,12 @@ def lr_finder(form_config) -> None:
     Config), and show this session's latest range test."""
     cfg = form_config()
     job_id = st.session_state.get(JOB)
+    try:
+        job = jobs.lrfind_job(job_id) if job_id else None
+    except runs.RunError as e:
+        job, gone = None, e
+    state = jobs.lrfind_state(job) if job else {}
+    active = state.get("status") in ACTIVE
     with st.expander("Find a learning rate", expanded=job_id is not None, icon=":material/speed:"):
         st.caption(f"The range test (Smith 2015, as fastai's lr_find): a fresh model with the form's model, optimizer, "
                    f"momentum, weight decay and batch size trains while its learning rate rises from "
@@ -157,20 +166,17 @@ def lr_finder(form_config) -> None:
             st.number_input("Steps", lrfind.MIN_STEPS, 300, key="lrf_steps", width=140,
                             help="At most this many training steps (the test stops sooner when the loss diverges).")
             st.button("Find a learning rate", key="lrf_start", on_click=_start, args=(form_config,),
-                      icon=":material/speed:",
-                      disabled=bool(problems), help="Fix the fields marked in red first." if problems else None)
+                      icon=":material/speed:", disabled=bool(problems) or active,
+                      help="Fix the fields marked in red first." if problems else
+                      "A range test is on its way: wait for it, or cancel it." if active else None)
         msg = st.session_state.pop("lrf_msg", None)
         if msg:
             (st.error if msg[0] == "error" else st.success)(msg[1])
         if job_id is None:
             return
-        try:
-            job = jobs.lrfind_job(job_id)
-        except runs.RunError as e:
-            st.warning(f"{e}.")
-            return
-        state = jobs.lrfind_state(job)
-        if state.get("status") in ACTIVE:
+        if job is None:
+            st.warning(f"{md(gone)}.")
+        elif active:
             st.fragment(_waiting, run_every=POLL_S)(job_id, state["status"])
         else:
             _finished(job, state, cfg)

@@ -93,10 +93,10 @@ def test_too_few_points_suggest_nothing():
 
 def test_a_tiny_real_range_test_finds_a_rate_where_the_loss_falls(tiny_env):
     cfg = train.Config(model="lenet5", optimizer="sgd", batch_size=50, val_size=100, label_smoothing=0.0)
-    result = lrfind.range_test(cfg, steps=80, start_lr=1e-4, end_lr=10)
+    result = lrfind.range_test(cfg, steps=60, start_lr=1e-4, end_lr=10)
     n = result["steps"]
-    assert result["ended"] in ("diverged", "completed") and 20 < n <= 80
-    np.testing.assert_allclose(result["lrs"], lrfind.schedule(1e-4, 10, 80)[:n])
+    assert result["ended"] in ("diverged", "completed") and 20 < n <= 60
+    np.testing.assert_allclose(result["lrs"], lrfind.schedule(1e-4, 10, 60)[:n])
     assert result["losses"][0] == pytest.approx(math.log(10), abs=0.3)  # a fresh model: about chance
     assert result["suggestions"] is not None
     valley = result["suggestions"]["valley"]["lr"]
@@ -171,6 +171,7 @@ def test_train_page_finds_a_learning_rate_behind_a_training_and_fills_the_form(n
     wait_for(lambda: jobs.lrfind_state(job).get("behind") == "elsewhere", what="the range test to wait")
     at.run()
     assert "Waiting for elsewhere to finish" in " ".join(i.value for i in at.info)
+    assert at.button(key="lrf_start").disabled  # one range test at a time from a page
     assert jobs.lrfind_busy() == [job.name]
     after = jobs.submit(train.Config(model="lenet5", batch_size=50, val_size=100, epochs=1, name="after"))
     held.write_status(status="completed", pid=None)
@@ -185,6 +186,7 @@ def test_train_page_finds_a_learning_rate_behind_a_training_and_fills_the_form(n
     assert marked == {"valley": valley, "steepest descent": result["suggestions"]["steep"]["lr"]}
     assert f"{valley:.2g} (valley)" in " ".join(s.value for s in at.success)
 
+    assert not at.button(key="lrf_start").disabled
     next(b for b in at.button if b.key.startswith("lrf_use_valley")).click().run()
     assert at.number_input(key="cfg_lr").value == float(f"{valley:.2g}")
     assert f"The form's learning rate is now {float(f'{valley:.2g}'):g} (the valley suggestion)." in \

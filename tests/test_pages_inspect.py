@@ -259,7 +259,8 @@ def test_mispredictions_without_mnist_keeps_the_numbers(known_env, tmp_path, mon
     assert any("MNISTVIZ_DATA" in w and "Until then the counts below work" in w for w in texts(at.warning))
     assert at.metric[0].value == "8 of 200"
     assert len(at.get("plotly_chart")) == 1                               # the bars, no image grid
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 50    # the batch as a table
+    assert len(at.dataframe) == 2 and len(at.dataframe[0].value) == 50    # the batch as a table (then the
+    # learned-late list, pages/_history.py)
 
 
 # ---------- Confusion ----------
