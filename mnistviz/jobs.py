@@ -32,7 +32,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import data, procs, runs, train
+from . import data, lrfind, procs, runs, train
 from .runs import Run, RunError
 
 QUEUE_FILE = "_queue.json"
@@ -385,6 +385,7 @@ def resume(name: str, root=None) -> Run:
 
 LRFIND_DIR = "_lrfind"
 LRFIND_KEEP = 20  # the newest range tests kept; older folders are removed by the next submit
+LRFIND_REQUEST, LRFIND_RESULT = "request.json", "result.json"
 
 
 def lrfind_dir(root=None) -> Path:
@@ -433,12 +434,10 @@ def lrfind_turn(root, job: Run) -> str | None:
 
 
 def submit_lrfind(cfg: train.Config, steps: int, start_lr: float, end_lr: float, root=None) -> Run:
-    """Start a range test of `cfg` as a detached process (`python -m mnistviz.lrfind --job ID`); it waits behind
-    a training. Returns its job (a Run over its folder). RunError (bad settings) or data.MNISTMissing."""
-    from .lrfind import REQUEST, check, config_problems  # lazily: lrfind imports this module
-
+    """Start a range test of `cfg` as a detached process (`python -m mnistviz.jobs lrfind --job ID`, run_lrfind); it
+    waits behind a training. Returns its job (a Run over its folder). RunError (bad settings) or data.MNISTMissing."""
     root = runs.runs_dir(root)
-    problem = check(steps, start_lr, end_lr) or "; ".join(config_problems(cfg).values())
+    problem = lrfind.check(steps, start_lr, end_lr) or "; ".join(lrfind.config_problems(cfg).values())
     if problem:
         raise RunError(problem)
     if data.find_mnist() is None:
@@ -448,7 +447,7 @@ def submit_lrfind(cfg: train.Config, steps: int, start_lr: float, end_lr: float,
     job = Run(folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
     try:
         job.path.mkdir(parents=True)
-        runs.atomic_write_json(job.path / REQUEST, {"config": dataclasses.asdict(cfg), "steps": steps,
+        runs.atomic_write_json(job.path / LRFIND_REQUEST, {"config": dataclasses.asdict(cfg), "steps": steps,
                                                     "start_lr": start_lr, "end_lr": end_lr})
         job.write_status(status="queued", submitted=time.time())
         log = open(job.path / LOG_FILE, "ab")
@@ -456,13 +455,41 @@ def submit_lrfind(cfg: train.Config, steps: int, start_lr: float, end_lr: float,
         shutil.rmtree(job.path, ignore_errors=True)
         raise RunError(f"the range test cannot be started: {runs.write_error(e, job.path)}") from None
     with log, _locked(root):  # no tick between the start and the status that makes it count as busy
-        proc = subprocess.Popen([sys.executable, "-m", "mnistviz.lrfind", "--job", job.name, "--jobs-dir",
+        proc = subprocess.Popen([sys.executable, "-m", "mnistviz.jobs", "lrfind", "--job", job.name, "--jobs-dir",
                                  str(folder)], cwd=runs.PROJECT, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         with _children_lock:
             _children[proc.pid] = proc
         job.write_status(launcher_pid=proc.pid, launcher_start=procs.start_time(proc.pid))
     return job
+
+
+def run_lrfind(path: Path, stop: procs.StopRequested) -> int:
+    """The range test in folder `path` (its own process): wait for the turn (lrfind_turn), run it, write result.json
+    (atomically, as it goes) and the status (done, stopped, failed); then move the training queue on. Exit code."""
+    job, root = Run(path), path.parent.parent
+    try:
+        req = runs.read_json(path / LRFIND_REQUEST)
+        cfg = train.Config.from_dict(req["config"])
+        while (behind := lrfind_turn(root, job)) is not None:
+            job.write_status(status="queued", behind=behind, heartbeat=time.time())
+            if stop.event.wait(1.0):
+                job.write_status(status="stopped", ended=time.time())
+                return 0
+        save = (lambda r: runs.atomic_write_json(path / LRFIND_RESULT, r))
+        result = lrfind.range_test(cfg, req["steps"], req["start_lr"], req["end_lr"], stop=stop, progress=save)
+        save(result)
+        job.write_status(status="done" if result["ended"] != "stopped" else "stopped", ended=time.time())
+        return 0
+    except (RunError, data.MNISTMissing, OSError, KeyError, TypeError, ValueError) as e:
+        job.write_status(status="failed", error=f"{type(e).__name__}: {e}" if isinstance(e, KeyError) else str(e),
+                         ended=time.time())
+        return 1
+    finally:
+        try:
+            tick(root)  # trainings that queued meanwhile waited for this test
+        except (RunError, OSError):
+            pass  # a queue that cannot be updated: the pages say so, and their next tick starts it
 
 
 def lrfind_state(job: Run) -> dict:
@@ -496,11 +523,19 @@ def _prune_lrfind(folder: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mnistviz.jobs", description="The dashboard's training queue.")
-    p.add_argument("command", choices=("tick", "status"),
-                   help="tick: start the next queued run if nothing is training; status: print queue and active run")
+    p.add_argument("command", choices=("tick", "status", "lrfind"),
+                   help="tick: start the next queued run if nothing is training; status: print queue and active run; "
+                        "lrfind: a range test submitted by the dashboard (submit_lrfind)")
     p.add_argument("--runs-dir", help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
     p.add_argument("--finished", help=argparse.SUPPRESS)  # the launcher: this run's trainer has ended
+    p.add_argument("--job", help=argparse.SUPPRESS)       # lrfind: the range test's folder name ...
+    p.add_argument("--jobs-dir", help=argparse.SUPPRESS)  # ... in this folder (<runs>/_lrfind)
     args = p.parse_args(argv)
+    if args.command == "lrfind":
+        stop = procs.StopRequested()  # SIGTERM (Cancel, jobs.stop_lrfind): it saves what it found and ends
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        return run_lrfind(Path(args.jobs_dir) / args.job, stop)
     if args.command == "tick":
         started = tick(args.runs_dir, finished=args.finished)
         print(json.dumps({"started": started}))

@@ -7,7 +7,7 @@ smoothed loss exceeds DIVERGE times the best so far. From the smoothed curve, fa
 The model is built fresh from the config (its model, optimizer, momentum, weight decay, label smoothing, batch size,
 augmentation) and thrown away: no run's weights are touched. The config's learning rate and schedule are not used.
 
-The dashboard runs it as a background job (jobs.submit_lrfind starts `python -m mnistviz.lrfind --job ID ...`),
+The dashboard runs it as a background job (jobs.submit_lrfind starts `python -m mnistviz.jobs lrfind --job ID ...`),
 which waits its turn behind a training and writes result.json atomically as it goes. From a terminal:
 `python -m mnistviz.lrfind --model lenet5 --optimizer sgd --batch-size 32 --json`.
 """
@@ -20,27 +20,25 @@ import math
 import signal
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import augment as aug, fastgrad, jobs
+from . import augment as aug, fastgrad
 from .cli import Parser, config_from_args
 from .config import OPTIMIZERS, PRESETS, Config, validate
 from .data import MNISTMissing, load_mnist, split_validation
 from .models import MODELS, build
 from .procs import StopRequested
-from .runs import Run, RunError, atomic_write_json, read_json
+from .runs import RunError
 
 START_LR, END_LR, STEPS = 1e-7, 10.0, 100
 MIN_STEPS, MAX_STEPS = 20, 1000
 DIVERGE = 4.0       # stop once the smoothed loss exceeds this many times its best (fastai's stop_div)
 BETA = 0.98         # the smoothing of the loss (fastai's AvgSmoothLoss)
 MIN_POINTS = 5      # points left after the trim below which nothing is suggested
-RESULT, REQUEST = "result.json", "request.json"
-SAVE_EVERY_S = 0.5  # result.json while the test runs: the page draws the curve as it grows
+SAVE_EVERY_S = 0.5  # how often `progress` gets the partial result (the job's result.json: the page draws it growing)
 
 
 def schedule(start_lr: float, end_lr: float, steps: int) -> np.ndarray:
@@ -228,38 +226,6 @@ def message(ended: str, n: int, planned: int, last_lr: float | None, found) -> s
     return f"Suggested learning rate: {v:.2g} (valley); steepest descent at {s:.2g}. The test ended as {why}."
 
 
-# ---------- as a background job (jobs.submit_lrfind) ----------
-
-def run_job(path: Path, stop: StopRequested) -> int:
-    """The job in folder `path`: wait for the turn (behind any training: jobs.lrfind_turn), run the range test,
-    write result.json (atomically, as it goes) and the status (done, stopped, failed); then move the training
-    queue on. Returns the exit code."""
-    job = Run(path)
-    root = path.parent.parent
-    try:
-        req = read_json(path / REQUEST)
-        cfg = Config.from_dict(req["config"])
-        while (behind := jobs.lrfind_turn(root, job)) is not None:
-            job.write_status(status="queued", behind=behind, heartbeat=time.time())
-            if stop.event.wait(1.0):
-                job.write_status(status="stopped", ended=time.time())
-                return 0
-        save = (lambda r: atomic_write_json(path / RESULT, r))
-        result = range_test(cfg, req["steps"], req["start_lr"], req["end_lr"], stop=stop, progress=save)
-        save(result)
-        job.write_status(status="done" if result["ended"] != "stopped" else "stopped", ended=time.time())
-        return 0
-    except (RunError, MNISTMissing, OSError, KeyError, TypeError, ValueError) as e:
-        job.write_status(status="failed", error=f"{type(e).__name__}: {e}" if isinstance(e, KeyError) else str(e),
-                         ended=time.time())
-        return 1
-    finally:
-        try:
-            jobs.tick(root)  # trainings that queued meanwhile waited for this test
-        except (RunError, OSError):
-            pass  # a queue that cannot be updated: the pages say so, and their next tick starts it
-
-
 # ---------- CLI ----------
 
 def parser() -> argparse.ArgumentParser:
@@ -283,8 +249,6 @@ def parser() -> argparse.ArgumentParser:
     a("--start-lr", type=float, default=START_LR)
     a("--end-lr", type=float, default=END_LR)
     a("--json", action="store_true", help="print the whole result as one JSON object, the last line")
-    a("--job", help=argparse.SUPPRESS)        # the dashboard's job: its folder's name ...
-    a("--jobs-dir", help=argparse.SUPPRESS)   # ... in this folder (<runs>/_lrfind)
     return p
 
 
@@ -294,8 +258,6 @@ def main(argv=None) -> int:
     stop = StopRequested()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if args.job:
-        return run_job(Path(args.jobs_dir) / args.job, stop)
     cfg = config_from_args(args)
     try:
         result = range_test(cfg, args.steps, args.start_lr, args.end_lr, stop=stop)

@@ -46,7 +46,7 @@ def _use(lr: float, what: str) -> None:
 
 def _read_result(job: runs.Run) -> dict | None:
     try:
-        result = runs.read_json(job.path / lrfind.RESULT)
+        result = runs.read_json(job.path / jobs.LRFIND_RESULT)
     except (OSError, ValueError):
         return None
     return result if isinstance(result, dict) and isinstance(result.get("lrs"), list) else None

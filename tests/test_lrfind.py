@@ -178,7 +178,7 @@ def test_train_page_finds_a_learning_rate_behind_a_training_and_fills_the_form(n
     assert jobs.tick() is None  # the range test goes first: the training queued after it waits
     wait_for(lambda: jobs.lrfind_state(job)["status"] == "done", what="the range test to end")
     at.run()
-    result = json.loads((job.path / lrfind.RESULT).read_text())
+    result = json.loads((job.path / jobs.LRFIND_RESULT).read_text())
     valley = result["suggestions"]["valley"]["lr"]
     spec = json.loads(next(c for c in at.get("plotly_chart") if "lrf_chart" in c.proto.id).proto.spec)
     assert spec["layout"]["xaxis"]["type"] == "log"
