@@ -251,18 +251,19 @@ def animate(figures: list, names: list[str], label: str = "epoch ", frame_ms: in
     fig = go.Figure(figures[0])
     fig.frames = [go.Frame(data=f.data, name=n) for f, n in zip(figures, names)]
     still = dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))
+    # the slider right under the figure, its buttons under it: side by side, the buttons hid the slider's label
     fig.update_layout(
-        updatemenus=[dict(type="buttons", direction="left", x=0, xanchor="left", y=0, yanchor="top", pad=dict(t=8),
+        sliders=[dict(active=0, x=0, len=1, y=0, yanchor="top", pad=dict(t=10, b=0),
+                      currentvalue=dict(prefix=label, font=dict(size=12)),
+                      steps=[dict(method="animate", label=n, args=[[n], still]) for n in names])],
+        updatemenus=[dict(type="buttons", direction="left", x=0, xanchor="left", y=0, yanchor="top", pad=dict(t=75),
                           showactive=False, buttons=[
                               dict(label="▶ Play", method="animate",
                                    args=[None, dict(frame=dict(duration=frame_ms, redraw=True), fromcurrent=True,
                                                     transition=dict(duration=0))]),
-                              dict(label="❚❚ Pause", method="animate", args=[[None], still])])],
-        sliders=[dict(active=0, x=0.3, len=0.7, y=0, yanchor="top", pad=dict(t=0),
-                      currentvalue=dict(prefix=label), steps=[dict(method="animate", label=n, args=[[n], still])
-                                                              for n in names])])
+                              dict(label="❚❚ Pause", method="animate", args=[[None], still])])])
     height = fig.layout.height or 450
-    fig.update_layout(height=height + 90, margin=dict(b=(fig.layout.margin.b or 0) + 90))
+    fig.update_layout(height=height + 120, margin=dict(b=(fig.layout.margin.b or 0) + 120))
     return fig
 
 

@@ -9,6 +9,7 @@ Learning"). The lists read like fastai's top losses: `learned_late` (first right
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -26,12 +27,13 @@ class History:
     probs: np.ndarray
     skipped: dict[int, str] = field(default_factory=dict)
 
-    @property
+    # computed once per History (a page keeps one per run and its files: pages/_history.py)
+    @cached_property
     def preds(self) -> np.ndarray:
         """E x N predicted digits."""
         return self.probs.argmax(2)
 
-    @property
+    @cached_property
     def correct(self) -> np.ndarray:
         """E x N: right at that epoch."""
         return self.preds == self.labels[None, :]

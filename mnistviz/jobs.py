@@ -32,7 +32,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import data, device, procs, runs, train
+from . import data, device, lrfind, procs, runs, train
 from .runs import Run, RunError
 
 QUEUE_FILE = "_queue.json"
@@ -231,7 +231,8 @@ def tick(root=None, finished: str | None = None, finished_sweep: str | None = No
         _settle_dead_launches(root, finished)
         _settle_sweeps(root, finished_sweep, exit_code)
         names, _ = _current_queue(root)
-        if not names or _slots_taken(root) >= max_jobs():
+        # a range test waiting for its turn goes first: it takes seconds, and someone is watching the form for it
+        if not names or _slots_taken(root) + len(lrfind_busy(root)) >= max_jobs():
             return None
         started, keep = None, []
         for name in names:
@@ -584,19 +585,167 @@ def stop_sweep(name: str, root=None) -> str:
             f"continues the sweep from there.")
 
 
+# ---------- learning-rate range tests (mnistviz.lrfind): short jobs that take turns with the trainings ----------
+# Each is a folder <runs>/_lrfind/ID (request.json, status.json, result.json), started at once as its own detached
+# process, which waits while a training runs (lrfind_turn); trainings queued meanwhile wait for it (tick).
+
+LRFIND_DIR = "_lrfind"
+LRFIND_KEEP = 20  # the newest range tests kept; older folders are removed by the next submit
+LRFIND_REQUEST, LRFIND_RESULT = "request.json", "result.json"
+
+
+def lrfind_dir(root=None) -> Path:
+    return runs.runs_dir(root) / LRFIND_DIR
+
+
+def lrfind_job(job_id: str, root=None) -> Run:
+    """The range test `job_id` (a Run over its folder: status.json as a run's). RunError for a bad or unknown id."""
+    path = lrfind_dir(root) / runs.check_name(job_id)
+    if not path.is_dir():
+        raise RunError(f"no learning-rate range test {job_id!r} (removed, or made with another runs folder)")
+    return Run(path)
+
+
+def _lrfind_alive(job: Run, raw: dict) -> bool:
+    return raw.get("status") in ("queued", "running") and procs.launcher_alive(job.path, raw)
+
+
+def lrfind_busy(root=None, status: str | None = None) -> list[str]:
+    """The range tests waiting or running (with `status`: only those in it) whose process is alive."""
+    folder = lrfind_dir(root)
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.iterdir()):
+        job = Run(path)
+        raw = job.raw_status() if path.is_dir() else {}
+        if (status is None or raw.get("status") == status) and _lrfind_alive(job, raw):
+            out.append(path.name)
+    return out
+
+
+def lrfind_turn(root, job: Run) -> str | None:
+    """Called by a waiting range test: when nothing trains and no other test runs, mark it running (under the
+    queue's lock, so a tick cannot start a training meanwhile) and return None; else what it waits for."""
+    root = runs.runs_dir(root)
+    with _locked(root):
+        training = running(root)
+        if training:
+            return training[0]
+        other = [j for j in lrfind_busy(root, "running") if j != job.name]
+        if other:
+            return f"range test {other[0]}"
+        job.write_status(status="running", started=time.time(), behind=None)
+        return None
+
+
+def submit_lrfind(cfg: train.Config, steps: int, start_lr: float, end_lr: float, root=None) -> Run:
+    """Start a range test of `cfg` as a detached process (`python -m mnistviz.jobs lrfind --job ID`, run_lrfind); it
+    waits behind a training. Returns its job (a Run over its folder). RunError (bad settings) or data.MNISTMissing."""
+    root = runs.runs_dir(root)
+    problem = lrfind.check(steps, start_lr, end_lr) or "; ".join(lrfind.config_problems(cfg).values())
+    if problem:
+        raise RunError(problem)
+    if data.find_mnist() is None:
+        raise data.MNISTMissing(data.missing_message())
+    folder = lrfind_dir(root)
+    _prune_lrfind(folder)
+    job = Run(folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
+    try:
+        job.path.mkdir(parents=True)
+        runs.atomic_write_json(job.path / LRFIND_REQUEST, {"config": dataclasses.asdict(cfg), "steps": steps,
+                                                    "start_lr": start_lr, "end_lr": end_lr})
+        job.write_status(status="queued", submitted=time.time())
+        log = open(job.path / LOG_FILE, "ab")
+    except OSError as e:
+        shutil.rmtree(job.path, ignore_errors=True)
+        raise RunError(f"the range test cannot be started: {runs.write_error(e, job.path)}") from None
+    with log, _locked(root):  # no tick between the start and the status that makes it count as busy
+        proc = subprocess.Popen([sys.executable, "-m", "mnistviz.jobs", "lrfind", "--job", job.name, "--jobs-dir",
+                                 str(folder)], cwd=runs.PROJECT, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        with _children_lock:
+            _children[proc.pid] = proc
+        job.write_status(launcher_pid=proc.pid, launcher_start=procs.start_time(proc.pid))
+    return job
+
+
+def run_lrfind(path: Path, stop: procs.StopRequested) -> int:
+    """The range test in folder `path` (its own process): wait for the turn (lrfind_turn), run it, write result.json
+    (atomically, as it goes) and the status (done, stopped, failed); then move the training queue on. Exit code."""
+    job, root = Run(path), path.parent.parent
+    try:
+        req = runs.read_json(path / LRFIND_REQUEST)
+        cfg = train.Config.from_dict(req["config"])
+        while (behind := lrfind_turn(root, job)) is not None:
+            job.write_status(status="queued", behind=behind, heartbeat=time.time())
+            if stop.event.wait(1.0):
+                job.write_status(status="stopped", ended=time.time())
+                return 0
+        save = (lambda r: runs.atomic_write_json(path / LRFIND_RESULT, r))
+        result = lrfind.range_test(cfg, req["steps"], req["start_lr"], req["end_lr"], stop=stop, progress=save)
+        save(result)
+        job.write_status(status="done" if result["ended"] != "stopped" else "stopped", ended=time.time())
+        return 0
+    except (RunError, data.MNISTMissing, OSError, KeyError, TypeError, ValueError) as e:
+        job.write_status(status="failed", error=f"{type(e).__name__}: {e}" if isinstance(e, KeyError) else str(e),
+                         ended=time.time())
+        return 1
+    finally:
+        try:
+            tick(root)  # trainings that queued meanwhile waited for this test
+        except (RunError, OSError):
+            pass  # a queue that cannot be updated: the pages say so, and their next tick starts it
+
+
+def lrfind_state(job: Run) -> dict:
+    """status.json of a range test, its status "interrupted" (with why) when its process is gone unfinished."""
+    raw = job.raw_status()
+    if raw.get("status") in ("queued", "running") and not _lrfind_alive(job, raw):
+        raw = {**raw, "status": "interrupted", "error": _log_tail(job) or "the range test's process ended early"}
+    return raw
+
+
+def stop_lrfind(job: Run) -> None:
+    """SIGTERM to a range test's process, when it is ours (procs.may_signal); it saves what it found and ends."""
+    raw = job.raw_status()
+    if _lrfind_alive(job, raw) and procs.may_signal(job.path, raw, "launcher_pid"):
+        try:
+            os.kill(raw["launcher_pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def _prune_lrfind(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    for path in sorted(p for p in folder.iterdir() if p.is_dir())[:-(LRFIND_KEEP - 1)]:  # names sort by time
+        job = Run(path)
+        if not _lrfind_alive(job, job.raw_status()):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 # ---------- CLI: the launcher's follow-up, and a look at the queue ----------
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mnistviz.jobs", description="The dashboard's training queue.")
-    p.add_argument("command", choices=("tick", "status", "sweep-work"),
+    p.add_argument("command", choices=("tick", "status", "sweep-work", "lrfind"),
                    help="tick: start the next queued run if nothing is training; status: print queue and active run; "
-                        "sweep-work: the queue's worker of a sweep (--sweep NAME)")
+                        "sweep-work: the queue's worker of a sweep (--sweep NAME); "
+                        "lrfind: a range test submitted by the dashboard (submit_lrfind)")
     p.add_argument("--sweep", help="sweep-work: the sweep's name")
     p.add_argument("--runs-dir", help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
     p.add_argument("--finished", help=argparse.SUPPRESS)  # the launcher: this run's trainer has ended
     p.add_argument("--finished-sweep", help=argparse.SUPPRESS)  # ... this sweep's one-trial worker has ended
     p.add_argument("--exit-code", type=int, help=argparse.SUPPRESS)  # ... with this exit status
+    p.add_argument("--job", help=argparse.SUPPRESS)       # lrfind: the range test's folder name ...
+    p.add_argument("--jobs-dir", help=argparse.SUPPRESS)  # ... in this folder (<runs>/_lrfind)
     args = p.parse_args(argv)
+    if args.command == "lrfind":
+        stop = procs.StopRequested()  # SIGTERM (Cancel, jobs.stop_lrfind): it saves what it found and ends
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        return run_lrfind(Path(args.jobs_dir) / args.job, stop)
     if args.command == "tick":
         started = tick(args.runs_dir, finished=args.finished, finished_sweep=args.finished_sweep,
                        exit_code=args.exit_code)

@@ -58,21 +58,25 @@ def image_history(run: runs.Run, index: int, key: str) -> None:
     if len(h.epochs) < 2:
         st.caption("Its history needs predictions of two epochs or more; this run stored one.")
         return
-    st.markdown("**Through the epochs**")
     st.plotly_chart(charts.prediction_history(h.epochs, h.probs[:, index], int(h.labels[index])), key=key,
                     config={"displayModeBar": False})
-    st.caption(history.story(h, index) + " Blue: the true digit's probability (a red dot where another was "
-               "predicted); red dashes: the digits it was wrongly predicted as.")
+    st.caption("Through the epochs: " + history.story(h, index) + " Blue: the true digit's probability (a red dot "
+               "where another was predicted); red dashes: the digits it was wrongly predicted as.")
 
 
-def confusion_frame(counts: np.ndarray) -> go.Figure:
-    """A compact confusion matrix: colour the share of the row (mistakes red, the diagonal blue), text the count."""
-    rows = counts.sum(1, keepdims=True)
-    rate = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+def _rates(counts: np.ndarray) -> np.ndarray:
+    rows = counts.sum(-1, keepdims=True)
+    return np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+
+
+def confusion_frame(counts: np.ndarray, worst: float) -> go.Figure:
+    """A compact confusion matrix: colour the share of the row (mistakes red up to `worst`, the same in every frame;
+    the diagonal blue), text the count."""
+    rate = _rates(counts)
     diag = np.eye(10, dtype=bool)
     text = np.where(counts > 0, counts.astype(str), "")
     fig = go.Figure([
-        go.Heatmap(z=np.where(diag, np.nan, rate), colorscale="Reds", zmin=0, zmax=max(0.05, rate[~diag].max()),
+        go.Heatmap(z=np.where(diag, np.nan, rate), colorscale="Reds", zmin=0, zmax=max(0.01, worst),
                    text=np.where(diag, "", text), texttemplate="%{text}", showscale=False, xgap=1, ygap=1,
                    hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"),
         go.Heatmap(z=np.where(diag, rate, np.nan), colorscale="Blues", zmin=0.5, zmax=1, text=np.where(diag, text, ""),
@@ -95,10 +99,12 @@ def play_confusion(run: runs.Run) -> None:
     if st.toggle("Play the matrix through the epochs", key="hist_play_cf"):
         shown = _frame_epochs(h.epochs)
         cms = history.confusion_by_epoch(h)
-        frames = [confusion_frame(cms[h.epochs.index(e)]) for e in shown]
+        worst = float((_rates(cms) * ~np.eye(10, dtype=bool)).max())  # one colour scale for every epoch
+        frames = [confusion_frame(cms[h.epochs.index(e)], worst) for e in shown]
         st.plotly_chart(charts.animate(frames, [str(e) for e in shown]), key=f"hist_play_cf_{run.name}",
                         config={"displayModeBar": False})
-        st.caption("Press Play, or drag the slider: the counts of every cell at each stored epoch."
+        st.caption("Press Play, or drag the slider: the counts of every cell at each stored epoch, coloured by the "
+                   "share of the row on one scale for all of them."
                    + (f" {len(shown)} of the {len(h.epochs)} epochs, evenly spaced." if len(shown) < len(h.epochs)
                       else ""))
 
@@ -135,7 +141,8 @@ def learned_late_and_forgotten(run: runs.Run, images) -> None:
     h = load(run)
     if h is None:
         return
-    st.subheader("Learned late, and forgotten", anchor=False)
+    # a section of the page of its own (across the run, not the epoch above): a header, above the page's subheaders
+    st.header("Learned late, and forgotten", anchor=False, divider="gray")
     if len(h.epochs) < 2:
         st.caption("These lists need predictions of two epochs or more; this run stored one.")
         return
@@ -170,9 +177,11 @@ def learned_late_and_forgotten(run: runs.Run, images) -> None:
                             config={"displayModeBar": False})
             st.caption(f"The first {len(shown)}" + (f" of {len(rows):,}" if len(rows) > len(shown) else "")
                        + ". Click an image to see its history.")
-        with st.expander("As a table", expanded=images is None):
+        # a toggle, as the page's own grid has: the table only on request (an expander's would be built closed too)
+        if images is None or st.toggle("Show as a table", key=f"hist_table_{run.name}"):
             st.dataframe(rows, hide_index=True,
-                         column_config={"p_true": st.column_config.NumberColumn("p(true) at the end", format="percent")})
+                         column_config={"p_true": st.column_config.NumberColumn("p(true) at the end",
+                                                                                format="percent")})
     picked = st.session_state.get(state)
     if picked is not None and picked in set(rows["index"]):
         with below.container(width=BLOCK, border=True):

@@ -9,6 +9,7 @@ import re
 import streamlit as st
 
 from mnistviz import augment, charts, data, device, jobs, live, models, runs, train
+from pages._lrfind import lr_finder
 from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
 from pages._shared import launch_made, launch_repeated, require_mnist, same_settings, select_run, selected_run_name
 from pages._sweep_form import sweep_these_settings
@@ -358,6 +359,7 @@ with st.expander(f"Model summary: {_model}" + (f" ({_about})" if _about else "")
     rows = _summary(_model)
     st.dataframe(rows, hide_index=True, width="stretch")
     st.markdown(f"Total parameters: **{sum(r['parameters'] for r in rows):,}**")
+lr_finder(_form_config)  # the learning-rate range test of the form's settings (pages/_lrfind.py)
 
 
 # ---------- live view ----------

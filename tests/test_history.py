@@ -111,12 +111,20 @@ def test_mispredictions_lists_history_and_play(known_env):
     at = open_page(MP)
     assert not at.exception and not at.error
     late, forgot = (set(KNOWN_WRONG[1]) - set(KNOWN_WRONG[2]), set(KNOWN_WRONG[2]) - set(KNOWN_WRONG[1]))
+    assert not any("first_right" in d.value.columns for d in at.dataframe)  # the list's table only on request
+    grid = chart(at, "hist_grid_tiny-none_Learned late")
+    assert set(decode(grid["data"][2]["customdata"]).tolist()) == late
+    at.toggle(key="hist_table_tiny-none").set_value(True).run()
     table = next(d.value for d in at.dataframe if "first_right" in d.value.columns)
     assert set(table["index"]) == late and set(table["first_right"]) == {2}
     assert f"{len(late)} images." in " ".join(c.value for c in at.caption)
     at.radio(key="hist_list_tiny-none").set_value("Forgotten").run()
     table = next(d.value for d in at.dataframe if "times" in d.value.columns)
     assert set(table["index"]) == forgot and not table["right_at_end"].any()
+    at.session_state["hist_pick_tiny-none"] = 7  # what a click on its tile stores
+    at.run()
+    assert "test image 7" in [c for i in at.image for c in i.captions]
+    assert chart(at, "hist_pick_chart_tiny-none")
 
     # the close-up of image 7 (right at epoch 1, wrong at 2) has its history; it is in batch 0 (the page opens on
     # the batch with the most wrong)
