@@ -2,9 +2,9 @@
 off, alternating, for the default recipe (batch 256) and LeNet-5 at batch 32 (eight times the steps: the most a
 per-step hook can cost).
 
-    MNISTVIZ_DATA=../shared/data python bench/cartography_speed.py [--repeat 3]
+    MNISTVIZ_DATA=../shared/data python bench/cartography_speed.py [--repeat 3] [--recipe lenet5] [--limit-train N]
 
-Both sides run in this process on the same machine and thread count. Prints each round's training seconds (steps
+Both sides run in this process on the same machine and thread count, taking turns to go first. Prints each round's training seconds (steps
 only, as train_seconds) and their ratio, then the best-of-rounds ratio and the median of the per-round ratios. It
 also times the hook itself inside the recorded epochs (cartography.record after each step, cartography.save at the
 epoch's end), as a share of the epoch's training seconds: a figure the minute-to-minute noise of a shared VM (which
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mnistviz import cartography, data, train  # noqa: E402
 
 RECIPES = {
-    "default recipe (batch 256)": dict(epochs=1),
-    "LeNet-5, batch 32": dict(model="lenet5", optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,
+    "default": dict(epochs=1),  # the default recipe, batch 256
+    "lenet5": dict(model="lenet5", optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,
                               weight_decay=0.0, schedule="none", label_smoothing=0.0, batch_size=32, epochs=1,
                               augment="none", val_size=0),
 }
@@ -42,9 +42,9 @@ def timed(f):
     return wrapper
 
 
-def epoch(runs_dir: Path, recipe: dict, name: str, on: bool) -> float:
+def epoch(runs_dir: Path, recipe: dict, name: str, on: bool, limit: int) -> float:
     cartography.set_enabled(on)
-    run = train.create_run(train.Config(**recipe, name=name), runs_dir)
+    run = train.create_run(train.Config(**recipe, name=name, limit_train=limit), runs_dir)
     return train.train_run(run)["train_seconds"]
 
 
@@ -52,18 +52,27 @@ def main():
     global hook_s
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--recipe", choices=[*RECIPES, "all"], default="all",
+                    help="default: the default recipe (batch 256); lenet5: LeNet-5 at batch 32")
+    ap.add_argument("--limit-train", type=int, default=0, help="train on the first N images only (shorter rounds)")
     args = ap.parse_args()
     data.load_mnist()  # fail early, with the message, if MNIST is missing
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, MNIST at {data.data_root()}")
     cartography.record, cartography.save = timed(cartography.record), timed(cartography.save)
     with tempfile.TemporaryDirectory() as tmp:
         for label, recipe in RECIPES.items():
+            if args.recipe not in ("all", label):
+                continue
             ons, offs, ratios, shares = [], [], [], []
             for k in range(args.repeat):
+                # the side that goes first alternates: a load that fades or grows during a round favours neither
+                if k % 2:
+                    off = epoch(Path(tmp), recipe, f"off-{label}-{k}", False, args.limit_train)
                 hook_s = 0.0
-                on = epoch(Path(tmp), recipe, f"on{len(ratios)}{len(label)}", True)
+                on = epoch(Path(tmp), recipe, f"on-{label}-{k}", True, args.limit_train)
                 shares.append(hook_s / on)
-                off = epoch(Path(tmp), recipe, f"off{len(ratios)}{len(label)}", False)
+                if not k % 2:
+                    off = epoch(Path(tmp), recipe, f"off-{label}-{k}", False, args.limit_train)
                 ons.append(on)
                 offs.append(off)
                 ratios.append(on / off)
