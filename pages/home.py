@@ -1,18 +1,91 @@
-"""Runs: every run folder in a table; select one for every page, download its checkpoint, delete it."""
+"""Home: what mnistviz is and three first steps (train the LeNet-5 pair in one click, draw with the built-in model,
+browse its mistakes); below them the Runs table, every run folder: select one for every page, download its
+checkpoint, delete it."""
 import streamlit as st
 
-from mnistviz import charts, jobs, live, runs
-from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
-from pages._shared import all_runs, md, select_run, selected_run_name
+from mnistviz import charts, data, jobs, live, runs, train
+from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, SCROLL_TO_LIVE, WATCHING, poller, stat_row
+from pages._shared import all_runs, launch_made, launch_repeated, md, select_run, selected_run_name
+
+QUICK = "lenet5-quick"  # the preset of the first step's pair (mnistviz/config.py)
+BUILT_IN = "default"  # the committed run checkpoints/default: the model the Draw page uses before any training
 
 
-st.title("Runs")
+def first_steps(names: list[str]) -> None:
+    st.title("mnistviz")
+    st.markdown("**Train convolutional networks on MNIST and look inside them**: watch a training live, browse "
+                "what a model gets wrong, draw a digit for it to read.  \nCompare runs, above all the same model "
+                "trained with and without augmentation, and see whether the difference is more than noise.")
+    built_in = {"run": BUILT_IN} if BUILT_IN in names else None
+    with st.container(horizontal=True, key="first_steps"):
+        with st.container(border=True):
+            st.markdown("**1. Train LeNet-5, with and without augmentation**")
+            epochs = train.preset_config(QUICK)["epochs"]
+            st.caption(f"The classic network, {epochs} epochs on the 60,000 training images, trained twice in the "
+                       f"background: with standard augmentation, then without. The live view follows both; then "
+                       f"compare them.")
+            if st.button("Train the LeNet-5 pair (about 1 minute)", type="primary", icon=":material/play_arrow:",
+                         key="home_quick_pair"):
+                launch_quick_pair()
+        with st.container(border=True):
+            st.markdown("**2. Draw a digit**")
+            st.caption("The built-in model reads your handwriting as you draw, and shows what it looks at.")
+            st.page_link("pages/draw.py", label="Draw with the built-in model", icon=":material/draw:",
+                         query_params=built_in)
+        with st.container(border=True):
+            st.markdown("**3. See the built-in model's mistakes**")
+            st.caption("The test images it gets wrong, batch by batch, with how sure it was.")
+            st.page_link("pages/mispredictions.py", label="Its mistakes", icon=":material/error:",
+                         query_params=built_in, disabled=built_in is None)
+            if built_in is None:
+                st.caption(f"The built-in model is not in this runs folder ({md(runs.runs_dir())}); "
+                           f"train a run, then open Mispredictions.")
+
+
+def launch_quick_pair() -> None:
+    """Queue the quick LeNet-5 pair (a double click queues one) and open the Train page on its first run, its live
+    view scrolled into view; or say in one sentence why nothing was launched."""
+    cfg = train.Config(**train.preset_config(QUICK), preset=QUICK)
+    made = launch_repeated(("home_pair", cfg))
+    if not made:
+        try:
+            made = [r.name for r in jobs.submit_pair(cfg)]
+        except (runs.RunError, data.MNISTMissing, OSError) as e:
+            st.error(f"Nothing was launched: {e}")
+            return
+        launch_made(("home_pair", cfg), made)
+    select_run(made[0])
+    st.session_state[SCROLL_TO_LIVE] = True
+    st.session_state[WATCHING] = made[0]  # the Train page follows the pair from its first run on
+    st.switch_page("pages/train.py", query_params={"run": made[0]})
+
+
 good, broken = all_runs()
+first_steps([r["name"] for r in good])
+st.header("Runs")
 st.caption(f"Run folders in {runs.runs_dir()} · training from the Train page runs as its own process, "
            f"one at a time; the rest wait in a queue.")
 
 if not good and not broken:
     st.info("No runs yet. Train one on the Train page, or from a terminal: `python -m mnistviz.train`.")
+
+
+# The table's columns, in widths (px) that fit the page at 1400 px with the sidebar open (tests/e2e); the optimizer,
+# creation time and pair id are left out of view (the Compare page lists a pair's settings; automatic names carry
+# the time)
+RUNS_COLUMNS = {
+    "name": st.column_config.TextColumn(width=215),
+    "status": st.column_config.TextColumn(width=85),
+    "progress %": st.column_config.ProgressColumn(format="%.0f%%", min_value=0, max_value=100, width=80),
+    "epoch": st.column_config.TextColumn(width=60),
+    "best test acc %": st.column_config.NumberColumn(format="%.2f", width=105),
+    "model": st.column_config.TextColumn(width=70),
+    "augmentation": st.column_config.TextColumn(width=95),
+    "lr": st.column_config.NumberColumn(format="%g", width=55),
+    "batch": st.column_config.NumberColumn(width=50),
+    "train s": st.column_config.NumberColumn(width=60),
+    "optimizer": None, "created": None, "pair": None,
+}
 
 
 def _states(rows) -> list[tuple]:
@@ -35,6 +108,9 @@ def runs_list(drawn: str | None):
     training = running[0] if running else None
     if training:
         snap = live.snapshot(training)
+        row = next(r for r in now if r["name"] == training)
+        if (snap.get("state"), snap.get("epochs_done")) != (row["status"], row["epochs_done"]):
+            st.rerun()  # an epoch ended between the table's read and this one: the numbers and the table show one
         also = f" · also running: {', '.join(running[1:])}" if running[1:] else ""
         st.markdown(f"**Training now: {training}**{also}" + (f" · queued: {', '.join(busy[1])}" if busy[1] else ""))
         if "stats" in snap:
@@ -59,12 +135,7 @@ def runs_list(drawn: str | None):
     st.dataframe(
         table, hide_index=True, width="stretch", on_select=_row_picked, selection_mode="single-row", key=key,
         selection_default={"selection": {"rows": ticked}} if ticked else None,
-        column_config={
-            "progress %": st.column_config.ProgressColumn(format="%.0f%%", min_value=0, max_value=100),
-            "best test acc %": st.column_config.NumberColumn(format="%.2f"),
-            "lr": st.column_config.NumberColumn(format="%g"),
-            "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        })
+        column_config=RUNS_COLUMNS)
     st.caption("Click a row to select that run on every page."
                + (" The table follows the training at each epoch's end." if training else ""))
 

@@ -31,7 +31,7 @@ def server(tmp_path, tiny_data):
 
 def test_trace_a_one_then_a_zero(server, page):
     page.goto(server.url)                                        # the app's own navigation, as a user gets there
-    page.get_by_role("link", name="Draw").click()
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Draw").click()
     page.locator("canvas.upper-canvas").wait_for()
     expect(page.get_by_text("Draw a digit 0-9")).to_be_visible(timeout=WAIT)
     settle(page)
