@@ -1,4 +1,5 @@
-"""Two or more runs side by side: curves, config differences, per-class accuracy, disagreements, robustness.
+"""Two or more runs side by side: curves, config differences, per-class accuracy, disagreements, robustness, and a
+verdict on two of them with paired tests on the same test images (McNemar's exact test; scipy's binomtest).
 
 Plain Python (numpy/pandas/torch); the Compare page (pages/compare.py) is layout over these functions.
 Predictions come from the run store (`analysis.run_predictions`), robustness re-evaluates each run's best
@@ -7,6 +8,7 @@ checkpoint (`runs.load_model`) on deterministically distorted copies of the firs
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -148,61 +150,115 @@ def epochs_csv(runs: list[Run]) -> bytes:
     return csv_bytes(pd.DataFrame(rows), index=False)
 
 
-# ---------- a one-line verdict ----------
+# ---------- the verdict: which run is more accurate, and is it more than noise ----------
+
+ALPHA = 0.05  # a difference counts as "more than noise" when its paired test gives p below this
+DISTORTED = "shifted, rotated and thickened digits"
+
 
 def _pct(v: float) -> str:
     return f"{v:.2%}"
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and not math.isfinite(v))
+@dataclass(frozen=True)
+class Paired:
+    """A paired comparison of A and B on the same images. n: images; acc_a / acc_b: accuracies (fractions);
+    a_better / b_better: images on which A does better than B and the reverse (the discordant pairs); p: the
+    two-sided exact binomial test of a_better against b_better at 1/2 (1.0 when there are none)."""
+    n: int
+    acc_a: float
+    acc_b: float
+    a_better: int
+    b_better: int
+    p: float
 
 
-def _lead(va: float, vb: float) -> tuple[float, str, float, float]:
-    """(points between them to 0.01, the leader "A" or "B", the higher value, the lower one); 0 points is a tie."""
-    win, hi, lo = ("A", va, vb) if va > vb else ("B", vb, va)
-    return round(abs(va - vb) * 100, 2), win, hi, lo
+def sign_test(a_better: int, b_better: int) -> float:
+    """Two-sided exact test that A and B are equally good, given only the pairs they disagree on: under that
+    hypothesis each disagreement goes either way with probability 1/2 (McNemar's exact test, a sign test)."""
+    from scipy.stats import binomtest  # only the Compare page needs scipy
+
+    n = a_better + b_better
+    return 1.0 if n == 0 else float(binomtest(a_better, n, 0.5).pvalue)
 
 
-def _accuracy_clause(what: str, names: dict[str, str], va, vb) -> str | None:
-    """"A (x) has the higher best test accuracy (…)" / "both have the same …"; None when a value is missing."""
-    if _missing(va) or _missing(vb):
-        return None
-    pts, win, hi, lo = _lead(va, vb)
-    if pts == 0:
-        return f"both have the same {what} ({_pct(va)})"
-    return f"{win} ({names[win]}) has the higher {what} ({_pct(hi)} vs {_pct(lo)}, +{pts:.2f} points)"
+def mcnemar(labels, probs_a, probs_b) -> Paired:
+    """McNemar's exact test on the test images: A's and B's predictions (probs N x 10) on the same `labels`.
+    Raises CompareError with a sentence when they were not scored on the same number of images."""
+    labels = np.asarray(labels, dtype=np.int64)
+    _same_length(labels, probs_a, probs_b)
+    ok_a = analysis.predictions(probs_a)[0] == labels
+    ok_b = analysis.predictions(probs_b)[0] == labels
+    a, b = int((ok_a & ~ok_b).sum()), int((ok_b & ~ok_a).sum())
+    n = len(labels)
+    return Paired(n, float(ok_a.mean()) if n else math.nan, float(ok_b.mean()) if n else math.nan, a, b,
+                  sign_test(a, b))
 
 
-def distorted_accuracy(rob: pd.DataFrame) -> dict[str, float]:
-    """Per run: mean accuracy over the distorted conditions (strength > 0) of a robustness table."""
-    d = rob[rob.strength > 0]
-    return {str(k): float(v) for k, v in d.groupby("run").accuracy.mean().items()}
+def distorted_sign_test(right_a, right_b) -> Paired:
+    """A paired test on distorted images. `right_a` / `right_b`: bool (versions x N), whether the run gets each
+    distorted version of each test image right (robustness_outcomes). The versions of one image are not
+    independent trials, so the test counts images, not versions: an image counts for A when A gets more of its
+    versions right than B does. acc_a / acc_b are the share of all distorted versions right."""
+    ra, rb = np.asarray(right_a, bool), np.asarray(right_b, bool)
+    if ra.shape != rb.shape or ra.ndim != 2:
+        raise CompareError(f"the robustness results of the two runs do not match ({ra.shape} and {rb.shape})")
+    ka, kb = ra.sum(0), rb.sum(0)
+    a, b = int((ka > kb).sum()), int((kb > ka).sum())
+    return Paired(ra.shape[1], float(ra.mean()) if ra.size else math.nan,
+                  float(rb.mean()) if rb.size else math.nan, a, b, sign_test(a, b))
 
 
-def verdict(a: str, b: str, best: dict, final: dict, distorted: dict | None) -> str:
-    """One or two plain sentences on A vs B: who has the higher best and final test accuracy and by how many
-    points, then who holds up better under distortion. `best` / `final` map run name -> accuracy (fraction,
-    None when unknown); `distorted` maps run name -> mean accuracy on distorted images (distorted_accuracy),
-    or is None when the robustness check has not been run (the sentence then points to it)."""
-    names = {"A": a, "B": b}
-    clauses = [c for c in (_accuracy_clause("best test accuracy", names, best.get(a), best.get(b)),
-                           _accuracy_clause("final test accuracy", names, final.get(a), final.get(b))) if c]
-    out = []
-    if clauses:
-        first = "; ".join(clauses)
-        out.append(first[0].upper() + first[1:] + ".")
-    if distorted is None:
-        out.append("For robustness to distortions, see Robustness below.")
-    elif not (_missing(distorted.get(a)) or _missing(distorted.get(b))):
-        pts, win, hi, lo = _lead(distorted[a], distorted[b])
-        if pts == 0:
-            out.append(f"Under distortion both hold up equally ({_pct(distorted[a])} mean accuracy on the distorted "
-                       f"images).")
-        else:
-            out.append(f"Under distortion {win} ({names[win]}) holds up better ({_pct(hi)} vs {_pct(lo)} mean "
-                       f"accuracy on the distorted images, +{pts:.2f} points).")
-    return " ".join(out)
+def p_text(p: float) -> str:
+    """"p = 0.30", "p = 0.012", "p < 0.001"; never rounded across ALPHA (0.0499 is not shown as 0.05)."""
+    if p < 0.001:
+        return "p < 0.001"
+    if p > 0.995:
+        return "p = 1"
+    text = f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+    if (p < ALPHA) != (float(text) < ALPHA):
+        text = f"{p:.4f}"
+    return f"p = {text}"
+
+
+def _finding(t: Paired, names: dict, where: str, test: str, what: str, better: str) -> str:
+    """One sentence on `t`: who is ahead on `where` and whether `test` says it is more than noise."""
+    if t.n == 0:
+        return f"On {where} there is nothing to compare: no images."
+    if t.a_better == t.b_better == 0:
+        return (f"On {where} A and B get exactly the same images right ({_pct(t.acc_a)}): no disagreements, "
+                f"so no difference.")
+    counts = f"{max(t.a_better, t.b_better)} vs {min(t.a_better, t.b_better)} {what}"
+    w = "A" if t.a_better > t.b_better else "B"
+    hi, lo = (t.acc_a, t.acc_b) if w == "A" else (t.acc_b, t.acc_a)
+    if t.a_better == t.b_better or hi < lo:  # (on distorted images the image count and the accuracy can disagree)
+        return (f"On {where} neither is ahead: {_pct(t.acc_a)} vs {_pct(t.acc_b)}, {counts}, {test} {p_text(t.p)}: "
+                f"no clear difference on {where}.")
+    stats = f"{_pct(hi)} vs {_pct(lo)}, {counts}, {test} {p_text(t.p)}"
+    if t.p < ALPHA:
+        return f"On {where} {w} ({names[w]}) {better}: {stats}: more than noise."
+    return f"On {where} {w} ({names[w]}) scores higher, {stats}: no clear difference on {where}."
+
+
+def clean_finding(a: str, b: str, clean: Paired | str) -> str:
+    """The verdict's sentence on clean test images: `clean` from mcnemar, or a sentence saying why there is none."""
+    if isinstance(clean, str):
+        return clean
+    return _finding(clean, {"A": a, "B": b}, "clean images", "McNemar's exact test",
+                    "disagreements (images only one of them gets right)", "is more accurate")
+
+
+def distorted_finding(a: str, b: str, distorted: Paired | str) -> str:
+    """The verdict's sentence on distorted digits: `distorted` from distorted_sign_test, or why there is none."""
+    if isinstance(distorted, str):
+        return distorted
+    return _finding(distorted, {"A": a, "B": b}, DISTORTED, "sign test over images",
+                    "images where one gets more of the distorted versions right", "holds up better")
+
+
+def verdict(a: str, b: str, clean: Paired | str, distorted: Paired | str) -> list[str]:
+    """The Compare page's verdict on A vs B in two sentences: on clean test images, then on distorted ones."""
+    return [clean_finding(a, b, clean), distorted_finding(a, b, distorted)]
 
 
 # ---------- predictions ----------
@@ -327,17 +383,27 @@ def robustness(models: dict[str, torch.nn.Module], images: torch.Tensor, labels:
     """Accuracy of each model on distorted copies of `images` (uint8 N x 28 x 28 or float N x 1 x 28 x 28).
     Tidy DataFrame: run, distortion, strength, accuracy (fraction). Each distorted set is made once and
     shared by the models."""
+    return robustness_outcomes(models, images, labels, distortions)[0]
+
+
+def robustness_outcomes(models: dict[str, torch.nn.Module], images: torch.Tensor, labels: torch.Tensor,
+                        distortions: dict[str, tuple] = DISTORTIONS) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """`robustness`'s table, and per model which distorted images it gets right: bool (versions x N), one row per
+    distorted condition (strength > 0) in the table's order, for a paired test (distorted_sign_test)."""
     x, y = _as_float(images), torch.as_tensor(labels, dtype=torch.int64)
     if len(x) != len(y) or len(x) == 0:
         raise CompareError(f"robustness needs test images and as many labels (got {len(x)} and {len(y)})")
-    rows = []
+    rows, right = [], {name: [] for name in models}
     for kind, strengths in distortions.items():
         for s in strengths:
             xd = distort(x, kind, s)
             for name, model in models.items():
-                acc = (predict_logits(model, xd).argmax(1) == y).double().mean().item()
-                rows.append((name, kind, s, acc))
-    return pd.DataFrame(rows, columns=["run", "distortion", "strength", "accuracy"])
+                ok = predict_logits(model, xd).argmax(1) == y
+                rows.append((name, kind, s, ok.double().mean().item()))
+                if s > 0:
+                    right[name].append(ok.numpy())
+    table = pd.DataFrame(rows, columns=["run", "distortion", "strength", "accuracy"])
+    return table, {name: np.array(r, dtype=bool).reshape(len(r), len(y)) for name, r in right.items()}
 
 
 def run_robustness(run_dirs: list[str | Path], images: torch.Tensor, labels: torch.Tensor,
@@ -346,3 +412,11 @@ def run_robustness(run_dirs: list[str | Path], images: torch.Tensor, labels: tor
     checkpoint cannot be loaded."""
     models = {Path(d).name: load_model(d) for d in run_dirs}
     return robustness(models, images[:n], labels[:n], distortions)
+
+
+def run_robustness_outcomes(run_dirs: list[str | Path], images: torch.Tensor, labels: torch.Tensor,
+                            n: int = ROBUSTNESS_IMAGES, distortions: dict[str, tuple] = DISTORTIONS):
+    """`robustness_outcomes` for runs' best checkpoints on the first `n` images. Raises RunError for a run whose
+    checkpoint cannot be loaded."""
+    models = {Path(d).name: load_model(d) for d in run_dirs}
+    return robustness_outcomes(models, images[:n], labels[:n], distortions)

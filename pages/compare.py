@@ -177,9 +177,68 @@ def gallery(df, images, right: str, a: str, b: str, limit: int, key: str) -> Non
             f"{b} confidence": st.column_config.NumberColumn(format="percent")})
 
 
+@st.cache_data(show_spinner="Checking A and B on distorted test images…", max_entries=16)
+def pair_outcomes(run_dirs: tuple[str, str], stamps: tuple[float, float], data_root: str):
+    """The robustness table and who gets each distorted image right, for the verdict's pair. Cached per pair (and
+    checkpoint mtimes, data root): it runs on every visit, so only a retrained checkpoint pays the seconds again.
+    On the page's one core (unlike the check of other runs on request): it runs while the browser draws the page."""
+    mnist = data.load_mnist(data_root, download=False)
+    return compare.run_robustness_outcomes(list(run_dirs), mnist.test_images, mnist.test_labels)
+
+
+def pair_robustness(pair: list) -> tuple[tuple | None, str | None, bool]:
+    """(robustness table and outcomes of A and B, None, False), or (None, why not, whether that is an error)."""
+    missing = [r.name for r in pair if r.checkpoint_stamp() <= 0]
+    if missing:
+        return None, f"No robustness check yet: {' and '.join(missing)} has no checkpoint.", False
+    if data.find_mnist() is None:
+        return None, f"The robustness check needs the test images: {data.missing_message()}", False
+    try:
+        return pair_outcomes(tuple(str(r.path) for r in pair), tuple(r.checkpoint_stamp() for r in pair),
+                             str(data.data_root())), None, False
+    except (runs.RunError, data.MNISTMissing, compare.CompareError) as e:
+        return None, f"The robustness check failed: {e}", True
+
+
+def show_verdict(box, labels, probs: dict, problems: dict, pair: list):
+    """The verdict on A and B at the top of the page: which is more accurate on clean test images and whether that
+    is more than noise. Returns the slot for its sentence on distorted digits (finish_verdict fills it once the
+    robustness check, seconds, has run at the end of the page), or None when there is no verdict."""
+    with box.container(border=True):
+        if len(probs) < 2:
+            why = " ".join(f"{m[0].upper()}{m[1:]}." for m in problems.values())
+            st.markdown(f"**No verdict**: it needs two runs with stored test predictions. {md(why)}")
+            return None
+        a, b = (r.name for r in pair)
+        try:
+            clean = compare.mcnemar(labels, probs[a], probs[b])
+        except compare.CompareError as e:
+            clean = f"{str(e)[0].upper()}{str(e)[1:]}."
+        st.markdown(f"**Verdict: A = {md(a)} vs B = {md(b)}**")
+        st.markdown(md(compare.clean_finding(a, b, clean)))
+        slot = st.empty()
+        slot.markdown(f"On {compare.DISTORTED}: checking A and B (a few seconds)…")
+        shown = "; ".join(f"{k} {', '.join(str(s) for s in v[1:])}" for k, v in compare.DISTORTIONS.items())
+        n = len(labels)
+        st.caption(f"Each run at its best epoch (the best test acc under Metrics): its stored predictions on the "
+                   f"{n:,} test images, and its best checkpoint on distorted copies of the first "
+                   f"{min(n, compare.ROBUSTNESS_IMAGES):,} ({shown}). Paired tests on the same images: McNemar's "
+                   f"exact test counts the images only one run gets right; a difference is more than noise at "
+                   f"p < {compare.ALPHA}.")
+    return slot
+
+
+def finish_verdict(slot, pair: list, rob, rob_problem: str | None) -> None:
+    """The verdict's sentence on distorted digits: a sign test on the pair's robustness check, or why there is none."""
+    a, b = (r.name for r in pair)
+    distorted = rob_problem if rob is None else compare.distorted_sign_test(rob[1][a], rob[1][b])
+    slot.markdown(md(compare.distorted_finding(a, b, distorted)))
+
+
 # ---------------------------------------------------------------- page
 
 st.title("Compare runs")
+verdict_box = st.container()  # filled once the runs are read: the first thing under the title
 st.caption("Curves, metrics, per-digit accuracy, disagreements and robustness of two or more runs. "
            "Each run keeps one colour on the whole page.")
 
@@ -222,6 +281,9 @@ empty = [n for n, recs in records.items() if not recs]
 if empty:
     st.info(f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no finished epoch yet, so no curves or "
             f"metrics; come back when training has got further.")
+labels, probs, problems = compare.load_predictions(sel)
+pair = [r for r in sel if r.name in probs][:2]  # A and B: the first two selected runs with predictions
+verdict_slot = show_verdict(verdict_box, labels, probs, problems, pair)
 models = {c["model"] for c in configs.values()}
 if len(models) > 1:
     st.caption(f"Different architectures ({', '.join(sorted(models))}): everything below still compares, "
@@ -266,7 +328,6 @@ c2.download_button("Every epoch (CSV)", compare.epochs_csv(sel), file_name="comp
                    icon=":material/download:")
 
 # --- predictions: per class, confusion difference, disagreements
-labels, probs, problems = compare.load_predictions(sel)
 for msg in problems.values():
     st.warning(f"{msg}. It is left out of the per-digit and disagreement sections.")
 if probs:
@@ -280,9 +341,6 @@ if probs:
 if len(probs) >= 2:
     a, b = list(probs)[:2]
     st.subheader(f"A = {a} vs B = {b}")
-    verdict_slot = st.empty()  # filled below; again after the robustness section once its numbers exist
-    verdict_args = (a, b, summary["best test acc"].to_dict(), summary["final test acc"].to_dict())
-    verdict_slot.markdown(compare.verdict(*verdict_args, None))
     st.caption("The first two selected runs (with predictions); reorder the selection above to change them.")
     # side by side when the page is wide enough, the heatmap above the disagreements on a narrow window
     # (columns would squeeze it into a thin strip)
@@ -316,25 +374,38 @@ if len(probs) >= 2:
 st.subheader("Robustness to distortions")
 strengths = "; ".join(f"{k} {', '.join(str(s) for s in v[1:])} {compare.UNITS[k]}" for k, v in compare.DISTORTIONS.items())
 st.caption(f"Each run's best checkpoint evaluated on the first {compare.ROBUSTNESS_IMAGES:,} test images, plain and "
-           f"distorted ({strengths}). Takes a few seconds per run; results are kept until a checkpoint changes.")
+           f"distorted ({strengths}). A and B are checked for the verdict at the top; other runs take a few seconds "
+           f"each, on request. Results are kept until a checkpoint changes.")
 ready = [r for r in sel if r.checkpoint_stamp() > 0]
 if len(ready) < len(sel):
     st.caption(f"Left out (no checkpoint yet): {', '.join(r.name for r in sel if r not in ready)}.")
-key = (tuple(str(r.path) for r in ready), tuple(r.checkpoint_stamp() for r in ready), str(data.data_root()))
-if st.button("Run the robustness check", key="compare_robust", disabled=not ready):
-    st.session_state["compare_robust_for"] = key
-if st.session_state.get("compare_robust_for") == key:
-    if data.find_mnist() is None:
-        st.info(f"The robustness check needs the test images: {data.missing_message()}")
-    else:
-        try:
-            rob = robustness_table(*key)
-        except (runs.RunError, data.MNISTMissing, compare.CompareError) as e:
-            st.error(f"The robustness check failed: {e}")
+# A and B are checked on every visit, for the verdict (last on the page: everything above shows meanwhile)
+rob, rob_problem, rob_failed = pair_robustness(pair) if len(pair) == 2 else (None, None, False)
+if verdict_slot is not None:
+    finish_verdict(verdict_slot, pair, rob, rob_problem)
+table = rob[0] if rob is not None else None
+if rob_problem:
+    (st.error if rob_failed else st.info)(rob_problem)
+if rob is not None:
+    others = [r for r in ready if r.name not in {p.name for p in pair}]
+else:  # no pair result: the button checks every run, unless the pair's problem (shown above) would stop it too
+    others = [] if rob_problem else ready
+if others:  # the other runs on request: seconds each
+    label = f"Add the other {len(others)} run{'s' if len(others) > 1 else ''}" if rob is not None else \
+        "Run the robustness check"
+    key = (tuple(str(r.path) for r in ready), tuple(r.checkpoint_stamp() for r in ready), str(data.data_root()))
+    if st.button(label, key="compare_robust"):
+        st.session_state["compare_robust_for"] = key
+    if st.session_state.get("compare_robust_for") == key:
+        if data.find_mnist() is None:
+            st.info(f"The robustness check needs the test images: {data.missing_message()}")
         else:
-            st.plotly_chart(robustness_figure(rob, {n: colors[n] for n in rob.run.unique()}), key="compare_robustness",
-                            config=png_config("robustness"))
-            if len(probs) >= 2:
-                verdict_slot.markdown(compare.verdict(*verdict_args, compare.distorted_accuracy(rob)))
-            st.download_button("Robustness (CSV)", compare.csv_bytes(rob, index=False), file_name="compare-robustness.csv",
-                               mime="text/csv", icon=":material/download:")
+            try:
+                table = robustness_table(*key)
+            except (runs.RunError, data.MNISTMissing, compare.CompareError) as e:
+                st.error(f"The robustness check failed: {e}")
+if table is not None:
+    st.plotly_chart(robustness_figure(table, {n: colors[n] for n in table.run.unique()}), key="compare_robustness",
+                    config=png_config("robustness"))
+    st.download_button("Robustness (CSV)", compare.csv_bytes(table, index=False), file_name="compare-robustness.csv",
+                       mime="text/csv", icon=":material/download:")

@@ -103,15 +103,59 @@ fig.update_yaxes(title="true digit", dtick=1, range=[9.5, -0.5], scaleanchor="x"
                  showgrid=False, zeroline=False, fixedrange=True)
 fig.update_layout(height=500, margin=dict(l=0, r=0, t=40, b=60), showlegend=False, dragmode=False,
                   clickmode="event+select", plot_bgcolor="white")
+cell = st.session_state.get(CELL)
+if cell is not None:  # the picked cell, outlined: a click shows where it landed
+    fig.add_shape(type="rect", x0=cell[1] - 0.5, x1=cell[1] + 0.5, y0=cell[0] - 0.5, y1=cell[0] + 0.5,
+                  xref="x", yref="y", layer="above", line=dict(color="#111111", width=3))
 
-# the matrix and the tables side by side, or the tables under the matrix on a narrow page
+
+def clear_cell() -> None:
+    st.session_state[CELL] = st.session_state[IMAGE] = None
+
+
+def show_cell(t: int, p: int):
+    """The picked cell's images as a grid (most confident first); returns (images, the picked image or None)."""
+    idx = analysis.cell_indices(labels, preds, t, p)
+    head = st.container(horizontal=True, vertical_alignment="center")
+    head.subheader(f"True {t}, predicted {p}: {len(idx)} image{'s' if len(idx) != 1 else ''}", anchor=False,
+                   width="content")
+    head.button("Close", key="cf_cell_close", icon=":material/close:", type="tertiary", on_click=clear_cell)
+    if len(idx) == 0:
+        st.info("No test images in this cell.")
+        return None, None
+    images, missing = analysis.test_images_for(labels)
+    if missing:
+        st.warning(f"{missing} The test-image indices in this cell: {', '.join(map(str, idx[:MAX_TILES]))}.")
+        return None, None
+    shown = idx[np.argsort(-conf[idx], kind="stable")][:MAX_TILES]  # most confident first
+    picked = st.session_state.get(IMAGE)
+    picked = int(picked) if picked is not None and picked in shown else None
+    if len(idx) > MAX_TILES:
+        st.caption(f"The {MAX_TILES} most confident of {len(idx)}.")
+    grid = digit_grid(images[shown], titles=[f"#{i} {conf[i]:.0%}" for i in shown],
+                      highlight=np.full(len(shown), t != p), ids=shown, cols=8, tile_px=54, selected=picked)
+    key = f"cf_grid_{t}_{p}"
+    st.plotly_chart(grid, key=key, on_select=partial(on_tile_pick, key), selection_mode="points",
+                    width="content", config={"displayModeBar": False})
+    st.caption("Title: test-image index and confidence. Click an image to look at it.")
+    return images, picked
+
+
+# the matrix and the tables side by side, or the tables under the matrix on a narrow page; a picked cell's images
+# (and the image picked among them) go at the top of the second block, beside the matrix where the eye is
 row = st.container(horizontal=True, gap="medium")
 with row.container(width=BLOCK):
     st.plotly_chart(fig, key="cf_heatmap", on_select=on_cell_click, selection_mode="points", width="stretch",
                     config={"displayModeBar": False})
     st.caption("Rows: true digit; columns: predicted digit. Colour: the share of the row's test images in the "
-               "cell (hover for both numbers). Click a cell to see its images.")
+               "cell (hover for both numbers). Click a cell to see its images beside the matrix.")
 with row.container(width=BLOCK):
+    if cell is not None:
+        t, p = cell
+        images, picked = show_cell(t, p)
+        if picked is not None:
+            with st.container(border=True):
+                image_up_close(run.name, picked, images[picked], probs[picked], t, int(preds[picked]), "cf_probs")
     st.subheader("Most confused", anchor=False)
     pairs = analysis.most_confused(labels, preds, k=10)
     if pairs.empty:
@@ -126,34 +170,3 @@ with row.container(width=BLOCK):
                                       na_rep="–"))
     st.caption("A digit's accuracy is the share of its test images classified correctly (the same number as its "
                "recall); precision is the share of predictions of that digit that were right.")
-
-cell = st.session_state.get(CELL)
-if cell is not None:
-    t, p = cell
-    idx = analysis.cell_indices(labels, preds, t, p)
-    st.subheader(f"True {t}, predicted {p}: {len(idx)} image{'s' if len(idx) != 1 else ''}", anchor=False)
-    if len(idx) == 0:
-        st.info("No test images in this cell.")
-    else:
-        images, missing = analysis.test_images_for(labels)
-        if missing:
-            st.warning(f"{missing} The test-image indices in this cell: "
-                       f"{', '.join(map(str, idx[:MAX_TILES]))}.")
-        else:
-            shown = idx[np.argsort(-conf[idx], kind="stable")][:MAX_TILES]  # most confident first
-            picked = st.session_state.get(IMAGE)
-            picked = int(picked) if picked is not None and picked in shown else None
-            below = st.container(horizontal=True, gap="medium")
-            with below.container(width=BLOCK):
-                if len(idx) > MAX_TILES:
-                    st.caption(f"The {MAX_TILES} most confident of {len(idx)}.")
-                grid = digit_grid(images[shown], titles=[f"#{i} {conf[i]:.0%}" for i in shown],
-                                  highlight=np.full(len(shown), t != p), ids=shown, cols=8, tile_px=54,
-                                  selected=picked)
-                key = f"cf_grid_{t}_{p}"
-                st.plotly_chart(grid, key=key, on_select=partial(on_tile_pick, key), selection_mode="points",
-                                width="content", config={"displayModeBar": False})
-                st.caption("Title: test-image index and confidence. Click an image to look at it.")
-            if picked is not None:
-                with below.container(width=BLOCK, border=True):
-                    image_up_close(run.name, picked, images[picked], probs[picked], t, int(preds[picked]), "cf_probs")

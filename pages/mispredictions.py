@@ -74,8 +74,11 @@ def on_tile_click() -> None:
 # ---- wrong per batch ----
 # (kept() only right before its widget is drawn: a value put in the state of a widget that the run then does
 # not draw outlives the widget's own value, and would come back instead of it later)
-for key, default in ((BATCH, 0), ("mp_view", "Batch"), ("mp_show", analysis.SHOW[-1]), ("mp_true", []),
-                     ("mp_pred", []), (IMAGE, None)):
+# a first visit opens where the mistakes are: the batch with the most wrong, showing the wrong ones (batch 0 with
+# everything shown read "0 wrong of 32"); what the session holds wins
+worst = int(wrong.argmax())
+for key, default in ((BATCH, worst), ("mp_view", "Batch"), ("mp_show", "wrong" if wrong.any() else "all"),
+                     ("mp_true", []), ("mp_pred", []), (IMAGE, None)):
     kept(key, default)
 current = st.session_state[BATCH]
 if not 0 <= current < n_batches:
@@ -84,7 +87,6 @@ if not 0 <= current < n_batches:
 bars = wrong_per_batch_bars(wrong, current, bs)
 st.plotly_chart(bars, key="mp_bars", on_select=on_bar_click, selection_mode="points", config={"displayModeBar": False})
 
-worst = int(wrong.argmax())
 c = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
 c.button("Batch with the most wrong", on_click=set_batch, args=(worst,), disabled=not wrong.any(),
          help=f"batch {worst}: {int(wrong[worst])} wrong" if wrong.any() else "no wrong predictions")

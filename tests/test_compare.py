@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -340,34 +341,117 @@ def test_epochs_csv_has_no_float32_noise(fixture_runs):
     np.testing.assert_allclose(csv.test_loss, raw.test_loss, rtol=1e-5)
 
 
-def test_verdict_a_better_everywhere_and_robustness_not_yet_checked():
-    s = compare.verdict("aug", "none", {"aug": 0.9931, "none": 0.9912}, {"aug": 0.993, "none": 0.991}, None)
-    assert s == ("A (aug) has the higher best test accuracy (99.31% vs 99.12%, +0.19 points); "
-                 "A (aug) has the higher final test accuracy (99.30% vs 99.10%, +0.20 points). "
-                 "For robustness to distortions, see Robustness below.")
+# ---------- the verdict: paired tests on the same images ----------
+
+def exact_p(k: int, n: int) -> float:
+    """Two-sided exact binomial p at 1/2, by hand (not scipy): twice the smaller tail, at most 1."""
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
 
 
-def test_verdict_b_better_and_b_holds_up_better():
-    s = compare.verdict("aug", "none", {"aug": 0.981, "none": 0.99}, {"aug": 0.98, "none": 0.9875},
-                        {"aug": 0.70, "none": 0.8125})
-    assert s == ("B (none) has the higher best test accuracy (99.00% vs 98.10%, +0.90 points); "
-                 "B (none) has the higher final test accuracy (98.75% vs 98.00%, +0.75 points). "
-                 "Under distortion B (none) holds up better (81.25% vs 70.00% mean accuracy on the distorted "
-                 "images, +11.25 points).")
+def right_and_wrong(n: int, wrong: list[int]) -> np.ndarray:
+    """Probabilities for n test images labelled i % 10: right except on `wrong`, which are called label + 1."""
+    labels = np.arange(n) % 10
+    preds = labels.copy()
+    preds[wrong] = (labels[wrong] + 1) % 10
+    return onehot_probs(preds)
 
 
-def test_verdict_ties_mixed_results_and_missing_numbers():
-    s = compare.verdict("a", "b", {"a": 0.99, "b": 0.99 + 1e-7}, {"a": 0.97, "b": 0.98}, {"a": 0.5, "b": 0.5})
-    assert s == ("Both have the same best test accuracy (99.00%); B (b) has the higher final test accuracy "
-                 "(98.00% vs 97.00%, +1.00 points). Under distortion both hold up equally (50.00% mean accuracy "
-                 "on the distorted images).")
-    # a run with no scored epoch and one left out of the robustness check: only what is known is said
-    s = compare.verdict("a", "b", {"a": None, "b": 0.9}, {"a": float("nan"), "b": 0.9}, {"b": 0.6})
-    assert s == ""
+def test_mcnemar_a_real_difference_is_called_more_than_noise():
+    labels = np.arange(1000) % 10
+    a = right_and_wrong(1000, list(range(20)))          # A wrong on 20 images
+    b = right_and_wrong(1000, list(range(20, 80)))      # B wrong on 60 others
+    t = compare.mcnemar(labels, a, b)
+    assert (t.n, t.a_better, t.b_better) == (1000, 60, 20)
+    assert (t.acc_a, t.acc_b) == (0.98, 0.94) and t.p == pytest.approx(exact_p(60, 80)) and t.p < 1e-5
+    clean, _ = compare.verdict("aug", "none", t, "x")
+    assert clean == ("On clean images A (aug) is more accurate: 98.00% vs 94.00%, 60 vs 20 disagreements (images "
+                     "only one of them gets right), McNemar's exact test p < 0.001: more than noise.")
+    # the same counts the other way round: B is named
+    clean, _ = compare.verdict("aug", "none", compare.mcnemar(labels, b, a), "x")
+    assert clean.startswith("On clean images B (none) is more accurate: 98.00% vs 94.00%, 60 vs 20")
 
 
-def test_distorted_accuracy_averages_the_distorted_conditions_only():
-    rob = pd.DataFrame([("a", "shift", 0, 1.0), ("a", "shift", 2, 0.5), ("a", "rotate", 15, 0.7),
-                        ("b", "shift", 0, 0.2), ("b", "shift", 2, 0.9)],
-                       columns=["run", "distortion", "strength", "accuracy"])
-    assert compare.distorted_accuracy(rob) == pytest.approx({"a": 0.6, "b": 0.9})
+def test_mcnemar_a_gap_that_is_noise_is_called_no_clear_difference():
+    # the issue's example: 100 vs 85 disagreements on 10,000 images
+    labels = np.arange(10_000) % 10
+    a = right_and_wrong(10_000, list(range(85)))
+    b = right_and_wrong(10_000, list(range(85, 185)))
+    t = compare.mcnemar(labels, a, b)
+    assert (t.a_better, t.b_better) == (100, 85) and t.p == pytest.approx(exact_p(85, 185))
+    assert 0.2 < t.p < 0.4
+    clean, _ = compare.verdict("aug", "none", t, "x")
+    assert clean == ("On clean images A (aug) scores higher, 99.15% vs 99.00%, 100 vs 85 disagreements (images only "
+                     f"one of them gets right), McNemar's exact test p = {t.p:.2f}: no clear difference on clean "
+                     "images.")
+    # images both get wrong (here with different wrong digits) are no evidence either way
+    shared = list(range(9000, 9500))
+    a2, b2 = right_and_wrong(10_000, list(range(85)) + shared), right_and_wrong(10_000, list(range(85, 185)) + shared)
+    b2[shared] = onehot_probs((labels[shared] + 2) % 10)
+    t2 = compare.mcnemar(labels, a2, b2)
+    assert (t2.a_better, t2.b_better, t2.p) == (100, 85, t.p) and t2.acc_a == pytest.approx(0.9415)
+
+
+def test_mcnemar_edge_cases_identical_runs_level_runs_and_different_test_sets():
+    labels = np.arange(200) % 10
+    a = right_and_wrong(200, [3, 4, 5])
+    # identical predictions, and the same images wrong with other wrong digits: zero disagreements, p = 1
+    other = a.copy()
+    other[3] = onehot_probs([9])[0]
+    for b in (a, other):
+        t = compare.mcnemar(labels, a, b)
+        assert (t.a_better, t.b_better, t.p) == (0, 0, 1.0)
+        assert compare.verdict("x", "y", t, "x")[0] == ("On clean images A and B get exactly the same images right "
+                                                         "(98.50%): no disagreements, so no difference.")
+    # as many disagreements each way: level, p = 1
+    t = compare.mcnemar(labels, a, right_and_wrong(200, [6, 7, 8]))
+    assert (t.a_better, t.b_better, t.p) == (3, 3, 1.0)
+    assert compare.verdict("x", "y", t, "x")[0] == (
+        "On clean images neither is ahead: 98.50% vs 98.50%, 3 vs 3 disagreements (images only one of them gets "
+        "right), McNemar's exact test p = 1: no clear difference on clean images.")
+    # runs scored on different test sets: one sentence, no test
+    with pytest.raises(compare.CompareError, match=r"different test sets \(200 and 100 images\)"):
+        compare.mcnemar(labels, a, a[:100])
+
+
+def test_distorted_sign_test_counts_images_not_versions():
+    # 3 distorted versions of 6 images; A gets every version right, B misses all 3 versions of image 0 only:
+    # one image for A (not three versions), and p = 1 for a single image
+    ra = np.ones((3, 6), bool)
+    rb = ra.copy()
+    rb[:, 0] = False
+    t = compare.distorted_sign_test(ra, rb)
+    assert (t.n, t.a_better, t.b_better, t.p) == (6, 1, 0, 1.0)
+    assert (t.acc_a, t.acc_b) == (1.0, pytest.approx(15 / 18))
+    # a real difference: B holds up better on 40 of 400 images, A on 2
+    ra, rb = np.ones((8, 400), bool), np.ones((8, 400), bool)
+    ra[:4, :40] = False
+    rb[0, 40:42] = False
+    t = compare.distorted_sign_test(ra, rb)
+    assert (t.a_better, t.b_better) == (2, 40) and t.p == pytest.approx(exact_p(2, 42))
+    _, dist = compare.verdict("aug", "none", "x", t)
+    assert dist == ("On shifted, rotated and thickened digits B (none) holds up better: 99.94% vs 95.00%, 40 vs 2 "
+                    "images where one gets more of the distorted versions right, sign test over images p < 0.001: "
+                    "more than noise.")
+    with pytest.raises(compare.CompareError):
+        compare.distorted_sign_test(ra, rb[:, :10])
+
+
+def test_verdict_passes_a_reason_through_and_p_is_never_rounded_across_alpha():
+    assert compare.verdict("a", "b", "Run b was tested on a different test set.", "No checkpoint yet.") == [
+        "Run b was tested on a different test set.", "No checkpoint yet."]
+    assert [compare.p_text(p) for p in (0.0004, 0.0012, 0.0301, 0.0499, 0.05, 0.3049, 0.999)] == [
+        "p < 0.001", "p = 0.0012", "p = 0.03", "p = 0.0499", "p = 0.05", "p = 0.30", "p = 1"]
+
+
+def test_robustness_outcomes_match_the_table():
+    x = torch.zeros(12, 1, 28, 28)
+    x[:4, 0, 14, 14] = 1
+    x[8:, 0, 14, 16] = 1
+    y = torch.tensor([1] * 4 + [0] * 4 + [1] * 4)
+    table, right = compare.robustness_outcomes({"centre": CenterPixel()}, x, y, {"shift": (0, 1), "thicken": (0, 2)})
+    assert right["centre"].shape == (2, 12)                                # the two distorted conditions
+    assert right["centre"][0].tolist() == [False] * 4 + [True] * 4 + [False] * 4   # shifted 1: only blanks right
+    assert right["centre"][1].all()                                         # thickened 2: all right
+    d = table[table.strength > 0]
+    assert d.accuracy.tolist() == pytest.approx(right["centre"].mean(1).tolist())

@@ -6,6 +6,7 @@ import shutil
 import time
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, train_tiny
@@ -65,16 +66,12 @@ def test_fixture_pair_is_the_default_and_every_section_shows(monkeypatch, fixtur
     assert list(summary.index) == ["tiny-aug", "tiny-none"] and set(summary.augment) == {"standard", "none"}
     diff = at.dataframe[1].value
     assert list(diff.index) == ["augment"]
-    assert [b.proto.label for b in at.get("download_button")] == ["Summary (CSV)", "Every epoch (CSV)"]
-
-    # robustness only on request: the click adds exactly one chart (one curve per run in each panel) and a CSV
-    before = len(specs)
-    at.button(key="compare_robust").click().run()
-    assert not at.exception and not at.error
-    assert len(charts(at)) == before + 1
-    rob = charts(at)[-1]
+    # robustness of the pair without a click (the verdict needs it): one curve per run in each panel, and a CSV
+    assert [b.proto.label for b in at.get("download_button")] == ["Summary (CSV)", "Every epoch (CSV)",
+                                                                  "Robustness (CSV)"]
+    rob = specs[-1]
     assert trace_names(rob) == {"tiny-aug", "tiny-none"} and len(rob["data"]) == 2 * 3
-    assert "Robustness (CSV)" in [b.proto.label for b in at.get("download_button")]
+    assert not at.button  # no other runs to add
 
 
 def test_runs_from_the_url_in_order_and_unknown_names_warned(monkeypatch, fixture_runs, tiny_data):
@@ -101,8 +98,10 @@ def test_no_mnist_still_shows_the_numbers(monkeypatch, fixture_runs, tmp_path):
     names = [c.proto.spec and json.loads(c.proto.spec)["data"][0]["type"] for c in at.get("plotly_chart")]
     assert "image" not in names
     assert any("test image" in df.value.columns for df in at.dataframe)
-    at.button(key="compare_robust").click().run()
-    assert not at.exception and "needs the test images" in texts(at.info)
+    # the verdict on clean images stands; the one on distorted digits says why there is none
+    assert "The robustness check needs the test images" in texts(at.info)
+    verdict = verdict_lines(at)
+    assert "McNemar's exact test" in verdict[1] and "The robustness check needs the test images" in verdict[2]
 
 
 def test_odd_runs_different_architecture_and_missing_predictions(monkeypatch, fixture_runs, tiny_data, tmp_path):
@@ -118,6 +117,8 @@ def test_odd_runs_different_architecture_and_missing_predictions(monkeypatch, fi
     assert "no-preds" in texts(at.warning) and "left out of the per-digit" in texts(at.warning)
     assert "A = tiny-lenet vs B = tiny-none" in [h.value for h in at.subheader]
     assert trace_names(charts(at)[0]) == {"tiny-lenet", "no-preds", "tiny-none"}
+    assert verdict_lines(at)[0] == "**Verdict: A = tiny-lenet vs B = tiny-none**"
+    assert trace_names(charts(at)[-1]) == {"tiny-lenet", "tiny-none"}   # the pair's check, then the others on request
     at.button(key="compare_robust").click().run()
     assert not at.exception and not at.error
     assert trace_names(charts(at)[-1]) == {"tiny-lenet", "no-preds", "tiny-none"}
@@ -192,10 +193,9 @@ def test_robustness_of_a_run_with_an_unknown_model_says_so(monkeypatch, fixture_
     _edit_config(root / "tiny-none", model="resnet-from-v9")  # a run made by another version
     at = open_compare(monkeypatch, tiny_data, root)
     assert not at.exception and "Different architectures" in texts(at.caption)
-    at.button(key="compare_robust").click().run()
-    assert not at.exception
-    assert ("The robustness check failed: run tiny-none uses the model 'resnet-from-v9', which this version of "
-            "mnistviz does not have") in texts(at.error)
+    failed = ("The robustness check failed: run tiny-none uses the model 'resnet-from-v9', which this version of "
+              "mnistviz does not have")
+    assert failed in texts(at.error) and verdict_lines(at)[2].startswith(failed)
 
 
 def test_confusion_difference_is_coloured_by_better_for_a_and_keeps_its_size(monkeypatch, fixture_runs, tiny_data):
@@ -249,25 +249,73 @@ def test_train_accuracy_caption_only_when_augmentation_differs(monkeypatch, fixt
     assert "harder" not in texts(at.caption)
 
 
-def test_one_line_verdict_under_the_pair_heading_then_with_robustness(monkeypatch, fixture_runs, tiny_data):
+def flat(node) -> list:
+    """The page's elements in the order they are drawn, containers opened."""
+    kids = getattr(node, "children", None)
+    if kids is None:
+        return [node]
+    return [e for k in sorted(kids) for e in flat(kids[k])]
+
+
+def verdict_lines(at) -> list[str]:
+    """The verdict box's markdown: its heading, the sentence on clean images, the one on distorted digits."""
+    els = flat(at.main)
+    assert els[0].type == "title" and els[0].value == "Compare runs"
+    box = []
+    for e in els[1:]:
+        if e.type != "markdown":
+            break
+        box.append(e.value)
+    return box
+
+
+def test_the_verdict_comes_first_with_its_tests_and_their_numbers(monkeypatch, fixture_runs, tiny_data):
     from mnistviz import compare
+    from pages._shared import md
 
     at = open_compare(monkeypatch, tiny_data, fixture_runs)
-    assert not at.exception
-    summary = at.dataframe[0].value
-    args = ("tiny-aug", "tiny-none", summary["best test acc"].to_dict(), summary["final test acc"].to_dict())
-    expected = compare.verdict(*args, None)
-    assert "best test accuracy" in expected and "see Robustness below" in expected
-    md = [m.value for m in at.markdown]
-    assert expected in md
-    # right under the "A = … vs B = …" heading, above the confusion matrix
-    assert md.index(expected) < md.index("**Confusion matrix of A minus that of B**")
-    at.button(key="compare_robust").click().run()
     assert not at.exception and not at.error
-    md = [m.value for m in at.markdown]
-    assert not any("see Robustness below" in m for m in md)
-    [line] = [m for m in md if m.startswith(expected.split(". For robustness")[0])]
-    assert "Under distortion" in line and ("holds up better" in line or "hold up equally" in line)
+    els = flat(at.main)
+    # the first thing under the title: the verdict, before the run picker, the curves and every table
+    head, clean, distorted = verdict_lines(at)
+    assert els[1].value == head == "**Verdict: A = tiny-aug vs B = tiny-none**"
+    assert els.index(next(e for e in els if e.type == "multiselect")) > 3
+    assert "McNemar's exact test" in clean and "sign test over images" in distorted
+    assert "shifted, rotated and thickened digits" in distorted
+    # its numbers are those of the stored predictions at the best epoch: McNemar on the discordant images
+    y = np.load(fixture_runs / "tiny-aug" / "test_labels.npy").astype(int)
+    pa, pb = (runs.Run(fixture_runs / n).probs() for n in ("tiny-aug", "tiny-none"))
+    ok_a, ok_b = pa.argmax(1) == y, pb.argmax(1) == y
+    n_a, n_b = int((ok_a & ~ok_b).sum()), int((ok_b & ~ok_a).sum())
+    assert clean == md(compare.verdict("tiny-aug", "tiny-none", compare.mcnemar(y, pa, pb), "-")[0])
+    if n_a != n_b:
+        assert f"{max(n_a, n_b)} vs {min(n_a, n_b)} disagreements" in clean
+    # ... and its accuracies are the best test accuracies of the Metrics table
+    best = at.dataframe[0].value["best test acc"]
+    if n_a != n_b:
+        assert f"{max(best):.2%} vs {min(best):.2%}" in clean
+    assert ok_a.mean() == pytest.approx(best["tiny-aug"]) and ok_b.mean() == pytest.approx(best["tiny-none"])
+    # said once: no second verdict further down
+    assert sum("McNemar" in m.value for m in at.markdown) == 1
+    # the sentence on distorted digits is the sign test on the same robustness check the chart shows
+    rob = charts(at)[-1]
+    assert trace_names(rob) == {"tiny-aug", "tiny-none"}
+
+
+def test_no_verdict_for_runs_scored_on_different_test_sets(monkeypatch, fixture_runs, tiny_data, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    shutil.copytree(fixture_runs / "tiny-none", root / "tiny-none")
+    odd = shutil.copytree(fixture_runs / "tiny-aug", root / "odd")
+    np.save(odd / "test_labels.npy", np.load(odd / "test_labels.npy")[:50])
+    for f in (odd / "preds").glob("*.npy"):
+        np.save(f, np.load(f)[:50])
+    at = open_compare(monkeypatch, tiny_data, root, "tiny-none,odd")
+    assert not at.exception and not at.error
+    [line] = verdict_lines(at)
+    assert line == ("**No verdict**: it needs two runs with stored test predictions. Run odd was tested on a "
+                    "different test set (50 images) than tiny-none (200 images), so its predictions cannot be "
+                    "compared.")
 
 
 def test_csv_downloads_are_rounded(monkeypatch, fixture_runs, tiny_data):
@@ -285,7 +333,6 @@ def test_csv_downloads_are_rounded(monkeypatch, fixture_runs, tiny_data):
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
     at = open_compare(monkeypatch, tiny_data, fixture_runs)
-    at.button(key="compare_robust").click().run()
     assert not at.exception
     assert {"compare-summary.csv", "compare-epochs.csv", "compare-robustness.csv"} <= set(saved)
     for name in ("compare-summary.csv", "compare-epochs.csv", "compare-robustness.csv"):

@@ -119,7 +119,7 @@ def test_the_known_predictions_are_what_the_tests_below_assume(known_env):
     assert runs.Run(known_env / "tiny-none").best_epoch() == 2
 
 
-def test_mispredictions_default_batch_and_bars(known_env):
+def test_mispredictions_opens_on_the_batch_with_most_wrong_showing_them(known_env):
     run = runs.Run(known_env / "tiny-none")
     at = open_page(MP)
     assert not at.error and not at.warning
@@ -127,16 +127,24 @@ def test_mispredictions_default_batch_and_bars(known_env):
     assert bs == 50 and at.number_input(key="mp_bs_tiny-none").value == 50
     assert at.metric[0].value == "8 of 200"
     assert chart_data(at, 0).tolist() == [2, 2, 3, 1]  # batches 0-49: 7, 49; 50-99: 60, 61; 100-149: 130-132; 185
-    assert texts(at.subheader) == ["Batch 0"]
-    assert image_options(at) == list(range(bs))                          # the grid shows the whole batch
+    # it opens where the mistakes are (it opened on batch 0 with Show: all, "2 wrong of 50")
+    assert texts(at.subheader) == ["Batch 2"] and at.radio(key="mp_show").value == "wrong"
+    assert at.caption[0].value.startswith("Test images 100–149: 3 wrong of 50")
+    assert image_options(at) == [130, 131, 132]                          # the grid shows the batch's wrong ones
     assert not at.dataframe                                              # the table only on request
     at.toggle(key="mp_as_table").set_value(True).run()
-    assert at.dataframe[0].value["index"].tolist() == list(range(bs))
+    assert at.dataframe[0].value["index"].tolist() == [130, 131, 132]
+    at.radio(key="mp_show").set_value("all").run()
+    assert image_options(at) == list(range(100, 150))
+    # another batch size opens on its own worst batch: at 20, batch 6 (130-132)
+    at.number_input(key="mp_bs_tiny-none").set_value(20).run()
+    assert texts(at.subheader) == ["Batch 6"]
 
 
 def test_mispredictions_most_wrong_button(known_env):
-    # the page opens on batch 0; at the run's batch size (50) batch 2 (130, 131, 132) has the most wrong
+    # from batch 0; at the run's batch size (50) batch 2 (130, 131, 132) has the most wrong
     at = open_page(MP)
+    at.number_input(key="mp_batch_tiny-none_50").set_value(0).run()
     assert texts(at.subheader) == ["Batch 0"]
     next(b for b in at.button if b.label == "Batch with the most wrong").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -144,6 +152,7 @@ def test_mispredictions_most_wrong_button(known_env):
     assert at.number_input(key="mp_batch_tiny-none_50").value == 2
     # another batch size: at 20, batch 6 (130-132) beats batch 3 (60, 61) and batches 0, 2 and 9 (7; 49; 185)
     at.number_input(key="mp_bs_tiny-none").set_value(20).run()
+    at.number_input(key="mp_batch_tiny-none_20").set_value(0).run()
     next(b for b in at.button if b.label == "Batch with the most wrong").click().run()
     assert texts(at.subheader) == ["Batch 6"]
     assert at.number_input(key="mp_batch_tiny-none_20").value == 6
@@ -178,6 +187,8 @@ def test_mispredictions_top_losses_and_image_detail(known_env):
     _, labels, probs, preds = stored(known_env)
     at = open_page(MP)
     at.radio(key="mp_view").set_value("Top losses").run()
+    assert image_options(at) == KNOWN_WRONG[2]                            # the wrong ones (the page opens so)
+    at.radio(key="mp_show").set_value("all").run()
     # known losses: the wrong images first, in KNOWN_WRONG's order, then the correct ones from the last to the first
     wrong = KNOWN_WRONG[2]
     correct_by_loss = [i for i in range(199, -1, -1) if i not in wrong]
@@ -232,6 +243,7 @@ def test_mispredictions_grid_fits_a_narrow_page_and_marks_the_picked_image(fixtu
     # at 900 px the main area is 440 px wide; a wider grid figure was squeezed into ~30 px tiles with
     # overlapping titles and blank space under it (a plotly chart keeps its height when made narrower)
     at = open_page(MP)
+    at.radio(key="mp_show").set_value("all").run()
     assert len(image_options(at)) == 50 and chart_layout(at, 1)["width"] <= 440
     assert not chart_layout(at, 1).get("shapes")
     at.radio(key="mp_view").set_value("Top losses").run()
@@ -259,7 +271,7 @@ def test_mispredictions_without_mnist_keeps_the_numbers(known_env, tmp_path, mon
     assert any("MNISTVIZ_DATA" in w and "Until then the counts below work" in w for w in texts(at.warning))
     assert at.metric[0].value == "8 of 200"
     assert len(at.get("plotly_chart")) == 1                               # the bars, no image grid
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 50    # the batch as a table
+    assert len(at.dataframe) == 1 and at.dataframe[0].value["index"].tolist() == [130, 131, 132]  # as a table
 
 
 # ---------- Confusion ----------
@@ -308,9 +320,48 @@ def test_confusion_normalized_epoch_and_cell(fixture_env):
     t, p, n = A.most_confused(l1, pr1, k=1).iloc[0]
     at.session_state["cf_cell"] = (int(t), int(p))
     at.run()
-    assert texts(at.subheader)[-1] == f"True {t}, predicted {p}: {n} image{'s' if n != 1 else ''}"
+    assert texts(at.subheader)[0] == f"True {t}, predicted {p}: {n} image{'s' if n != 1 else ''}"
     shown = sorted(chart_data(at, 1, 2, "customdata").tolist())
     assert shown == A.cell_indices(l1, pr1, t, p).tolist()
+
+
+def tree_path(node, target, path=()):
+    """Indices from `node` down to the element `target` in the AppTest tree (None when it is not there)."""
+    if node is target:
+        return path
+    for k, child in sorted((getattr(node, "children", None) or {}).items()):
+        found = tree_path(child, target, path + (k,))
+        if found is not None:
+            return found
+    return None
+
+
+def test_confusion_a_clicked_cell_is_outlined_and_its_images_sit_beside_the_matrix(fixture_env):
+    _, labels, probs, preds = stored(fixture_env)
+    t, p, n = (int(v) for v in A.most_confused(labels, preds, k=1).iloc[0])
+    at = open_page(CF)
+    assert not chart_layout(at, 0).get("shapes")                # nothing picked: no outline, no cell images
+    at.session_state["cf_cell"] = (t, p)                        # what a click on the heatmap stores
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    # the cell is outlined on the heatmap
+    (shape,) = chart_layout(at, 0)["shapes"]
+    assert shape["type"] == "rect" and shape["layer"] == "above" and shape["line"]["width"] >= 2
+    assert (shape["x0"], shape["x1"], shape["y0"], shape["y1"]) == (p - 0.5, p + 0.5, t - 0.5, t + 0.5)
+    # its images: in the matrix's row of blocks, in the block beside it, above the tables (not under them all)
+    heat, grid = at.get("plotly_chart")[0], at.get("plotly_chart")[1]
+    assert "cf_heatmap" in heat.proto.id and f"cf_grid_{t}_{p}" in grid.proto.id
+    hp, gp = tree_path(at.main, heat), tree_path(at.main, grid)
+    row = hp[:-2]                                               # heatmap: row > its block > the chart
+    assert gp[:len(row)] == row and gp[len(row)] != hp[len(row)], (hp, gp)
+    head = next(h for h in at.subheader if h.value.startswith(f"True {t}, predicted {p}"))
+    most = next(h for h in at.subheader if h.value == "Most confused")
+    assert tree_path(at.main, head) < tree_path(at.main, most) and gp < tree_path(at.main, most)
+    assert sorted(chart_data(at, 1, 2, "customdata").tolist()) == A.cell_indices(labels, preds, t, p).tolist()
+    # Close: the outline and the images go
+    at.button(key="cf_cell_close").click().run()
+    assert not chart_layout(at, 0).get("shapes") and len(at.get("plotly_chart")) == 1
+    assert texts(at.subheader) == ["Most confused", "Per digit"]
 
 
 def test_confusion_keeps_its_state_across_pages(fixture_env):
@@ -326,7 +377,7 @@ def test_confusion_keeps_its_state_across_pages(fixture_env):
     assert not at.exception, [e.value for e in at.exception]
     assert at.select_slider(key="cf_epoch_tiny-none").value == 1 and at.toggle(key="cf_norm").value
     assert at.metric[0].value == f"{(l1 == pr1).mean():.2%}"
-    assert texts(at.subheader)[-1].startswith(f"True {t}, predicted {p}: ")
+    assert texts(at.subheader)[0].startswith(f"True {t}, predicted {p}: ")
 
 
 def test_confusion_heatmap_stays_square_in_a_narrow_column(fixture_env):

@@ -1,4 +1,4 @@
-"""In Chromium: open Mispredictions, jump to the batch with the most wrong predictions, see its grid."""
+"""In Chromium: Mispredictions opens on the batch with the most wrong predictions; its grid, a click on a tile."""
 import re
 
 import numpy as np
@@ -8,7 +8,7 @@ from conftest import StreamlitServer, known_predictions_run
 from mnistviz.runs import Run
 
 
-def test_jump_to_batch_with_most_wrong(fixture_runs, tiny_data, tmp_path, page):
+def test_opens_on_the_batch_with_most_wrong(fixture_runs, tiny_data, tmp_path, page):
     # tiny-none with hand-made predictions (conftest.KNOWN_WRONG): at its batch size, 50, the wrong images of the
     # best epoch (7, 49, 60, 61, 130, 131, 132, 185) make 2, 2, 3, 1 per batch: batch 2 has the most
     root = known_predictions_run(fixture_runs, tmp_path / "runs")
@@ -25,18 +25,21 @@ def test_jump_to_batch_with_most_wrong(fixture_runs, tiny_data, tmp_path, page):
         nav = page.locator('[data-testid="stSidebarNav"]')
         nav.get_by_text(re.compile("^Mispredictions$")).click()
         heading = page.locator('[data-testid="stMain"] h3')
-        expect(heading).to_have_text("Batch 0", timeout=30000)  # the first render imports torch
-        page.get_by_role("button", name="Batch with the most wrong").click()
-        expect(heading).to_have_text(f"Batch {worst}", timeout=15000)
+        # it opens on the batch with the most wrong, showing the wrong ones
+        expect(heading).to_have_text(f"Batch {worst}", timeout=30000)  # the first render imports torch
+        page.wait_for_function("() => document.querySelector("
+                               "'[data-testid=\"stPlotlyChart\"] .js-plotly-plot')?._fullData", timeout=15000)
         bars = page.evaluate("() => Array.from(document.querySelector("
                              "'[data-testid=\"stPlotlyChart\"] .js-plotly-plot')._fullData[0].y)")
         assert bars == wrong  # one bar per batch, the hand count
         expect(page.get_by_text(f"Test images {first}–{first + n_in_batch - 1}: {wrong[worst]} wrong of "
                                 f"{n_in_batch}.")).to_be_visible(timeout=15000)
-        # the batch's grid: one clickable tile per image of the batch
         charts = page.locator('[data-testid="stPlotlyChart"]')
         expect(charts).to_have_count(2)
         tiles = charts.nth(1).locator(".scatterlayer .trace").nth(1).locator("path.point")
+        expect(tiles).to_have_count(wrong[worst], timeout=15000)
+        # Show: all, the batch's grid: one clickable tile per image of the batch
+        page.locator('[data-testid="stRadio"]').filter(has_text="Show").get_by_text("all", exact=True).click()
         expect(tiles).to_have_count(n_in_batch, timeout=15000)
 
         # click a wrong image (130): it shows up close, outlined in the grid, whose titles keep their colour
