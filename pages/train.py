@@ -1,7 +1,8 @@
 """Train: every hyperparameter of the trainer, presets, launch (one run or an augmented + normal pair), and a
 "load settings from" the selected run (to train it again with changes), and a live view of the selected run: its
 numbers every second (polled as JSON by the browser, without rerunning this script), its curves and epoch table
-from metrics.jsonl every 10 s while it trains (at once for each of a run's first records)."""
+from metrics.jsonl every 10 s while it trains (at once for each of a run's first records, and at each epoch's end).
+A launch brings the live view into view, and it follows an augmented + normal pair to its end."""
 import dataclasses
 import math
 import re
@@ -307,6 +308,8 @@ CURVES_EVERY_S = 10.0
 # redraws it as soon as metrics.jsonl grows (otherwise the first 10 s of a run, most of a default run's first
 # epoch, show an empty chart). A handful of extra redraws per run; the 10 s rhythm after them is unchanged.
 SPARSE_RECORDS = 3
+# epochs shorter than this (seconds, training and evaluation) redraw the chart at most this often at their ends
+FAST_EPOCH_S = 3.0
 # per-step curves with fewer points than this get markers too: one point alone draws no line
 MARKERS_BELOW = 20
 WAITING = "waiting for the first logged steps"
@@ -488,11 +491,14 @@ def live_curves(run, state):
     epochs = run.epoch_records()
     steps = run.step_records()
     if state == "running":
-        # an epoch's end redraws the chart at the next poll, so its point shows when the numbers say the epoch is done
+        # an epoch's end redraws the chart at the next poll, so its point shows when the numbers say the epoch is done;
+        # epochs of a second or two (tiny data) would redraw it every second: then every FAST_EPOCH_S
         seen = {"epochs_done": len(epochs)}
         if len(steps) + len(epochs) < SPARSE_RECORDS:
             seen["metrics_size"] = size
-        poller("curves_poll", run.name, seen, NUMBERS_EVERY_S, stats=False)
+        last = epochs[-1] if epochs else {}
+        took = (last.get("epoch_seconds") or math.inf) + (last.get("eval_seconds") or 0)
+        poller("curves_poll", run.name, seen, FAST_EPOCH_S if took < FAST_EPOCH_S else NUMBERS_EVERY_S, stats=False)
     if steps or epochs or state in runs.ACTIVE:
         x = st.radio("x axis", ["epoch", "step"], horizontal=True, key="curve_x", label_visibility="collapsed")
         st.plotly_chart(live_figure(steps, epochs, x), key="live_curves", width="stretch",

@@ -182,16 +182,27 @@ def test_picking_a_finished_half_of_a_training_pair_does_not_jump_to_the_other(t
         held.write_status(status="stopped", pid=None)
 
 
-def test_the_chart_redraws_when_an_epoch_ends(tiny_env, fixture_runs, app):
+def test_the_chart_redraws_when_an_epoch_ends(tiny_env, app):
     """While a run trains, the curves' fragment mounts a poller watching its epochs done, so an epoch's point is
     drawn at the next poll (the browser side: tests/e2e/test_first_ten_minutes_e2e.py)."""
-    shutil.copytree(fixture_runs / "tiny-none", tiny_env / "tiny-none")
-    run = runs.get_run("tiny-none")
+    run = train.create_run(train.Config(name="going", epochs=4), tiny_env)
+    epoch = {"train_loss": 0.3, "train_acc": 0.9, "test_loss": 0.2, "test_acc": 0.95, "images_per_s": 900.0}
+    run.append_metrics([{"step": 5 * k, "train_loss": 1.0, "train_acc": 0.5} for k in (1, 2, 3)])
+    run.append_metrics([{**epoch, "epoch": k, "step": 10 * k, "epoch_seconds": 0.5, "eval_seconds": 0.1}
+                        for k in (1, 2)])
     run.write_status(status="running", pid=os.getpid(), heartbeat=time.time())
     try:
-        at = app("pages/train.py", run="tiny-none")
+        at = app("pages/train.py", run="going")
         poll = next(json.loads(e.proto.json) for e in at.get("bidi_component") if e.key == "curves_poll")
-        assert (poll["run"], poll["seen"], poll["every_ms"]) == ("tiny-none", {"epochs_done": 2}, 1000)
+        # epochs of a fraction of a second (tiny data): a redraw every FAST_EPOCH_S = 3 s at most
+        assert (poll["run"], poll["seen"], poll["every_ms"]) == ("going", {"epochs_done": 2}, 3000)
+        run.append_metrics([{**epoch, "epoch": 3, "step": 30, "epoch_seconds": 5.0, "eval_seconds": 0.5}])
+        assert live.snapshot("going", seen=poll["seen"])["rerun"] is True  # its next poll redraws the chart
+        at.run()
+        poll = next(json.loads(e.proto.json) for e in at.get("bidi_component") if e.key == "curves_poll")
+        assert (poll["seen"], poll["every_ms"]) == ({"epochs_done": 3}, 1000)  # an epoch of seconds: at its end
+        spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+        assert max(max(t["x"]) for t in spec["data"] if t.get("legendgroup") == "test") == 3  # its point drawn
     finally:
         run.write_status(status="stopped", pid=None)
 
@@ -219,11 +230,11 @@ def test_the_trainer_writes_no_eta_until_it_has_timed_its_rate(tiny_data, tmp_pa
     monkeypatch.setattr(runs.Run, "write_status", watched)
     monkeypatch.setattr(train, "BEAT_S", 0.0)  # a status at every step
     monkeypatch.setattr(train, "RATE_WINDOW_S", 1e9)  # the rate is never timed
-    train_tiny(tmp_path, tiny_data, name="slow", epochs=1)
+    train_tiny(tmp_path, tiny_data, name="slow", epochs=1, limit_train=150)  # 3 steps
     assert etas and all(e is None for e in etas)
     etas.clear()
     monkeypatch.setattr(train, "RATE_WINDOW_S", 0.0)  # timed at once
-    train_tiny(tmp_path, tiny_data, name="fast", epochs=1)
+    train_tiny(tmp_path, tiny_data, name="fast", epochs=1, limit_train=150)
     assert etas and all(isinstance(e, float) for e in etas)
 
 

@@ -140,7 +140,7 @@ def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env
     at.switch_page("pages/home.py").run()
     table = at.dataframe[0].value
     row = table[table["name"] == "ui-run"].iloc[0]
-    assert row["status"] == "completed" and row["epochs"] == "1 / 1" and row["model"] == "fast"
+    assert row["status"] == "completed" and row["epoch"] == "1 / 1" and row["model"] == "fast"
     assert at.selectbox(key="_run_picker").value == "ui-run"
 
     at.switch_page("pages/train.py").run()  # the live view of the finished run

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import pytest
 
 from conftest import StreamlitServer
+from mnistviz.compare import DISTORTED
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -81,12 +82,14 @@ def test_the_first_ten_minutes(server, page):
     page.wait_for_url(re.compile(r"/compare\?"), timeout=WAIT)
     verdict = page.get_by_text(f"Verdict: A = {aug} vs B = {plain}")
     expect(verdict).to_be_visible(timeout=WAIT)
-    expect(page.get_by_text("McNemar's exact test").first).to_be_visible(timeout=WAIT)
-    top = verdict.bounding_box()
-    assert top["y"] + top["height"] <= page.viewport_size["height"], top  # at the top: no scrolling to find it
-    charts = page.locator('[data-testid="stPlotlyChart"]')
-    if charts.count():
-        assert charts.first.bounding_box()["y"] > top["y"]
+    # its paired tests: McNemar's on clean images, then (once the pair's robustness check has run) the sign test
+    clean = page.get_by_text(re.compile(r"^On clean images .*McNemar's exact test p"))
+    expect(clean).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text(re.compile(rf"^On {DISTORTED} .*sign test over images p"))).to_be_visible(timeout=WAIT)
+    box = clean.bounding_box()
+    assert box["y"] + box["height"] <= page.viewport_size["height"], box  # at the top: no scrolling to find it
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(timeout=WAIT)
+    assert page.locator('[data-testid="stPlotlyChart"]').first.bounding_box()["y"] > box["y"]  # above the curves
 
     # back home: the Runs table, its columns whole at 1400 px
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Runs").click()
