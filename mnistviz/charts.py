@@ -202,14 +202,17 @@ def epoch_table(epoch_records: list[dict]):
 
 
 def runs_table(summaries: list[dict]):
-    """The Runs page table: one row per run summary (runs.list_runs), newest first. The pair column only when
-    some run was trained as half of an augmented + normal pair."""
+    """The Runs page table: one row per run summary (runs.list_runs), newest first. Its epoch is the one the live
+    numbers show (in progress while a run trains). The pair column only when some run was trained as half of an
+    augmented + normal pair."""
     import pandas as pd
+
+    from .runs import epoch_shown
 
     rows = [{
         "name": s["name"], "status": s.get("status"),
         "progress %": None if s.get("progress") is None else round(s["progress"] * 100, 1),
-        "epochs": f"{s.get('epochs_done', 0)} / {s.get('epochs')}",
+        "epoch": f"{epoch_shown(s.get('status'), s.get('epochs_done', 0), s.get('epochs'))} / {s.get('epochs')}",
         "best test acc %": None if s.get("best_test_acc") is None else s["best_test_acc"] * 100,
         "model": s.get("model"), "augmentation": s.get("augment"), "optimizer": s.get("optimizer"),
         "lr": s.get("lr"), "batch": s.get("batch_size"), "device": s.get("device"),
@@ -217,7 +220,7 @@ def runs_table(summaries: list[dict]):
         "created": pd.Timestamp.fromtimestamp(s["created"]).floor("s") if s.get("created") else None,  # local time
         "pair": s.get("pair"),
     } for s in summaries]
-    columns = ["name", "status", "progress %", "epochs", "best test acc %", "model", "augmentation", "optimizer", "lr",
+    columns = ["name", "status", "progress %", "epoch", "best test acc %", "model", "augmentation", "optimizer", "lr",
                "batch", "device", "train s", "created"] + (["pair"] if any(s.get("pair") for s in summaries) else [])
     return pd.DataFrame(rows, columns=columns)
 

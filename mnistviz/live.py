@@ -20,11 +20,12 @@ def clock(seconds) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
 
 
-def epoch_shown(state, finished: int, total) -> int:
-    """The epoch in progress while a run trains (1 during the first), the finished ones otherwise."""
-    if state == "running" and not (isinstance(total, int) and finished >= total):
-        return finished + 1
-    return finished
+def eta(state, seconds) -> str:
+    """The ETA of a run: m:ss while it trains, "estimating" until its trainer knows its rate (the first seconds of
+    steps; a status without one), "–" when it is not training."""
+    if state != "running":
+        return "–"
+    return "estimating" if seconds is None else clock(seconds)
 
 
 def metrics_size(run: runs.Run) -> int:
@@ -50,9 +51,9 @@ def stats(run: runs.Run, epochs: list[dict] | None = None) -> tuple[str, list[tu
     best = best_test_acc(epochs)
     return state, [
         ("Status", state, *device_note(status)),
-        ("Epoch", f"{epoch_shown(state, len(epochs), cfg.get('epochs'))} / {cfg.get('epochs')}"),
+        ("Epoch", f"{runs.epoch_shown(state, len(epochs), cfg.get('epochs'))} / {cfg.get('epochs')}"),
         ("Step", f"{step:,}", f"of {status.get('total_steps', 0):,} · {progress}"),
-        ("ETA", clock(status.get("eta_s")) if state == "running" else "–"),
+        ("ETA", eta(state, status.get("eta_s"))),
         ("Images/s", f"{ips:,.0f}" if ips else "–"),
         ("Best test acc", f"{best:.2%}" if best is not None else "–"),
     ]
@@ -85,6 +86,28 @@ def phase(state: str, name: str | None, busy: list) -> str:
     step: that rerun took the browser's CPU from the training as it began. The sidebar says the same.
     `busy`: busy(), of which only the first item (the run training or being started now) is read."""
     return "running" if state == "queued" and name and busy[0] == name else state
+
+
+def pair_of(run: runs.Run, root=None) -> list[dict]:
+    """The augmented + normal pair `run` was trained in (jobs.submit_pair), augmented first as the queue starts them:
+    [{"name", "state", "best"}, ...] (`best`: its best test accuracy or None); [] when `run` is not half of a pair or
+    its mate is gone. Reads each run folder's config.json: for full reruns, not every second."""
+    pair = run.config().get("pair")
+    if not isinstance(pair, str) or not pair:
+        return []
+    mates = []
+    for path in runs.run_folders(root):
+        try:
+            mate = runs.Run(path)
+            cfg = mate.config()
+            if cfg.get("pair") == pair:
+                mates.append((cfg.get("augment") == "none", cfg.get("created") or 0, mate))
+        except (runs.RunError, OSError):
+            continue
+    if len(mates) < 2:
+        return []
+    return [{"name": m.name, "state": m.status().get("status", "failed"), "best": best_test_acc(m.epoch_records())}
+            for _, _, m in sorted(mates, key=lambda t: t[:2])]
 
 
 def busy(root=None) -> list:

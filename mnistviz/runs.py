@@ -502,6 +502,14 @@ _STATUS_NUMBERS = ("pid", "launcher_pid", "heartbeat", "updated", "started", "la
                    "checkpoint_step")
 
 
+def epoch_shown(state, finished: int, total) -> int:
+    """The epoch in progress while a run trains (1 during the first), the finished ones otherwise: the Epoch the
+    live numbers and the Runs table both show."""
+    if state == "running" and not (isinstance(total, int) and finished >= total):
+        return finished + 1
+    return finished
+
+
 def progress_of(status: dict, epochs_done: int, planned) -> float | None:
     """How far a run is, as a fraction of its planned steps, the same on every page: the trainer's step count while
     it trains and once it stopped (a stop checkpoints that very step) or completed; for a run that died (interrupted,

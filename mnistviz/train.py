@@ -212,6 +212,7 @@ def _setup(run: Run, resume: bool, progress: bool) -> _Training:
     sigterm_stops = isinstance(signal.getsignal(signal.SIGTERM), StopRequested)
     run.write_status(status="running", **procs.identity_fields(run.path, sigterm_stops), heartbeat=time.time(),
                      started=time.time(), device=str(dev), device_name=devices.describe(str(dev)),
+                     eta_s=None,  # a resumed run's old ETA goes: "estimating" until the rate
                      total_steps=t.total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs)
     if progress:
         from tqdm import tqdm
@@ -410,9 +411,12 @@ def _after_step(t: _Training, epoch: int, i: int, b: int, loss: float, correct: 
     if now - t.last_beat >= BEAT_S:
         t.last_beat = now
         steps_per_s = g / max(st["train_seconds"], 1e-9)
+        # no ETA until RATE_WINDOW_S of steps are timed: the first steps (warm-up) are slow, and an ETA made of them
+        # read minutes for a run of seconds; the page says "estimating" meanwhile
+        eta = (t.total_steps - g) / max(steps_per_s, 1e-9) if t.rate is not None else None
         t.run.write_status(status="running", heartbeat=now, epoch=epoch + 1, step=i + 1, global_step=g,
                            images_per_s=t.rate or st["ep_seen"] / max(st["ep_seconds"], 1e-9),
-                           eta_s=(t.total_steps - g) / max(steps_per_s, 1e-9), progress=g / t.total_steps,
+                           eta_s=eta, progress=g / t.total_steps,
                            checkpoint_step=t.checkpoint_step)
 
 

@@ -60,6 +60,41 @@ export default function ({ data, setTriggerValue }) {
 }
 """
 
+# After a launch (the Train page's buttons, the home page's first step) the Train page brings its live view into view
+# once: the session key a launch sets, and the small component that scrolls.
+SCROLL_TO_LIVE = "_scroll_to_live"
+# The run the Train page's live view last drew training (or a launch just made): its end, seen by the page, moves the
+# live view on to the rest of its augmented + normal pair.
+WATCHING = "_live_watching"
+
+_SCROLL_JS = r"""
+export default function ({ data }) {
+  // scroll the element into view, again each 50 ms while the page around it is still laying out (elements above it
+  // appearing, charts drawn), until it has stayed put for 3 looks or 3 s have passed
+  let last = null, still = 0, tries = 0, timer = null;
+  const look = () => {
+    const el = document.querySelector(data.selector);
+    if (el) {
+      el.style.scrollMarginTop = "4rem";  // below Streamlit's fixed header
+      el.scrollIntoView({ block: "start" });
+      const top = Math.round(el.getBoundingClientRect().top);
+      still = top === last ? still + 1 : 0;
+      last = top;
+    }
+    if (still < 3 && ++tries < 60) timer = setTimeout(look, 50);
+  };
+  timer = setTimeout(look, 0);
+  return () => clearTimeout(timer);
+}
+"""
+_scroller = st.components.v2.component("mnistviz_scroll_into_view", js=_SCROLL_JS, isolate_styles=False)
+
+
+def scroll_into_view(selector: str, key: str) -> None:
+    """Scroll the page so that the element `selector` (e.g. ".st-key-live_view", a keyed container) is at the top."""
+    _scroller(key=key, data={"selector": selector})
+
+
 NUMBERS_EVERY_S = 1.0  # the live numbers, while a run trains or waits in the queue
 IDLE_EVERY_S = 5.0  # while nothing trains: only to notice a run started elsewhere (one small request)
 SIDEBAR_EVERY_S = 2.0  # the sidebar's figures of the selected run on the other pages (its epochs take seconds)

@@ -96,7 +96,13 @@ def md(text) -> str:
     return _MARKDOWN.sub(r"\\\1", _AUTOLINK.sub(r"\1" + WORD_JOINER, " ".join(str(text).splitlines())))
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 digit', '2 digits', '1,200 digits'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 PICKER = "_run_picker"
+NAME_FITS = 24  # characters of a run name the sidebar's Run box shows whole at its default width
 GONE = "_run_gone"  # (the selected run that disappeared, the run shown instead)
 
 
@@ -192,9 +198,12 @@ def sidebar(follow_training: bool = False) -> None:
             # a run being started shows as running, as the Train page draws it: this caption is not redrawn when its
             # trainer begins
             shown = live.phase(r["status"], current, [training])
-            st.caption(f"**{shown}** · {html.escape(r['model'])} · augmentation {html.escape(str(r['augment']))} · "
-                       f"{fig['epochs_done']}/{r['epochs']} epochs · best test accuracy {fig['best']}",
-                       unsafe_allow_html=current == training)
+            # a name longer than the box shows (an automatic one: lenet5-standard-20261206-091222) is cut there
+            # with an ellipsis: said whole above its figures
+            whole = f"{md(current)}  \n" if len(current) > NAME_FITS else ""
+            st.caption(f"{whole}**{shown}** · {html.escape(r['model'])} · augmentation "
+                       f"{html.escape(str(r['augment']))} · {fig['epochs_done']}/{r['epochs']} epochs · best test "
+                       f"accuracy {fig['best']}", unsafe_allow_html=current == training)
             if follow_training and current in (training, *waiting):
                 poller("side_poll", current, {"busy": busy}, SIDEBAR_EVERY_S, stats=False, side=True)
         else:

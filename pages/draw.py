@@ -16,7 +16,8 @@ import streamlit as st
 
 from mnistviz import charts, mydigits, preprocess
 from mnistviz import inspect as look
-from pages._shared import all_cores_unless_training, cached_model, one_core, selected_run, selected_run_name
+from pages._shared import (all_cores_unless_training, cached_model, counted, one_core, selected_run,
+                           selected_run_name)
 
 CANVAS_PX = 280
 SHOW_PX = 168  # the 28 x 28 input is shown 6x, pixel-sharp
@@ -33,6 +34,46 @@ def sharp(image: np.ndarray, px_wide: int) -> np.ndarray:
     """Nearest-neighbour enlargement, so the browser shows pixels instead of a blur."""
     k = max(1, px_wide // image.shape[1])
     return np.clip(np.kron(image, np.ones((k, k), np.float32)), 0, 1)
+
+
+# The canvas's own toolbar (undo, redo) shows only while the pointer is over the canvas, and people missed it: this
+# button, beside Clear, presses the toolbar's Undo (the canvas then sends its drawing without the last stroke, which
+# is classified as after a stroke). It is greyed out while the canvas has nothing to undo.
+_UNDO_HTML = ('<button type="button" class="mv-undo" disabled><svg viewBox="0 0 24 24" width="18" height="18" '
+              'fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" '
+              'aria-hidden="true"><path d="M9 14 4 9l5-5"/><path d="M4 9h10.5a5.5 5.5 0 0 1 0 11H11"/></svg>'
+              'Undo last stroke</button>')
+_UNDO_CSS = """.mv-undo { font: inherit; display: inline-flex; align-items: center; gap: 0.5rem; min-height: 2.5rem;
+  padding: 0.25rem 0.75rem; border-radius: 0.5rem; border: 1px solid rgba(49, 51, 63, 0.2); background: transparent;
+  color: inherit; cursor: pointer; }
+.mv-undo:hover:not(:disabled) { border-color: currentColor; }
+.mv-undo:disabled { opacity: 0.4; cursor: not-allowed; }"""
+_UNDO_JS = r"""
+export default function ({ parentElement }) {
+  const button = parentElement.querySelector("button");
+  let target = null;
+  const find = () => {  // the toolbar's Undo, in the canvas component's shadow DOM (a new one after Clear)
+    if (target && target.isConnected) return target;
+    target = null;
+    for (const host of document.querySelectorAll("div")) {
+      const undo = host.shadowRoot && host.shadowRoot.querySelector('button[aria-label="Undo"]');
+      if (undo) { target = undo; break; }
+    }
+    return target;
+  };
+  const sync = () => { const undo = find(); button.disabled = !undo || undo.disabled; };
+  button.addEventListener("click", () => {
+    const undo = find();
+    if (undo && !undo.disabled) undo.click();
+    setTimeout(sync, 50);
+  });
+  sync();
+  const timer = setInterval(sync, 400);
+  return () => clearInterval(timer);
+}
+"""
+_undo_button = st.components.v2.component("mnistviz_canvas_undo", html=_UNDO_HTML, css=_UNDO_CSS, js=_UNDO_JS,
+                                          isolate_styles=True)
 
 
 def bump_canvas() -> None:
@@ -141,8 +182,10 @@ def drawing(model, model_name: str | None) -> None:
             st.error(f"The drawing canvas cannot be shown ({type(e).__name__}: {e}). "
                      f"Install it with `pip install streamlit-drawable-canvas`.")
             pixels = None
-        st.button("Clear", on_click=bump_canvas, key="draw_clear", icon=":material/delete:")
-        st.caption("The canvas toolbar has undo and redo.")
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.button("Clear", on_click=bump_canvas, key="draw_clear", icon=":material/delete:")
+            _undo_button(key="draw_undo")
+        st.caption("Hover over the canvas for its toolbar: undo, redo, edit.")
     image = preprocess.canvas_to_mnist(pixels) if pixels is not None else None
     with right:
         if msg := st.session_state.pop("draw_saved", None):
@@ -215,7 +258,7 @@ def saved_tab(ds) -> None:
                                        pages, key="mydigits_page"))
         first = (page - 1) * PAGE_DIGITS
         order = np.argsort(-ds.created, kind="stable")[first:first + PAGE_DIGITS]  # newest first
-        st.caption(f"{len(ds):,} digits: " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts)) +
+        st.caption(f"{counted(len(ds), 'digit')}: " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts)) +
                    (f". Showing {first + 1:,}-{first + len(order):,}" if pages > 1 else "") +
                    ". Click tiles to select them for deletion.")
         fig = charts.digit_grid(ds.images[order], titles=[str(v) for v in ds.labels[order]], ids=order,
@@ -264,7 +307,7 @@ def evaluate_tab(ds, choices: list[dict], default_path: str | None) -> None:
                             key="mydigits_model")
         model = get_model(by_path[path])
         if model is not None:
-            with st.spinner(f"Evaluating {len(ds):,} digits..."):
+            with st.spinner(f"Evaluating {counted(len(ds), 'digit')}..."):
                 res = _evaluated(path, by_path[path]["stamp"], _set_stamp(), model, ds)
             c1, c2 = st.columns([1, 2])
             c1.metric("Accuracy on my digits", f"{res['accuracy']:.1%}",
@@ -302,7 +345,8 @@ def transfer_tab(ds) -> None:
         except mydigits.MyDigitsError as e:
             st.error(str(e), icon=":material/error:")
         else:
-            st.session_state["mydigits_msg"] = f"Imported {n_in} digits from {up.name}: the set holds {len(new)}."
+            st.session_state["mydigits_msg"] = (f"Imported {counted(n_in, 'digit')} from {up.name}: the set holds "
+                                                f"{len(new)}.")
             st.rerun()
     if ds is None:
         st.caption("The saved set is damaged: importing can only replace it.")

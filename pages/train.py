@@ -1,7 +1,8 @@
 """Train: every hyperparameter of the trainer, presets, launch (one run or an augmented + normal pair), and a
 "load settings from" the selected run (to train it again with changes), and a live view of the selected run: its
 numbers every second (polled as JSON by the browser, without rerunning this script), its curves and epoch table
-from metrics.jsonl every 10 s while it trains (at once for each of a run's first records)."""
+from metrics.jsonl every 10 s while it trains (at once for each of a run's first records, and at each epoch's end).
+A launch brings the live view into view, and it follows an augmented + normal pair to its end."""
 import dataclasses
 import math
 import re
@@ -10,7 +11,8 @@ import streamlit as st
 
 from mnistviz import augment, charts, data, device, jobs, live, models, runs, train
 from pages._lrfind import lr_finder
-from pages._live import IDLE_EVERY_S, NUMBERS_EVERY_S, poller, stat_row
+from pages._live import (IDLE_EVERY_S, NUMBERS_EVERY_S, SCROLL_TO_LIVE, WATCHING, poller, scroll_into_view,
+                         stat_row)
 from pages._shared import launch_made, launch_repeated, require_mnist, same_settings, select_run, selected_run_name
 from pages._sweep_form import sweep_these_settings
 
@@ -38,6 +40,7 @@ FIELDS = {
     "device": ("Device", "select", list(device.choices())),
     "precision": ("Precision", "select", list(train.PRECISIONS)),
 }
+LABELS = {f: label for f, (label, _, _) in FIELDS.items()}  # what validate() calls a field in its messages
 STEPS = {"lr": 0.001, "momentum": 0.01, "weight_decay": 0.0001, "label_smoothing": 0.01}
 LAYOUT = [["model", "optimizer", "lr", "momentum", "nesterov"],
           ["weight_decay", "schedule", "label_smoothing", "batch_size", "device"],
@@ -55,9 +58,82 @@ def _fill_form(values: dict) -> None:
         st.session_state[_key(f)] = values[f]
 
 
+def _preset_values(preset: str) -> dict:
+    return {**DEFAULTS, **train.preset_config(preset), "name": ""}
+
+
 def _apply_preset():
     st.session_state.pop("cfg_loaded", None)
-    _fill_form({**DEFAULTS, **train.preset_config(st.session_state["cfg_preset"]), "name": ""})
+    _fill_form(_preset_values(st.session_state["cfg_preset"]))
+
+
+def _changed_from_preset() -> list[str]:
+    """The form's fields (not the run name) whose value is not the preset's."""
+    base = _preset_values(st.session_state["cfg_preset"])
+    return [f for f in FIELDS if f != "name" and st.session_state.get(_key(f)) != base[f]]
+
+
+# The form lives in the session and, as its changes from the preset, in the URL (/train?preset=lenet5-sgd&epochs=2):
+# a refresh starts a new session, which fills the form from the URL, so a Train clicked after a refresh launches
+# what the form showed before it (not the default preset, while a LeNet-5 run trains below).
+def _url_text(value) -> str:
+    if value is None:
+        return "none"
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _url_value(field: str, text: str):
+    """A field's value from its URL text, as its widget takes it; ValueError saying why not."""
+    kind = FIELDS[field][1]
+    if kind == "text":
+        return text
+    if kind == "select":
+        return _form_value(field, text)
+    if kind == "bool":
+        if text in ("true", "false"):
+            return text == "true"
+        raise ValueError(f"{text!r} is not true or false")
+    if kind == "optfloat" and text in ("", "none"):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    return _form_value(field, number)  # a whole number for an integer field
+
+
+def _form_from_url() -> list[str]:
+    """Fill the form from the URL's preset and fields (a new session: the first run of the page, or a refresh).
+    Returns a sentence for each URL value the form could not take (the field keeps the preset's)."""
+    preset = st.query_params.get("preset", "default")
+    problems = []
+    if preset not in train.PRESETS:
+        problems.append(f"preset={preset!r} is not a preset here; the form starts from the default one")
+        preset = "default"
+    st.session_state["cfg_preset"] = preset
+    values = _preset_values(preset)
+    for f, (label, _, _) in FIELDS.items():
+        if f in st.query_params:
+            try:
+                values[f] = _url_value(f, st.query_params[f])
+            except ValueError as e:
+                problems.append(f"{label} ({f}={st.query_params[f]!r} in the address): {e}; it keeps {values[f]!r}")
+    _fill_form(values)
+    return problems
+
+
+def _form_to_url() -> None:
+    """Write the form's preset and changed fields into the URL (only what differs from what it holds)."""
+    preset = st.session_state["cfg_preset"]
+    base = _preset_values(preset)
+    wanted = {f: _url_text(st.session_state.get(_key(f))) for f in FIELDS if st.session_state.get(_key(f)) != base[f]}
+    if preset != "default":
+        wanted["preset"] = preset
+    for k in ("preset", *FIELDS):
+        if k in wanted and st.query_params.get(k) != wanted[k]:
+            st.query_params[k] = wanted[k]
+        elif k not in wanted and k in st.query_params:
+            del st.query_params[k]
 
 
 def _form_value(field: str, value):
@@ -141,7 +217,7 @@ def _launch(pair: bool, again: bool = False):
     REPEAT_WINDOW_S (a double click) are refused, with a "Train again" button (`again`) that launches them anyway."""
     st.session_state.pop("cfg_loaded", None)
     cfg = _form_config()
-    errors = train.validate(cfg)
+    errors = train.validate(cfg, LABELS)
     if errors:
         st.session_state.pop("train_launched", None)
         st.session_state["train_launch_error"] = FIELDS_ERROR
@@ -162,6 +238,8 @@ def _launch(pair: bool, again: bool = False):
     st.session_state["train_launched"] = [r.name for r in made]
     st.session_state[_key("name")] = ""  # the launched name is taken now; empty = automatic for the next launch
     select_run(made[0].name)
+    st.session_state[SCROLL_TO_LIVE] = True
+    st.session_state[WATCHING] = made[0].name  # followed even if it ends before the page draws it
 
 
 def _free_name(name: str, names) -> str:
@@ -234,6 +312,8 @@ CURVES_EVERY_S = 10.0
 # redraws it as soon as metrics.jsonl grows (otherwise the first 10 s of a run, most of a default run's first
 # epoch, show an empty chart). A handful of extra redraws per run; the 10 s rhythm after them is unchanged.
 SPARSE_RECORDS = 3
+# epochs shorter than this (seconds, training and evaluation) redraw the chart at most this often at their ends
+FAST_EPOCH_S = 3.0
 # per-step curves with fewer points than this get markers too: one point alone draws no line
 MARKERS_BELOW = 20
 WAITING = "waiting for the first logged steps"
@@ -259,8 +339,10 @@ def _summary(model_name: str):
 
 st.title("Train")
 if "cfg_preset" not in st.session_state:
-    st.session_state["cfg_preset"] = "default"
-    _apply_preset()
+    url_problems = _form_from_url()
+    if url_problems:
+        st.warning("The address bar's form settings were not all usable:\n\n" +
+                   "\n".join(f"- {p}" for p in url_problems))
 require_mnist()
 
 # Rows of widgets sit in wrapping horizontal containers, not st.columns: at 900 px (sidebar open) fixed column
@@ -273,7 +355,14 @@ with st.container(horizontal=True, vertical_alignment="bottom", key="train_top")
               icon=":material/settings_backup_restore:", disabled=not selected, on_click=_load_run_settings,
               args=(selected,), help="Fills the form with the hyperparameters the run selected in the sidebar was "
                                      "trained with, and a new run name: change what you want to try, then Train.")
-st.caption(train.PRESETS[st.session_state["cfg_preset"]]["desc"])
+changed = _changed_from_preset()
+if changed:  # the preset's description would name values the form no longer has
+    _base = _preset_values(st.session_state["cfg_preset"])
+    st.caption(f"The {st.session_state['cfg_preset']} preset, with changes: " +
+               ", ".join(f"{FIELDS[f][0]} {_url_text(st.session_state.get(_key(f)))} "
+                         f"(preset: {_url_text(_base[f])})" for f in changed) + ".")
+else:
+    st.caption(train.PRESETS[st.session_state["cfg_preset"]]["desc"])
 loaded = st.session_state.get("cfg_loaded")
 if loaded:
     source, new_name, problems = loaded
@@ -286,7 +375,7 @@ if loaded:
         st.success(f"Loaded the settings of {source} into the form, with a new run name: {new_name}. "
                    f"Change what you want to try, then Train.")
 
-errors = train.validate(_form_config())  # live: a message beside the field as soon as a value is out of range
+errors = train.validate(_form_config(), LABELS)  # live: a message beside the field as soon as a value is out of range
 name_problem = _name_problem(st.session_state.get(_key("name")), errors)
 if name_problem:
     errors["name"] = name_problem
@@ -315,6 +404,7 @@ with st.container(horizontal=True, gap="medium", key="train_form"):
                     st.text_input(label, key=k, help=help_, persist_state="session")
                 if f in errors:
                     st.error(errors[f], icon=":material/error:")
+_form_to_url()
 
 with st.container(horizontal=True, key="train_buttons"):
     st.button("Train", type="primary", icon=":material/play_arrow:", on_click=_launch, args=(False,), key="train_one")
@@ -343,7 +433,9 @@ with st.container(key="train_launch_msg"):
         if active:
             st.success("Launched: " + ", ".join(launched) +
                        " (training runs as its own process; it goes on if you close this tab).")
-        if len(launched) == 2:  # a pair: the way to its comparison, also once both have finished
+        # a pair: the way to its comparison, also once both have finished (then the live view's "Compare these two"
+        # when it shows the pair)
+        if len(launched) == 2 and (active or selected_run_name() not in launched):
             aug, plain = launched
             st.page_link("pages/compare.py", icon=":material/compare:", query_params={"runs": f"{aug},{plain}"},
                          label=f"Compare {aug} with {plain}" +
@@ -414,8 +506,15 @@ def live_curves(run, state):
     size = live.metrics_size(run)  # before reading: a record appended meanwhile makes the poller redraw
     epochs = run.epoch_records()
     steps = run.step_records()
-    if state == "running" and len(steps) + len(epochs) < SPARSE_RECORDS:
-        poller("curves_poll", run.name, {"metrics_size": size}, NUMBERS_EVERY_S, stats=False)
+    if state == "running":
+        # an epoch's end redraws the chart at the next poll, so its point shows when the numbers say the epoch is done;
+        # epochs of a second or two (tiny data) would redraw it every second: then every FAST_EPOCH_S
+        seen = {"epochs_done": len(epochs)}
+        if len(steps) + len(epochs) < SPARSE_RECORDS:
+            seen["metrics_size"] = size
+        last = epochs[-1] if epochs else {}
+        took = (last.get("epoch_seconds") or math.inf) + (last.get("eval_seconds") or 0)
+        poller("curves_poll", run.name, seen, FAST_EPOCH_S if took < FAST_EPOCH_S else NUMBERS_EVERY_S, stats=False)
     if steps or epochs or state in runs.ACTIVE:
         x = st.radio("x axis", ["epoch", "step"], horizontal=True, key="curve_x", label_visibility="collapsed")
         st.plotly_chart(live_figure(steps, epochs, x), key="live_curves", width="stretch",
@@ -431,6 +530,30 @@ def live_curves(run, state):
                         "lr": st.column_config.NumberColumn(format="%.2e"),
                         **{c: st.column_config.NumberColumn(format="%.4f")
                            for c in ("train loss", "val loss", "test loss")}})
+
+
+def pair_line(run, just_ended: bool) -> None:
+    """For half of an augmented + normal pair: how far the pair is, and at its end the way to compare the two. When
+    the run shown has `just_ended` while this page watched it, and the pair goes on, the live view follows the pair's
+    next run (a rerun)."""
+    pair = live.pair_of(run)
+    if not pair:
+        return
+    done = [m for m in pair if m["state"] not in runs.ACTIVE]
+    now = next((m["name"] for m in pair if m["state"] in runs.ACTIVE), None)
+    if just_ended and now:
+        select_run(now)
+        st.rerun()
+    parts = [f"{m['name']} {m['state']}" + (f" (best test accuracy {m['best']:.2%})" if m["best"] is not None else "")
+             for m in done]
+    with st.container(horizontal=True, vertical_alignment="center", key="live_pair"):
+        st.markdown(f"**Pair: {len(done)} of {len(pair)} done**" + (": " + "; ".join(parts) if parts else "") +
+                    (f" · now {now}" if now else "") + ".")
+        if len(done) == len(pair):
+            names = [m["name"] for m in pair]
+            if st.button("Compare these two", icon=":material/compare:", type="primary",
+                         key=f"pair_compare:{','.join(names)}"):
+                st.switch_page("pages/compare.py", query_params={"runs": ",".join(names)})
 
 
 def live_section():
@@ -452,6 +575,10 @@ def live_section():
     status = run.status()
     state = live.phase(status.get("status", "failed"), name, busy)  # a run being started is drawn as running
     st.subheader(f"Live: {name}")
+    # the run this page last drew training: its end, seen here, is what makes the live view follow a pair
+    watched = st.session_state.get(WATCHING)
+    st.session_state[WATCHING] = name if state in runs.ACTIVE else None
+    pair_line(run, just_ended=watched == name and state not in runs.ACTIVE)
     bad = run.unreadable_metric_lines()
     if bad:
         st.warning(f"{len(bad)} line(s) of {run.metrics_file} cannot be read (line {', '.join(map(str, bad[:5]))}"
@@ -480,4 +607,9 @@ def live_section():
     st.fragment(live_curves, run_every=CURVES_EVERY_S if state == "running" else None)(run, state)
 
 
-live_section()
+# in a keyed container: what a launch scrolls into view
+with st.container(key="live_view"):
+    live_section()
+if st.session_state.pop(SCROLL_TO_LIVE, False):
+    st.session_state["_scrolls"] = st.session_state.get("_scrolls", 0) + 1
+    scroll_into_view(".st-key-live_view", key=f"live_scroll_{st.session_state['_scrolls']}")

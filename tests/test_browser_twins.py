@@ -114,10 +114,14 @@ def test_the_chart_polls_for_its_first_records_then_leaves_them_to_its_10_s_refr
         at.run()
         spec = json.loads(at.get("plotly_chart")[0].proto.spec)
         assert [len(t["x"]) for t in spec["data"] if t.get("legendgroup") == "train-step"] == [k, k]
-    # SPARSE_RECORDS records shown: no chart poller any more (the numbers' poller stays)
-    assert set(pollers(at)) == {"live_poll"}
+    # SPARSE_RECORDS records shown: the chart's poller watches only the epochs done (the numbers' poller stays)
+    drawn = pollers(at)
+    assert set(drawn) == {"live_poll", "curves_poll"} and drawn["curves_poll"]["seen"] == {"epochs_done": 0}
     starting.append_metrics([step_record(sparse + 1)])
-    assert poll(pollers(at)["live_poll"])["rerun"] is False  # a record alone reruns nothing before the refresh
+    for data in drawn.values():
+        assert poll(data)["rerun"] is False  # a step record alone reruns nothing before the refresh
+    starting.append_metrics([EPOCH_1])
+    assert poll(drawn["curves_poll"])["rerun"] is True  # an epoch's end: its point is drawn at the next poll
 
 
 def test_a_run_being_started_is_drawn_as_running_and_its_trainer_starting_asks_for_no_rerun(tiny_env, app):

@@ -42,7 +42,7 @@ def test_invalid_hyperparameters_show_a_message_beside_the_field_and_launch_noth
     at.number_input(key="cfg_epochs").set_value(0)
     at.run()
     shown = texts(at.error)
-    assert "lr must be above 0" in shown and "epochs must be at least 1" in shown
+    assert "Learning rate must be above 0" in shown and "Epochs must be at least 1" in shown
     at.button(key="train_one").click().run()
     assert "nothing was launched" in texts(at.error)
     at.button(key="train_pair").click().run()
@@ -140,7 +140,7 @@ def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env
     at.switch_page("pages/home.py").run()
     table = at.dataframe[0].value
     row = table[table["name"] == "ui-run"].iloc[0]
-    assert row["status"] == "completed" and row["epochs"] == "1 / 1" and row["model"] == "fast"
+    assert row["status"] == "completed" and row["epoch"] == "1 / 1" and row["model"] == "fast"
     assert at.selectbox(key="_run_picker").value == "ui-run"
 
     at.switch_page("pages/train.py").run()  # the live view of the finished run
@@ -275,8 +275,11 @@ def test_a_pair_launch_links_to_its_comparison_clears_the_name_and_its_message_o
         assert runs.get_run(name).status()["status"] == "completed", name
     at.run()  # the full rerun the numbers' fragment makes when the runs end
     assert "Launched:" not in texts(at.success)  # both finished: no stale message
-    link = next(e.proto for e in at.get("page_link") if e.proto.label.startswith("Compare p-standard"))
-    assert link.label == "Compare p-standard with p-none" and link.query_string == "runs=p-standard%2Cp-none"
+    # the live view, on the pair, offers the comparison (the launch message's link would say it twice)
+    assert "Pair: 2 of 2 done" in texts(at.markdown)
+    assert not [e for e in at.get("page_link") if e.proto.label.startswith("Compare p-standard")]
+    at.button(key="pair_compare:p-standard,p-none").click().run()
+    assert at.title[0].value == "Compare runs" and at.query_params["runs"] == "p-standard,p-none"
 
 
 def test_a_taken_or_spaced_run_name_is_said_beside_the_field_as_you_type(tiny_env, fixture_runs, app):
@@ -426,7 +429,7 @@ def test_training_curves_and_tables_from_a_real_run(fixture_runs):
 
     summaries, _ = runs.list_runs(fixture_runs)
     rt = charts.runs_table(summaries)
-    assert set(rt["name"]) == {"tiny-none", "tiny-aug"} and set(rt["epochs"]) == {"2 / 2"}
+    assert set(rt["name"]) == {"tiny-none", "tiny-aug"} and set(rt["epoch"]) == {"2 / 2"}
 
 
 def test_live_view_stops_and_resumes_a_queued_run_and_offers_resume_for_a_dead_one(tiny_env, app):

@@ -362,7 +362,7 @@ def test_summary_has_the_hyperparameters_and_progress_the_runs_table_shows(fixtu
     run.write_status(progress=0.5)
     table = charts.runs_table([run.summary()])
     row = table.iloc[0]
-    assert (row["status"], row["progress %"], row["lr"], row["batch"], row["epochs"]) == (
+    assert (row["status"], row["progress %"], row["lr"], row["batch"], row["epoch"]) == (
         "stopped", 50.0, cfg["lr"], cfg["batch_size"], "1 / 2")
     assert "pair" in table.columns and row["pair"] == cfg["pair"]  # the fixture's runs were trained as a pair
     assert "pair" not in charts.runs_table([{**run.summary(), "pair": None}]).columns  # a column of None: hidden
