@@ -173,6 +173,7 @@ def project(x, method: str, seed: int = 0, progress: Progress | None = None) -> 
 
 
 def _tsne(x: np.ndarray, seed: int, report: Progress) -> np.ndarray:
+    report(0.01, "t-SNE: loading scikit-learn")
     from sklearn.manifold import TSNE
 
     tsne = TSNE(n_components=2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=seed,
@@ -190,6 +191,7 @@ def _tsne(x: np.ndarray, seed: int, report: Progress) -> np.ndarray:
 
 
 def _umap(x: np.ndarray, seed: int, report: Progress) -> np.ndarray:
+    report(0.01, "UMAP: loading umap-learn")
     import umap
 
     n_epochs = 500 if len(x) <= 10000 else 200  # umap-learn's own defaults
@@ -425,7 +427,9 @@ def figure(coords, indices, true, pred, confidence, pictures, colour_by: str = "
         fig.add_trace(go.Scattergl(x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name,
                                    customdata=indices[mask], text=hover[mask], hovertemplate="%{text}<extra></extra>",
                                    marker=dict(color=colour, size=size, opacity=0.75)))
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), dragmode="lasso", clickmode="event+select",
-                      legend=dict(title=colour_by, itemsizing="constant"), hoverlabel=dict(font_family="monospace"),
+    # plotly's default drag (zoom); the lasso is a toolbar button: with dragmode "lasso" a click selected nothing
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), clickmode="event+select",
+                      legend=dict(title=colour_by, itemsizing="constant"),
+                      hoverlabel=dict(font=dict(family="monospace", size=14, color="#222"), bgcolor="white"),
                       xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None))
     return fig
