@@ -194,10 +194,9 @@ def _umap(x: np.ndarray, seed: int, report: Progress) -> np.ndarray:
     report(0.01, "UMAP: loading umap-learn")
     import umap
 
-    n_epochs = 500 if len(x) <= 10000 else 200  # umap-learn's own defaults
     epochs = re.compile(r"(\d+)\s*/\s*(\d+)")
-    phases = {"Construct fuzzy simplicial set": (0.1, "joining the neighbourhoods (the first UMAP in a new app process "
-                                                      "compiles umap-learn's code first: some seconds)"),
+    phases = {"Construct fuzzy simplicial set": (0.1, "joining the neighbourhoods (the first UMAP since the app "
+                                                      "started compiles umap-learn's code first)"),
               "Construct embedding": (0.3, "laying out the points")}
 
     def line(text: str) -> None:  # umap-learn's verbose prints: its phases, and every tenth of its epochs
@@ -215,7 +214,9 @@ def _umap(x: np.ndarray, seed: int, report: Progress) -> np.ndarray:
     report(0.02, "UMAP: finding each point's neighbours")
     dists, ind = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)  # each point its own first neighbour
     # random_state makes UMAP deterministic (and single-threaded); verbose also draws a tqdm bar on stderr: not that
-    reducer = umap.UMAP(n_components=2, n_neighbors=k, random_state=seed, n_epochs=n_epochs, n_jobs=1,
+    # 200 epochs (umap-learn's own number above 10,000 points; it takes 500 below) from the principal components (an
+    # informative start, which Kobak & Linderman 2021 found as good as the spectral one): both to stay quick
+    reducer = umap.UMAP(n_components=2, n_neighbors=k, random_state=seed, n_epochs=200, init="pca", n_jobs=1,
                         precomputed_knn=(ind, dists), verbose=True, tqdm_kwds={"disable": True})
     with printed_lines(line), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "precomputed_knn", UserWarning)  # "transform will be unavailable": unused
@@ -225,8 +226,7 @@ def _umap(x: np.ndarray, seed: int, report: Progress) -> np.ndarray:
 def _threads(n: int):
     """OpenMP threads for t-SNE's gradient: one for small inputs, else as many as torch has (the page gives torch
     one thread while a training runs). Each of its thousand iterations starts and joins its threads, and a thread
-    that another process has descheduled holds every iteration up: on a busy machine two threads were 20x slower
-    than one (docs/performance.md)."""
+    that another process has descheduled holds every iteration up (figures: docs/performance.md)."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1 if n < SMALL else torch.get_num_threads(), user_api="openmp")
@@ -346,6 +346,7 @@ def compute(model: nn.Module, weights: Weights, stage: str, method: str, images:
     idx = stratified_sample(labels, n, seed)
     report(0.0, f"activations of {len(idx):,} images at {stage}")
     feats, probs = activations(model, images[torch.as_tensor(idx)], stage)
+    report(0.0, f"{METHODS[method]} of {len(idx):,} points of {feats.shape[1]:,} values")
     coords = project(feats, method, seed, report)
     meta = {"format": FORMAT, "method": method, "stage": stage, "weights": weights.label, "n": len(idx),
             "seed": seed, "dims": int(feats.shape[1]), "seconds": round(time.perf_counter() - t0, 3),

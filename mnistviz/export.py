@@ -155,7 +155,8 @@ def parser():
     p.add_argument("run", metavar="RUN", help="a run folder, or the name of a run in the runs folder")
     p.add_argument("--format", required=True, choices=("csv", "tensorboard"))
     p.add_argument("--out", type=_folder, help="csv: the file to write (default RUN/metrics.csv; - for stdout)")
-    p.add_argument("--runs-dir", type=_folder, help="runs folder for a run name (default: $MNISTVIZ_RUNS or checkpoints/)")
+    p.add_argument("--runs-dir", type=_folder,
+                   help="runs folder for a run name (default: $MNISTVIZ_RUNS or checkpoints/)")
     return p
 
 

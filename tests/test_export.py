@@ -76,7 +76,7 @@ def test_the_event_files_follow_metrics_jsonl_when_resume_cut_it_back(fixture_ru
 def test_without_tensorboard_a_run_trains_as_before_and_export_says_how_to_get_it(tiny_env, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
     assert not export.tensorboard_available()
-    run = train.create_run(train.Config(**{**TINY, "epochs": 1, "name": "plain"}), tiny_env)
+    run = train.create_run(train.Config(**{**TINY, "epochs": 1, "limit_train": 100, "name": "plain"}), tiny_env)
     assert train.train_run(run)["status"] == "completed"
     assert not list(run.path.glob(export.EVENTS))
     with pytest.raises(SystemExit) as e:
@@ -87,7 +87,7 @@ def test_without_tensorboard_a_run_trains_as_before_and_export_says_how_to_get_i
 
 def test_a_tensorboard_file_that_cannot_be_written_does_not_fail_the_run(tiny_env, capfd):
     pytest.importorskip("tensorboard")
-    run = train.create_run(train.Config(**{**TINY, "epochs": 1, "name": "blocked"}), tiny_env)
+    run = train.create_run(train.Config(**{**TINY, "epochs": 1, "limit_train": 100, "name": "blocked"}), tiny_env)
     (run.path / "events.out.tfevents.in-the-way").mkdir()   # the old event file to remove is a folder
     assert train.train_run(run)["status"] == "completed"
     err = capfd.readouterr().err
@@ -145,8 +145,9 @@ def test_a_run_being_trained_is_not_converted(fixture_runs, tmp_path, capsys):
     run = runs.Run(shutil.copytree(fixture_runs / "tiny-none", tmp_path / "busy"))
     before = {p.name: p.stat().st_mtime_ns for p in run.path.glob(export.EVENTS)}
     # another process holds the run folder, as its trainer does
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from mnistviz import procs; hold = procs.hold_run(sys.argv[1]); "
-                               "hold.__enter__(); print('held', flush=True); time.sleep(60)",
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from mnistviz import procs; "
+                               "hold = procs.hold_run(sys.argv[1]); hold.__enter__(); print('held', flush=True); "
+                               "time.sleep(60)",
                                str(run.path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

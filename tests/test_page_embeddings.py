@@ -96,8 +96,9 @@ def test_per_epoch_weights_get_an_epoch_slider(env, app):
 
     run, _ = env
     (run.path / E.EPOCHS_DIR).mkdir()
+    weights = runs.load_checkpoint(run.best_ckpt)["model"]
     for epoch in (1, 2):
-        torch.save({"model": runs.load_checkpoint(run.best_ckpt)["model"]}, run.path / E.EPOCHS_DIR / f"epoch_{epoch:03d}.pt")
+        torch.save({"model": weights}, run.path / E.EPOCHS_DIR / f"epoch_{epoch:03d}.pt")
     at = app(PAGE, run="tiny-none")
     slider = at.select_slider(key="emb_epoch_tiny-none")
     assert slider.value == "epoch-002" and "weights of epoch 2" in caption(at)
