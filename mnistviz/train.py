@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import augment as aug, cartography, device as devices, fastgrad, procs
+from . import export  # TensorBoard's copy of the metrics
 from .procs import StopRequested
 from .cli import config_from_args, train_parser
 # re-exported: pages, jobs and tests use train.Config, train.validate, train.PRESETS...
@@ -179,6 +180,7 @@ def _train(run: Run, resume: bool, stop: StopRequested, progress: bool) -> dict:
         raise OutOfDeviceMemory(_out_of_memory_message(t)) from e
     finally:
         gc.unfreeze()
+        export.to_tensorboard(run, close=True)
         if t.bar:
             t.bar.close()
     return _finish(t, status)
@@ -459,6 +461,7 @@ def _end_epoch(t: _Training, epoch: int) -> float:
     run.append_metrics([rec])
     _checkpoint(t)
     run.write_status(checkpoint_step=t.checkpoint_step)
+    export.to_tensorboard(run)
     if t.bar:
         t.bar.set_postfix(epoch=epoch + 1, test_acc=f"{test_acc:.4f}")
     return test_acc

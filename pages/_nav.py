@@ -10,6 +10,7 @@ PAGES = [
     ("pages/confusion.py", "Confusion", ":material/grid_on:", "confusion"),
     ("pages/labels.py", "Suspicious labels", ":material/rule:", "labels"),
     ("pages/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps"),
+    ("pages/embeddings.py", "Embeddings", ":material/scatter_plot:", "embeddings"),
     ("pages/draw.py", "Draw", ":material/draw:", "draw"),
     ("pages/compare.py", "Compare", ":material/compare:", "compare"),
     ("pages/sweeps.py", "Sweeps", ":material/tune:", "sweeps"),

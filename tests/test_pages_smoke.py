@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["pages/home.py", "pages/train.py", "pages/data.py", "pages/mispredictions.py", "pages/confusion.py",
-         "pages/feature_maps.py", "pages/draw.py", "pages/compare.py"]
+         "pages/feature_maps.py", "pages/embeddings.py", "pages/draw.py", "pages/compare.py"]
 
 
 def visit_all(run: str | None = None) -> dict[str, str]:
@@ -63,7 +63,7 @@ def test_run_without_predictions_or_checkpoints(runs_dir, fixture_runs, tiny_dat
     shown = visit_all("gutted")
     for page in ("pages/mispredictions.py", "pages/confusion.py"):
         assert "no stored test predictions" in shown[page], page
-    assert "checkpoint" in shown["pages/feature_maps.py"]
+    assert "checkpoint" in shown["pages/feature_maps.py"] and "checkpoint" in shown["pages/embeddings.py"]
 
 
 def test_every_picture_is_sent_as_png(runs_dir, fixture_runs, tiny_data, monkeypatch):
