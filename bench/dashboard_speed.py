@@ -4,6 +4,7 @@ while headless Chromium watches its live view (its numbers re-read every second,
 
     MNISTVIZ_DATA=../shared/data python bench/dashboard_speed.py [--rounds 3] [--epochs 1] [--limit-train 0]
     MNISTVIZ_DATA=../shared/data python bench/dashboard_speed.py --rounds 0   # page renders only, on checkpoints/default
+    MNISTVIZ_DATA=../shared/data python bench/dashboard_speed.py --rounds 0 --page embeddings   # one page only
 
 Each round runs the CLI alone (no server, no browser), then starts `streamlit run app.py`, opens the Train page
 in Chromium, fills the form with the same config and clicks Train, and keeps watching until the run completes.
@@ -145,7 +146,7 @@ RENDERED_JS = """() => {
 }"""
 
 
-def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, float]:
+def page_render_times(runs_dir: Path, browser, repeat: int = 3, only=None) -> dict[str, float]:
     """Seconds until each page has rendered (script finished, its charts drawn and its images loaded):
     opening the page's URL in a new session (a pasted link; median of `repeat`) in the tab that shows the app and
     in a new tab, and clicking its sidebar link in an open session. After one warm-up visit of every page."""
@@ -173,7 +174,7 @@ def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, flo
                                arg=titles[path], timeout=60000, polling="raf")
         return time.perf_counter() - t
     try:
-        pages = app_pages()
+        pages = [(path, title) for path, title in app_pages() if not only or (path or "runs") in only]
         titles = {}
         for path, _ in pages:
             visit(path)
@@ -186,7 +187,9 @@ def page_render_times(runs_dir: Path, browser, repeat: int = 3) -> dict[str, flo
         visit("")
         clicks: dict[str, list[float]] = {}
         for _ in range(repeat):  # round the sidebar: every page's first render in this session, `repeat` times
-            for path, title in pages[1:] + pages[:1]:
+            for path, title in pages[1:] + pages[:1] if len(pages) > 1 else pages:
+                if len(pages) == 1:  # one page alone: its link clicked from the home page, open in this tab
+                    visit("")
                 clicks.setdefault(path, []).append(click(path, title))
         for path, ts in clicks.items():
             out[f"{path or 'runs'} (sidebar click)"] = statistics.median(ts)
@@ -210,6 +213,8 @@ def main():
     ap.add_argument("--limit-train", type=int, default=0, help="train on the first N images (0 = all 55,000)")
     ap.add_argument("--pages", action=argparse.BooleanOptionalAction, default=True,
                     help="also time each page's first render in a warm app (default: on)")
+    ap.add_argument("--page", action="append", metavar="URL_PATH",
+                    help="time only this page (its URL path, e.g. embeddings; repeatable)")
     args = ap.parse_args()
     if data.find_mnist() is None:
         raise SystemExit(data.missing_message())
@@ -233,7 +238,7 @@ def main():
                   f"{server:.1f}% (Streamlit) + {chromium:.1f}% (Chromium) of one core", flush=True)
         if args.pages and not args.rounds:  # no trained runs to show: time the pages on the committed default run
             shutil.copytree(ROOT / "checkpoints" / "default", Path(tmp) / "default")
-        times = page_render_times(Path(tmp), browser) if args.pages else {}
+        times = page_render_times(Path(tmp), browser, only=args.page) if args.pages else {}
         browser.close()
     ratios = [d / c for d, c in zip(dashes, clis)]
     median = statistics.median(ratios) if ratios else None

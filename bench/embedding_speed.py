@@ -3,7 +3,8 @@ set with the committed default model, at the stage the page starts on (what the 
 fresh Python process as in a newly started app (imports, and umap-learn's numba compilation, included), then
 once more in the same process, then read back from the run folder as a second visit does.
 
-    MNISTVIZ_DATA=../shared/data python bench/embedding_speed.py [--n 10000] [--methods pca umap] [--tsne-threads]
+    MNISTVIZ_DATA=../shared/data python bench/embedding_speed.py [--n 10000] [--methods pca umap] [--threads 1 2]
+        [--tsne-threads]
 
 Side by side in the same run: torch's randomized PCA (ours) and scikit-learn's PCA; with --tsne-threads, t-SNE on
 one OpenMP thread and on every core. Goals (issue 23): PCA <= 1 s, UMAP <= 20 s for 10,000 points on 2 cores.
@@ -75,6 +76,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--methods", nargs="+", default=["pca", "umap"], choices=["pca", "tsne", "umap"])
+    ap.add_argument("--threads", type=int, nargs="+", help="torch threads (t-SNE's too) to run each method with "
+                                                           "(default: every core, as the page while no training runs)")
     ap.add_argument("--tsne-threads", action="store_true", help="also t-SNE on 1 thread and on every core")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -92,9 +95,9 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = shutil.copytree(ROOT / "checkpoints" / "default", Path(tmp) / "default")
-        todo = [(m, cores) for m in args.methods]
+        todo = [(m, t) for t in args.threads or [cores] for m in args.methods]
         if "pca" in args.methods:
-            todo.insert(args.methods.index("pca") + 1, ("pca-sklearn", cores))
+            todo.insert(1 + todo.index(("pca", (args.threads or [cores])[0])), ("pca-sklearn", cores))
         if args.tsne_threads:
             todo += [("tsne", 1), ("tsne", cores)] if "tsne" not in args.methods else [("tsne", 1)]
         for method, threads in todo:
@@ -107,15 +110,17 @@ def main():
             for at, text in r.get("phases", []):
                 print(f"    {at:7.2f} s  {text}")
     by = {(r["method"], r["threads"]): r for r in rows}
-    if ("pca", cores) in by and ("pca-sklearn", cores) in by:
-        r = by["pca", cores]
-        print(f"PCA first compute (activations + projection): {r['first_s']:.2f} s (goal <= 1 s); the projection "
-              f"alone: torch {r['first_s'] - r['activations_s']:.2f} s vs scikit-learn "
-              f"{by['pca-sklearn', cores]['first_s']:.2f} s (its import included)")
-    if ("umap", cores) in by:
-        r = by["umap", cores]
-        print(f"UMAP first compute (activations + projection): {r['first_s']:.1f} s (goal <= 20 s); again in the "
-              f"same process (umap-learn compiled) {r['again_s']:.1f} s")
+    for threads in args.threads or [cores]:
+        if ("pca", threads) in by:
+            r = by["pca", threads]
+            ref = (f" vs scikit-learn's {by['pca-sklearn', cores]['first_s']:.2f} s (its import included)"
+                   if ("pca-sklearn", cores) in by else "")
+            print(f"{threads} thread(s): PCA first compute (activations + projection) {r['first_s']:.2f} s "
+                  f"(goal <= 1 s); the projection alone {r['first_s'] - r['activations_s']:.2f} s{ref}")
+        if ("umap", threads) in by:
+            r = by["umap", threads]
+            print(f"{threads} thread(s): UMAP first compute (activations + projection) {r['first_s']:.1f} s "
+                  f"(goal <= 20 s); again in the same process (umap-learn compiled) {r['again_s']:.1f} s")
     if ("tsne", 1) in by and ("tsne", cores) in by:
         print(f"t-SNE: 1 thread {by['tsne', 1]['again_s']:.1f} s, {cores} threads {by['tsne', cores]['again_s']:.1f} s"
               f" (ratio {by['tsne', 1]['again_s'] / by['tsne', cores]['again_s']:.2f})")

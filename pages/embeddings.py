@@ -148,6 +148,16 @@ st.caption(f"{ABOUT[method]}{extra} {len(idx):,} test images, {e.meta['dims']:,}
 if method != "pca" and e.meta["dims"] > E.PRE_DIMS:
     st.caption(f"{E.METHODS[method]} starts from the activations' first {E.PRE_DIMS} principal components.")
 
+
+
+def probs_of(ids: list[int]) -> np.ndarray:
+    """The probabilities of these test images: the sample's, else (a selection made on another sample) computed."""
+    pos = {int(i): k for k, i in enumerate(idx)}
+    missing = [i for i in ids if i not in pos]
+    more = dict(zip(missing, E.activations(model, images[missing], stages[-1])[1])) if missing else {}
+    return np.array([probs[pos[i]] if i in pos else more[i] for i in ids]).reshape(len(ids), 10)
+
+
 # ---- the picked point and the lasso's group ----
 group = [i for i in st.session_state.get(GROUP) or [] if 0 <= i < n_max]
 picked = st.session_state.get(PICKED)
@@ -156,8 +166,7 @@ if group:
     with below.container(width=440):
         st.subheader(f"{len(group):,} selected", anchor=False)
         shown = group[:MAX_TILES]
-        pos = {int(i): k for k, i in enumerate(idx)}
-        sp = np.array([pred[pos[i]] if i in pos else -1 for i in shown])
+        sp = probs_of(shown).argmax(1)
         wrong = sp != labels[shown]
         if len(group) > MAX_TILES:
             st.caption(f"The first {MAX_TILES} of {len(group):,}.")
@@ -173,11 +182,7 @@ if group:
                   on_click=lambda: st.session_state.update({GROUP: None}))
 if picked is not None and 0 <= picked < n_max:
     with below.container(width=440):
-        pos = np.flatnonzero(idx == picked)
-        if len(pos):
-            p = probs[pos[0]]
-        else:  # a grid tile of a selection made on another sample
-            p = E.activations(model, images[picked:picked + 1], stages[-1])[1][0]
+        p = probs_of([picked])[0]
         with st.container(border=True):
             image_up_close(run.name, int(picked), images[picked].numpy(), p, int(labels[picked]), int(p.argmax()),
                            "emb_probs")
