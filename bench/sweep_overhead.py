@@ -6,7 +6,8 @@
    c. through the dashboard's queue as K runs (jobs.submit each),
    d. through the dashboard's queue as one sweep (jobs.submit_sweep),
    in interleaved rounds (a b c d, a b c d, ...) so that all four share the machine's drift. Prints the wall seconds
-   per training and the ratios b/a and d/c (the goal: at most 1.05).
+   per training and the ratios b/a and d/c (the goal: at most 1.05), and the CPU seconds of every process involved
+   per training (RUSAGE_CHILDREN: robust where other work shares the machine).
 2. Payoff: the seed preset lenet5-sgd trained for --payoff-epochs against the best of a --payoff-trials sweep of its
    learning rate and batch size (TPE, median pruner; the objective is the validation accuracy) at the same epochs;
    prints both runs' test accuracy.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mnistviz import config, jobs, runs  # noqa: E402
+from mnistviz import config, jobs, runs, sweep  # noqa: E402
 
 LENET = config.preset_config("lenet5-sgd")
 
@@ -64,13 +66,9 @@ def one_by_one(root: Path, lrs, epochs, limit) -> float:
 
 
 def _create(root: Path, name: str, trials: int, space: list[str], sets: dict, sampler: str, pruner: str) -> None:
-    args = ["-m", "mnistviz.sweep", "create", name, "--trials", str(trials), "--runs-dir", str(root),
-            "--sampler", sampler, "--pruner", pruner]
-    for s in space:
-        args += ["--space", s]
-    for k, v in sets.items():
-        args += ["--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}"]
-    _cli(*args)
+    """In this process: no child's CPU time is counted for it."""
+    sweep.create(name, trials, space, [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sets.items()],
+                 root, sampler=sampler, pruner=pruner)
 
 
 def _first_trial(root: Path, name: str) -> float:
@@ -93,11 +91,26 @@ def _until_idle(root: Path, done) -> None:
         time.sleep(0.05)
 
 
+def _launches_reaped(root: Path) -> None:
+    """Until every launch of the queue (its shell, trainer and follow-up tick) has ended and been waited for, so that
+    their CPU time is in this process's RUSAGE_CHILDREN."""
+    while jobs._children:
+        jobs.tick(root)
+        time.sleep(0.05)
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def queue_runs(root: Path, lrs, epochs, limit) -> float:
     t = time.perf_counter()
     made = [jobs.submit(config.Config(**_sets(epochs, limit, lr=lr), name=f"q{i}"), root) for i, lr in enumerate(lrs)]
     _until_idle(root, lambda: all(r.status().get("status") == "completed" for r in made))
-    return time.perf_counter() - t
+    spent = time.perf_counter() - t
+    _launches_reaped(root)  # untimed: the last follow-up tick
+    return spent
 
 
 def queue_sweep(root: Path, lrs, epochs, limit) -> tuple[float, float]:
@@ -115,6 +128,7 @@ def queue_sweep(root: Path, lrs, epochs, limit) -> tuple[float, float]:
     if not finished():
         sys.exit(f"the queued sweep ended {jobs.sweep_job('qs', root)}")
     _until_idle(root, lambda: jobs.sweep_job("qs", root)["state"] == "done")  # its worker's last words, untimed
+    _launches_reaped(root)
     first = _first_trial(root, "qs")
     return end - first, first - t
 
@@ -123,15 +137,18 @@ def overhead(args) -> None:
     lrs = [0.01 * (i + 1) for i in range(args.trials)]
     ways = {"a. one by one (CLI)": one_by_one, "b. one sweep worker (CLI)": as_sweep,
             "c. queue, runs one by one": queue_runs, "d. queue, one sweep": queue_sweep}
-    per, start = {w: [] for w in ways}, {w: [] for w in ways}
+    per, start, cpu = {w: [] for w in ways}, {w: [] for w in ways}, {w: [] for w in ways}
     for r in range(args.rounds):
         for w, fn in ways.items():
             with tempfile.TemporaryDirectory() as tmp:
+                c0 = _children_cpu()
                 got = fn(Path(tmp), lrs, args.epochs, args.limit_train)
+                cpu[w].append((_children_cpu() - c0) / len(lrs))
                 spent, once = got if isinstance(got, tuple) else (got, 0.0)
                 per[w].append(spent / len(lrs))
                 start[w].append(once)
-        print(f"round {r + 1}: " + ", ".join(f"{w[:2]} {v[-1]:.2f} s" for w, v in per.items()), flush=True)
+        print(f"round {r + 1}: " + ", ".join(f"{w[:2]} {v[-1]:.2f} s ({cpu[w][-1]:.2f} s CPU)" for w, v in per.items()),
+              flush=True)
     med = {w: statistics.median(v) for w, v in per.items()}
     print(f"\nwall seconds per training (median of {args.rounds} rounds; {args.trials} LeNet-5 trainings of "
           f"{args.epochs} epoch(s) on {args.limit_train or 60000} images, {VAL_SIZE} for validation; a sweep's from "
@@ -142,6 +159,13 @@ def overhead(args) -> None:
     keys = list(ways)
     print(f"  sweep / one by one, CLI:   {med[keys[1]] / med[keys[0]]:.3f}")
     print(f"  sweep / one by one, queue: {med[keys[3]] / med[keys[2]]:.3f}")
+    mcpu = {w: statistics.median(v) for w, v in cpu.items()}
+    print("\nCPU seconds per training, every process of it (the trainer; the sweep's worker, its start included; the "
+          "queue's shells and follow-up ticks), median:")
+    for w, v in mcpu.items():
+        print(f"  {w:<28} {v:6.2f}   (rounds: {', '.join(f'{x:.2f}' for x in cpu[w])})")
+    print(f"  sweep / one by one, CLI:   {mcpu[keys[1]] / mcpu[keys[0]]:.3f}")
+    print(f"  sweep / one by one, queue: {mcpu[keys[3]] / mcpu[keys[2]]:.3f}")
 
 
 def payoff(args) -> None:

@@ -32,7 +32,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import data, device, lrfind, procs, runs, train
+from . import data, device, lrfind, procs, runs, sweep, train
 from .runs import Run, RunError
 
 QUEUE_FILE = "_queue.json"
@@ -177,8 +177,13 @@ def _reap() -> None:
 
 
 def _log_tail(run: Run) -> str | None:
+    return _log_tail_of(run.path / LOG_FILE)
+
+
+def _log_tail_of(path: Path) -> str | None:
+    """A log's last line that speaks of an error, else its last line."""
     try:
-        lines = [ln.strip() for ln in (run.path / LOG_FILE).read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return None
     errors = [ln for ln in lines if "error" in ln.lower()]
@@ -222,7 +227,7 @@ def tick(root=None, finished: str | None = None, finished_sweep: str | None = No
          exit_code: int | None = None) -> str | None:
     """Start the next queued run (or sweep trial) if fewer than max_jobs() are training. Returns the queue entry
     started, or None. `finished`: a run whose training process has just ended (passed by the launcher);
-    `finished_sweep`, `exit_code`: a sweep whose one-trial worker has just ended, and how."""
+    `finished_sweep`, `exit_code`: a sweep whose worker has just ended, and how."""
     root = runs.runs_dir(root)
     _reap()
     if not root.is_dir():
@@ -401,9 +406,9 @@ def resume(name: str, root=None) -> Run:
 # ":"). Its launch is a sweep worker (sweep_work: `python -m mnistviz.jobs sweep-work`), whose trials are run folders
 # like any other; it runs trials until none is left or something else waits in the queue. Then the launcher's
 # follow-up tick puts the sweep at the end of the queue again while trials are left, so runs launched meanwhile take
-# their turn between two trials, and a sweep alone in the queue pays for one worker's start, not one a trial. What the dashboard knows of a
-# sweep it runs is <runs>/_sweepjobs/NAME.json: its state (SWEEP_STATES), its launch's pid and start time (as a run's
-# launcher_pid), the storage URL when it is not the default, and the last error.
+# their turn between two trials, and a sweep alone in the queue pays for one worker's start, not one a trial. What the
+# dashboard knows of a sweep it runs is <runs>/_sweepjobs/NAME.json: its state (SWEEP_STATES), its launch's pid and
+# start time (as a run's launcher_pid), the storage URL when it is not the default, and the last error.
 
 SWEEP_PREFIX = "sweep:"
 SWEEP_DIR = "_sweepjobs"
@@ -468,9 +473,7 @@ def _slots_taken(root: Path) -> int:
 
 
 def _sweep_after_worker(root: Path, name: str, job: dict, code: int | None) -> dict:
-    """A sweep's one-trial worker ended with exit status `code`: what the sweep's state is now."""
-    from . import sweep
-
+    """A sweep's worker ended with exit status `code`: what the sweep's state is now."""
     if code == 0:
         try:
             st = sweep.status(name, root, job.get("storage"))
@@ -501,14 +504,6 @@ def _settle_sweeps(root: Path, finished: str | None, code: int | None) -> None:
                        error="its worker ended without saying so (killed, or the machine restarted)")
 
 
-def _log_tail_of(path: Path) -> str | None:
-    try:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return None
-    return lines[-1] if lines else None
-
-
 def _launch_sweep(root: Path, name: str, job: dict) -> None:
     """Start one trial of the sweep, detached; after it ends, the same shell ticks the queue with its exit status.
     A storage URL given in the dashboard goes through the environment, not the command line (which `ps` shows)."""
@@ -529,8 +524,6 @@ def sweep_work(name: str, root=None) -> int:
     """The queue's sweep worker: trials of sweep `name` until none is left, SIGTERM (the trial checkpoints and goes
     back into the study), or another entry waits in the queue (after at least one trial). Its exit status: 0, 1
     (stopped), 2 (bad input: the reason on stderr)."""
-    from . import sweep
-
     root = runs.runs_dir(root)
     stop = procs.StopRequested()
     signal.signal(signal.SIGTERM, stop)
@@ -736,7 +729,7 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", help="sweep-work: the sweep's name")
     p.add_argument("--runs-dir", help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")
     p.add_argument("--finished", help=argparse.SUPPRESS)  # the launcher: this run's trainer has ended
-    p.add_argument("--finished-sweep", help=argparse.SUPPRESS)  # ... this sweep's one-trial worker has ended
+    p.add_argument("--finished-sweep", help=argparse.SUPPRESS)  # ... this sweep's worker has ended
     p.add_argument("--exit-code", type=int, help=argparse.SUPPRESS)  # ... with this exit status
     p.add_argument("--job", help=argparse.SUPPRESS)       # lrfind: the range test's folder name ...
     p.add_argument("--jobs-dir", help=argparse.SUPPRESS)  # ... in this folder (<runs>/_lrfind)

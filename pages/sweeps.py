@@ -183,6 +183,11 @@ def charts(status: dict, store: str | None) -> None:
 def show(name: str, drawn: str | None):
     if selected_run_name() != drawn:
         st.rerun()  # a row click selected another run: the sidebar and the table's tick follow
+    if ACTIVE:
+        try:
+            jobs.tick()  # as every page's refresh does: a sweep waiting behind a training starts when it ends
+        except (runs.RunError, OSError):
+            pass  # a runs folder that cannot be written: the sidebar says so
     try:
         status = sweep.status(name, storage=STORE)
     except sweep.SweepError as e:

@@ -1,34 +1,20 @@
 """Sweeps from the dashboard (issue 22): the Train page's "Sweep these settings" refuses bad input with one sentence
-and makes nothing, queues a good sweep in the training queue, Stop and Resume on the Sweeps page; a sweep run by the
-queue whose worker is killed with -9 shows its trial's worker as gone, and Resume finishes it (a grid sweep with the
-Hyperband pruner, trained for real on the tiny data)."""
+and makes nothing, queues a good sweep in the training queue, Stop and Resume on the Sweeps page. (A sweep run by the
+queue, its worker killed with -9 and resumed: tests/e2e/test_sweep_e2e.py.)"""
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import optuna
 import pytest
 
 from conftest import free_port
-from mnistviz import jobs, procs, runs, sweep, train
+from mnistviz import jobs, procs, sweep, train
 
 
 @pytest.fixture(autouse=True)
 def no_storage_env(monkeypatch):
     monkeypatch.delenv("MNISTVIZ_SWEEP_STORAGE", raising=False)
-
-
-def wait_for(cond, timeout, what, tick_root=None):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if tick_root is not None:
-            jobs.tick(tick_root)  # what the dashboard's pages do at every refresh
-        if cond():
-            return
-        time.sleep(0.05 if tick_root is None else 0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def study_of(name, root):
@@ -105,38 +91,9 @@ def test_train_page_sweep_form_refuses_bad_input_then_queues_a_sweep(app, busy_q
     # Stop and Resume on the Sweeps page
     at.switch_page("pages/sweeps.py").run()
     at.selectbox(key="sweep_pick").set_value("good").run()
-    assert any("waiting in the training queue" in m.value for m in at.markdown), [m.value for m in at.markdown] + [e.value for e in at.error] + [at.selectbox(key="sweep_pick").value]
+    assert any("waiting in the training queue" in m.value for m in at.markdown), [m.value for m in at.markdown]
     at.button(key="sweep_stop:good").click().run()
     assert jobs.queue(root) == [] and jobs.sweep_job("good", root)["state"] == "stopped"
     at.button(key="sweep_resume:good").click().run()
     assert not at.exception and jobs.queue(root) == ["sweep:good"]
     assert jobs.stop_sweep("good", root).startswith("Sweep good removed from the queue")
-
-
-def test_a_queued_sweep_whose_worker_is_killed_resumes(tiny_env):
-    made = sweep.create("k9", 5, ["lr=choice(0.05,0.1)"], ["epochs=2", "limit_train=300", "batch_size=50",
-                                                           "val_size=50"], tiny_env, sampler="grid",
-                        pruner="hyperband")
-    assert made["planned"] == 2
-    jobs.submit_sweep("k9", root=tiny_env)
-    t0 = tiny_env / "k9-t0"
-    wait_for(lambda: t0.is_dir() and runs.Run(t0).raw_status().get("status") == "running", 120, "trial 0 to train")
-    worker = study_of("k9", tiny_env).trials[0].user_attrs["worker"]["pid"]
-    os.kill(worker, signal.SIGKILL)  # its trainer goes on: an orphan, finishing trial 0's run
-    wait_for(lambda: jobs.sweep_job("k9", tiny_env)["state"] == "interrupted", 60, "the launch's follow-up")
-    st = sweep.status("k9", tiny_env)
-    assert st["trials"][0]["state"] == "running" and f"worker (pid {worker} on this machine) is gone" in \
-        st["trials"][0]["worker_gone"]
-    assert sweep.trials_table(st)["state"].tolist() == ["worker gone"]
-
-    jobs.submit_sweep("k9", root=tiny_env)  # Resume: the next worker takes the trial over
-    wait_for(lambda: jobs.sweep_job("k9", tiny_env)["state"] == "done", 240, "the sweep to finish", tiny_env)
-    trials = study_of("k9", tiny_env).get_trials()
-    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"], [t.user_attrs for t in trials]
-    assert trials[0].user_attrs["interrupted"] and trials[1].params == trials[0].params
-    assert trials[1].user_attrs["run"] == "k9-t0"  # the same run, trained once (its orphan trainer finished it)
-    assert sorted(t.params["lr"] for t in trials[1:]) == [0.05, 0.1]  # the grid: each point once
-    assert sorted(p.name for p in runs.run_folders(tiny_env)) == ["k9-t0", "k9-t2"]
-    assert [r["epoch"] for r in runs.Run(t0).epoch_records()] == [1, 2]
-    assert trials[1].value == max(r["val_acc"] for r in runs.Run(t0).epoch_records())
-    assert sweep.status("k9", tiny_env)["finished"] == 2 and jobs.queue(tiny_env) == []
