@@ -75,16 +75,18 @@ if not good and not broken:
 # creation time and pair id are left out of view (the Compare page lists a pair's settings; automatic names carry
 # the time)
 RUNS_COLUMNS = {
-    "name": st.column_config.TextColumn(width=215),
+    "name": st.column_config.TextColumn(width=200),
     "status": st.column_config.TextColumn(width=85),
-    "progress %": st.column_config.ProgressColumn(format="%.0f%%", min_value=0, max_value=100, width=80),
-    "epoch": st.column_config.TextColumn(width=60),
+    "progress %": st.column_config.ProgressColumn(format="%.0f%%", min_value=0, max_value=100, width=64),
+    "epoch": st.column_config.TextColumn(width=55),
     "best test acc %": st.column_config.NumberColumn(format="%.2f", width=105),
     "model": st.column_config.TextColumn(width=70),
     "augmentation": st.column_config.TextColumn(width=95),
     "lr": st.column_config.NumberColumn(format="%g", width=55),
     "batch": st.column_config.NumberColumn(width=50),
-    "train s": st.column_config.NumberColumn(width=60),
+    "train s": st.column_config.NumberColumn(width=55),
+    "device": st.column_config.TextColumn(width=60),
+    "reviewed labels acc %": st.column_config.NumberColumn(format="%.2f", width=105),  # only once labels are reviewed
     "optimizer": None, "created": None, "pair": None,
 }
 

@@ -28,22 +28,24 @@ def test_opens_on_the_batch_with_most_wrong(fixture_runs, tiny_data, tmp_path, p
         # it opens on the batch with the most wrong, showing the wrong ones
         expect(heading).to_have_text(f"Batch {worst}", timeout=30000)  # the first render imports torch
         page.wait_for_function("() => document.querySelector("
-                               "'[data-testid=\"stPlotlyChart\"] .js-plotly-plot')?._fullData", timeout=15000)
+                               "'.st-key-mp_bars .js-plotly-plot')?._fullData", timeout=15000)
         bars = page.evaluate("() => Array.from(document.querySelector("
-                             "'[data-testid=\"stPlotlyChart\"] .js-plotly-plot')._fullData[0].y)")
+                             "'.st-key-mp_bars .js-plotly-plot')._fullData[0].y)")
         assert bars == wrong  # one bar per batch, the hand count
         expect(page.get_by_text(f"Test images {first}–{first + n_in_batch - 1}: {wrong[worst]} wrong of "
                                 f"{n_in_batch}.")).to_be_visible(timeout=15000)
-        charts = page.locator('[data-testid="stPlotlyChart"]')
-        expect(charts).to_have_count(2)
-        tiles = charts.nth(1).locator(".scatterlayer .trace").nth(1).locator("path.point")
+        # the charts by their keys: the history panels below add charts of their own
+        bar_chart, grid = page.locator(".st-key-mp_bars"), page.locator(".st-key-mp_grid")
+        probs = page.locator(".st-key-mp_probs")
+        expect(probs).to_have_count(0)
+        tiles = grid.locator(".scatterlayer .trace").nth(1).locator("path.point")
         expect(tiles).to_have_count(wrong[worst], timeout=15000)
         # Show: all, the batch's grid: one clickable tile per image of the batch
         page.locator('[data-testid="stRadio"]').filter(has_text="Show").get_by_text("all", exact=True).click()
         expect(tiles).to_have_count(n_in_batch, timeout=15000)
 
         # click a wrong image (130): it shows up close, outlined in the grid, whose titles keep their colour
-        titles = charts.nth(1).locator(".scatterlayer .trace").nth(0).locator("text")
+        titles = grid.locator(".scatterlayer .trace").nth(0).locator("text")
         link = page.get_by_role("link", name=f"Feature maps of image {first + k}")
         for _ in range(3):  # a click while the chart is still settling can go unnoticed by plotly
             tiles.nth(k).scroll_into_view_if_needed()
@@ -56,15 +58,15 @@ def test_opens_on_the_batch_with_most_wrong(fixture_runs, tiny_data, tmp_path, p
             except AssertionError:
                 continue
         expect(link).to_be_visible()
-        expect(charts).to_have_count(3)  # the bars, the grid, the image's probabilities
+        expect(probs).to_have_count(1)  # the image's probabilities
         faded = titles.evaluate_all("els => els.map(e => getComputedStyle(e).fillOpacity)")
         assert len(faded) == n_in_batch and set(faded) == {"1"}, faded
-        expect(charts.nth(1).locator(".layer-above .shapelayer path")).to_have_count(1)  # the picked tile's outline
+        expect(grid.locator(".layer-above .shapelayer path")).to_have_count(1)  # the picked tile's outline
 
         # a click in another batch's column, above its bar (the tallest bar is the worst batch's), opens that batch
         other = 3  # 1 wrong, fewer than batch 2's 3: its column above its bar is empty
-        charts.nth(0).scroll_into_view_if_needed()  # the click on the tile may have scrolled the bars out of view
-        area = charts.nth(0).locator(".nsewdrag").bounding_box()
+        bar_chart.scroll_into_view_if_needed()  # the click on the tile may have scrolled the bars out of view
+        area = bar_chart.locator(".nsewdrag").bounding_box()
         x, y = area["x"] + (other + 0.5) / len(wrong) * area["width"], area["y"] + area["height"] * 0.05
         for _ in range(3):  # as above: a click while the chart settles can go unnoticed
             page.mouse.move(x, y)
