@@ -18,7 +18,10 @@ def first_steps(names: list[str]) -> None:
                 "what a model gets wrong, draw a digit for it to read.  \nCompare runs, above all the same model "
                 "trained with and without augmentation, and see whether the difference is more than noise.")
     built_in = {"run": BUILT_IN} if BUILT_IN in names else None
-    with st.container(horizontal=True, key="first_steps"):
+    # a newcomer sees the steps open; once runs of one's own exist they fold away, so the Runs table is in view
+    newcomer = not set(names) - {BUILT_IN}
+    with st.expander("First steps", expanded=newcomer, icon=":material/flag:"), \
+            st.container(horizontal=True, key="first_steps"):
         with st.container(border=True):
             st.markdown("**1. Train LeNet-5, with and without augmentation**")
             epochs = train.preset_config(QUICK)["epochs"]

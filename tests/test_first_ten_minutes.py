@@ -45,6 +45,14 @@ def test_home_says_what_mnistviz_is_and_offers_three_first_steps(tiny_env, app):
         assert links[page].query_string == "run=default" and not links[page].disabled, links
     assert "Runs" in [h.value for h in at.header]  # the Runs table, one scroll below
     assert list(at.dataframe[0].value["name"]) == ["default"]
+    assert at.expander[0].label == "First steps" and at.expander[0].proto.expanded
+
+    # once runs of one's own exist, the steps fold away and the Runs table is in view (a row below the fold could
+    # not be clicked)
+    shutil.copytree(ROOT / "checkpoints" / "default", tiny_env / "mine")
+    at = app()
+    assert at.expander[0].label == "First steps" and not at.expander[0].proto.expanded
+    assert at.button(key="home_quick_pair").label.startswith("Train the LeNet-5 pair")  # one click away
 
 
 def test_without_the_built_in_model_its_mistakes_step_says_why(tiny_env, app):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 
@@ -28,6 +29,12 @@ def test_concurrent_polls_of_a_training_lose_and_duplicate_nothing(tmp_path, tin
          "--val-size", "50", "--log-every", "1", "--runs-dir", str(root), "--no-progress"],
         cwd=ROOT, env={**os.environ, "MNISTVIZ_DATA": str(tiny_data)}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
+    # the requests' budget is for the training itself: on a busy machine the trainer's start (importing torch) could
+    # use it all up before a step is taken
+    deadline = time.monotonic() + 300
+    while runs.Run(root / "soak").raw_status().get("status") != "running" and trainer.poll() is None:
+        assert time.monotonic() < deadline, "the trainer never started"
+        time.sleep(0.05)
     errors, answers = [], []
     sent = iter(range(MAX_REQUESTS))
     lock = threading.Lock()

@@ -96,7 +96,7 @@ def test_make_a_sweep_kill_its_worker_resume_it_and_select_a_trial(server, page)
     os.kill(study(server.root).trials[0].user_attrs["worker"]["pid"], signal.SIGKILL)
     expect(page.get_by_text(re.compile(r"Trial 0 \(e2e-t0\) is marked running, but its worker \(pid \d+ on this "
                                        r"machine\) is gone"))).to_be_visible(timeout=TIMEOUT)
-    expect(page.get_by_text("Here: interrupted")).to_be_visible()
+    expect(page.get_by_text("Here: interrupted")).to_be_visible(timeout=TIMEOUT)  # at the queue's next tick
     page.get_by_role("button", name="Resume e2e").click()
 
     # the page refreshes itself while the queue runs the rest, until both trials are done
