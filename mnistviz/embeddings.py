@@ -10,6 +10,7 @@ scikit-learn (t-SNE) and umap-learn (UMAP) are imported only when those methods 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import re
@@ -115,21 +116,19 @@ def activations(model: nn.Module, images: torch.Tensor, stage: str,
     if stage not in names:
         raise ValueError(f"the model has no stage {stage!r}; it has {', '.join(names)}")
     feats, probs = None, np.empty((len(images), 10), np.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(0, len(images), batch_size):
-            h = images[i:i + batch_size].unsqueeze(1).float().div_(255)
-            for name, layer in model.named_children():
-                h = layer(h)
-                if name == stage:
-                    f = h.flatten(1)
-                    if feats is None:
-                        feats = np.empty((len(images), f.shape[1]), np.float32)
-                    feats[i:i + len(f)] = f.numpy()
-            probs[i:i + len(h)] = torch.softmax(h.float(), 1).numpy()
-    finally:
-        model.train(was_training)
+    # channels-last halves the CPU's time in the convolutions and poolings of one-channel digits; on a copy, as
+    # the pages share their loaded model between threads
+    net = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+    for i in range(0, len(images), batch_size):
+        h = images[i:i + batch_size].unsqueeze(1).float().div_(255).contiguous(memory_format=torch.channels_last)
+        for name, layer in net.named_children():
+            h = layer(h)
+            if name == stage:
+                f = h.flatten(1)
+                if feats is None:
+                    feats = np.empty((len(images), f.shape[1]), np.float32)
+                feats[i:i + len(f)] = f.numpy()
+        probs[i:i + len(h)] = torch.softmax(h.float(), 1).numpy()
     return (feats if feats is not None else np.zeros((0, 1), np.float32)), probs
 
 
