@@ -28,7 +28,7 @@ def test_compare_page_shows_both_runs_curves(server, page):
     expect(page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Compare", exact=True)).to_be_visible()
     curves = page.locator('[data-testid="stPlotlyChart"]').first
     legend = curves.locator(".legendtext")
-    expect(legend).to_have_count(2)
+    expect(legend).to_have_count(2, timeout=30000)  # plotly draws after the page's first render
     assert sorted(legend.all_text_contents()) == ["tiny-aug", "tiny-none"]
     # one line per run in each of the six panels
     expect(curves.locator("g.scatterlayer g.trace")).to_have_count(12)
