@@ -46,6 +46,9 @@ def train_parser() -> argparse.ArgumentParser:
     a("--target-accuracy", type=_fraction, help="stop once test accuracy reaches this (0.99 or 99)")
     a("--log-every", type=int)
     a("--limit-train", type=int, help="train on the first N training images only")
+    a("--keep-epoch-weights", action=argparse.BooleanOptionalAction, default=None,
+      help="save the model's weights after every epoch in epochs/ (default: on; the Embeddings page then shows "
+           "the projection at each epoch)")
     _device_options(a)
     a("--name", help="run folder name (default: model-augment-timestamp)")
     a("--runs-dir", type=_folder, help="runs folder (default: $MNISTVIZ_RUNS or checkpoints/)")

@@ -37,6 +37,7 @@ class Config:
     precision: str = "fp32"               # bf16: autocast to bfloat16 (off the CPU's fast paths)
     deterministic: bool = False           # CUDA: deterministic kernels only (slower); the CPU always is
     data_on_device: bool = False          # the CPU through the GPU's loop (train.py: _train_epoch_on_device)
+    keep_epoch_weights: bool = True       # epochs/epoch_NNN.pt after every epoch (Embeddings shows each epoch)
     name: str | None = None
     preset: str | None = None
     pair: str | None = None               # shared id of an augmented + normal pair

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runs import Run, RunError, atomic_save, load_checkpoint
+from .runs import EPOCH_WEIGHTS, Run, RunError, atomic_save, load_checkpoint
 
 METHODS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 PRE_DIMS = 50
 SMALL = 2000  # points: below this t-SNE runs on one thread (see _threads)
 CACHE_DIR = ".embeddings"   # in the run folder; a dot name, so git and the runs list pass it by
-EPOCHS_DIR = "epochs"       # per-epoch weights, when a run keeps them: epochs/epoch_NNN.pt ({"model": state_dict})
+EPOCHS_DIR = EPOCH_WEIGHTS  # per-epoch weights, when a run keeps them (runs.Run.epoch_weights)
 FORMAT = 1                  # of the cache files: a file of another format is computed again
 
 Progress = Callable[[float, str], None]  # (fraction done 0..1, what it is doing)

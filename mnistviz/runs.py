@@ -40,6 +40,8 @@ ACTIVE = ("queued", "running")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # in full (fullmatch): "$" lets "abc\n" through
 
 
+EPOCH_WEIGHTS = "epochs"  # a run's per-epoch weights, when it keeps them: epochs/epoch_NNN.pt ({"model": ...})
+
 class RunError(ValueError):
     """A problem with a run the user can fix (bad name, missing or broken folder); str() says what."""
 
@@ -308,6 +310,11 @@ class Run:
     def best_ckpt(self): return self.path / "best.pt"
     @property
     def preds_dir(self): return self.path / "preds"
+    @property
+    def epochs_dir(self): return self.path / EPOCH_WEIGHTS
+
+    def epoch_weights(self, epoch: int) -> Path:
+        return self.epochs_dir / f"epoch_{epoch:03d}.pt"
 
     def config(self) -> dict:
         try:

@@ -455,6 +455,10 @@ def _end_epoch(t: _Training, epoch: int) -> float:
     if test_acc > st["best_acc"]:
         st["best_acc"] = test_acc
         save_checkpoint(run.best_ckpt, {"model": t.model.state_dict(), "epoch": epoch + 1, "test_acc": test_acc})
+    if t.cfg.keep_epoch_weights:
+        run.epochs_dir.mkdir(exist_ok=True)
+        save_checkpoint(run.epoch_weights(epoch + 1), {"model": t.model.state_dict(), "epoch": epoch + 1,
+                                                       "test_acc": test_acc})
     # the record before the checkpoint: a kill between the two leaves a record that last.pt (still the
     # previous epoch's) does not cover, and --resume drops it (truncate_metrics keeps records up to
     # last.pt's global step) and redoes the epoch; the other order lost the record for good

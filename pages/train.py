@@ -39,13 +39,15 @@ FIELDS = {
     "name": ("Run name", "text", "empty = model-augmentation-time"),
     "device": ("Device", "select", list(device.choices())),
     "precision": ("Precision", "select", list(train.PRECISIONS)),
+    "keep_epoch_weights": ("Keep every epoch's weights", "bool",
+                           "in the run folder's epochs/: the Embeddings page then shows the projection at each epoch"),
 }
 LABELS = {f: label for f, (label, _, _) in FIELDS.items()}  # what validate() calls a field in its messages
 STEPS = {"lr": 0.001, "momentum": 0.01, "weight_decay": 0.0001, "label_smoothing": 0.01}
 LAYOUT = [["model", "optimizer", "lr", "momentum", "nesterov"],
           ["weight_decay", "schedule", "label_smoothing", "batch_size", "device"],
           ["epochs", "augment", "seed", "val_size", "precision"],
-          ["target_accuracy", "limit_train", "log_every", "name"]]
+          ["target_accuracy", "limit_train", "log_every", "name", "keep_epoch_weights"]]
 
 
 def _key(f):

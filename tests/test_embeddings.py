@@ -10,6 +10,7 @@ import torch
 from mnistviz import embeddings as E, runs
 from mnistviz.data import load_mnist
 from mnistviz.models import MODELS, build
+from conftest import train_tiny
 
 
 def blobs(n=240, d=40, seed=0):
@@ -109,6 +110,7 @@ def test_printed_lines_routes_only_this_threads_prints(capsys):
 @pytest.fixture
 def tiny_run(fixture_runs, tiny_data, tmp_path):
     path = shutil.copytree(fixture_runs / "tiny-none", tmp_path / "tiny-none")
+    shutil.rmtree(path / E.EPOCHS_DIR)  # a run that kept only its best weights (as with --no-keep-epoch-weights)
     mnist = load_mnist(tiny_data, download=False)
     return runs.Run(path), mnist.test_images, mnist.test_labels.numpy()
 
@@ -146,6 +148,23 @@ def test_a_run_folder_that_cannot_be_written_still_gets_its_embedding(tiny_run):
     (w,) = E.weight_choices(run)
     e, note = E.embedding(run, w, E.load_weights(run, w.path), "flatten", "pca", images, labels, 50)
     assert len(e.coords) == 50 and "could not be stored" in note
+
+
+def test_the_trainer_keeps_every_epochs_weights_unless_told_not_to(fixture_runs, tiny_data, tmp_path):
+    run = runs.Run(fixture_runs / "tiny-none")  # trained with the defaults
+    ws = E.weight_choices(run)
+    epochs = [r["epoch"] for r in run.epoch_records()]
+    assert [w.epoch for w in ws] == epochs and len(epochs) >= 2
+    for w, rec in zip(ws, run.epoch_records()):
+        saved = runs.load_checkpoint(w.path)  # weights_only, on the CPU
+        assert saved["epoch"] == rec["epoch"] and saved["test_acc"] == rec["test_acc"]
+    best = runs.load_checkpoint(run.best_ckpt)
+    kept = runs.load_checkpoint(run.epoch_weights(best["epoch"]))["model"]
+    assert all(torch.equal(kept[k], v) for k, v in best["model"].items())  # the best epoch's are best.pt's
+    assert not any(run.epochs_dir.glob("*.tmp"))
+
+    path = train_tiny(tmp_path, tiny_data, name="lean", keep_epoch_weights=False, epochs=1)
+    assert not (path / E.EPOCHS_DIR).exists() and [w.key for w in E.weight_choices(runs.Run(path))] == ["best"]
 
 
 def test_per_epoch_weights_are_offered_when_the_run_kept_them(tiny_run):

@@ -16,6 +16,7 @@ PAGE = "pages/embeddings.py"
 def env(fixture_runs, tiny_data, tmp_path, monkeypatch):
     root = tmp_path / "runs"
     shutil.copytree(fixture_runs / "tiny-none", root / "tiny-none")
+    shutil.rmtree(root / "tiny-none" / E.EPOCHS_DIR)  # only its best weights: the tests below add epochs by hand
     monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
     monkeypatch.setenv("MNISTVIZ_RUNS", str(root))
     mnist = load_mnist(tiny_data, download=False)

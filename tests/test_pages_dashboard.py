@@ -152,9 +152,10 @@ def test_launching_a_tiny_run_trains_it_in_its_own_process_and_lists_it(tiny_env
 # the "run it again with changes" workflow: a run's hyperparameters, every one unlike the defaults
 RERUN_CONFIG = dict(model="lenet5", optimizer="adam", lr=0.003, momentum=0.8, nesterov=False, weight_decay=0.001,
                     schedule="step", label_smoothing=0.1, batch_size=50, epochs=1, augment="light", seed=7,
-                    val_size=50, target_accuracy=0.97, limit_train=200, log_every=3, preset="lenet5-sgd")
+                    val_size=50, target_accuracy=0.97, limit_train=200, log_every=3, keep_epoch_weights=False,
+                    preset="lenet5-sgd")
 FORM_WIDGETS = {"model": "selectbox", "optimizer": "selectbox", "schedule": "selectbox", "augment": "selectbox",
-                "nesterov": "checkbox", "name": "text_input"}  # every other field: a number_input
+                "nesterov": "checkbox", "keep_epoch_weights": "checkbox", "name": "text_input"}  # every other field: a number_input
 
 
 def form_values(at) -> dict:
