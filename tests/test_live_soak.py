@@ -16,6 +16,7 @@ from conftest import ROOT, StreamlitServer
 from mnistviz import runs
 
 CLIENTS = 6
+EPOCHS = 12
 MAX_REQUESTS = 3000  # in all: bounded whatever the machine's speed
 
 
@@ -23,9 +24,12 @@ def test_concurrent_polls_of_a_training_lose_and_duplicate_nothing(tmp_path, tin
     root = tmp_path / "runs"
     root.mkdir()
     srv = StreamlitServer({"MNISTVIZ_RUNS": str(root), "MNISTVIZ_DATA": str(tiny_data)})
+    # the route's first answer imports what it needs: before the training, so that the polls overlap the training
+    with urllib.request.urlopen(f"{srv.url}/api/live?run=soak", timeout=120) as r:
+        assert r.status == 200
     # tiny data: 550 training images at batch 50 are 11 steps an epoch; a step record every step
     trainer = subprocess.Popen(
-        [sys.executable, "-m", "mnistviz.train", "--name", "soak", "--epochs", "6", "--batch-size", "50",
+        [sys.executable, "-m", "mnistviz.train", "--name", "soak", "--epochs", str(EPOCHS), "--batch-size", "50",
          "--val-size", "50", "--log-every", "1", "--runs-dir", str(root), "--no-progress"],
         cwd=ROOT, env={**os.environ, "MNISTVIZ_DATA": str(tiny_data)}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
@@ -81,5 +85,5 @@ def test_concurrent_polls_of_a_training_lose_and_duplicate_nothing(tmp_path, tin
     steps = [r["step"] for r in run.step_records()]
     total = run.status()["total_steps"]
     assert steps == list(range(1, total + 1))  # one record per step: none lost, none written twice
-    assert [r["epoch"] for r in run.epoch_records()] == [1, 2, 3, 4, 5, 6]
-    assert json.loads(out.strip().splitlines()[-1])["epochs"] == 6
+    assert [r["epoch"] for r in run.epoch_records()] == list(range(1, EPOCHS + 1))
+    assert json.loads(out.strip().splitlines()[-1])["epochs"] == EPOCHS

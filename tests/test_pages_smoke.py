@@ -58,6 +58,7 @@ def test_run_without_predictions_or_checkpoints(runs_dir, fixture_runs, tiny_dat
     monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
     shutil.copytree(fixture_runs / "tiny-none", runs_dir / "gutted")
     shutil.rmtree(runs_dir / "gutted" / "preds")
+    shutil.rmtree(runs_dir / "gutted" / "epochs")  # no weights left anywhere
     for f in ("best.pt", "last.pt"):
         (runs_dir / "gutted" / f).unlink()
     shown = visit_all("gutted")

@@ -224,7 +224,7 @@ def test_a_run_being_started_is_drawn_as_running_and_its_trainer_starting_reruns
         page.goto(srv.url + "/train?run=launching")
         expect(page.get_by_role("heading", name="Live: launching")).to_be_visible(timeout=60000)
         expect(page.locator('[data-testid="stPlotlyChart"] .annotation-text')).to_have_text(
-            ["waiting for the first logged steps"] * 2)
+            ["waiting for the first logged steps"] * 2, timeout=30000)
         expect(status(page)).to_have_text("starting")
         expect(page.get_by_role("button", name="Stop")).to_be_visible()
         expect(page.get_by_text("is queued")).to_have_count(0)
