@@ -164,7 +164,7 @@ def figure(summ: dict, indices, labels, pictures, colour_by: str = "correctness"
 
     conf, var, corr = (np.asarray(summ[k]) for k in ("confidence", "variability", "correctness"))
     indices, labels = np.asarray(indices), np.asarray(labels)
-    hover = np.array([f"#{i} · label {y} · confidence {c:.2f} · variability {v:.2f} · right {r:.0%}<br>{pic}"
+    hover = np.array([f"#{i} · label {y} · confidence {c:.2f} · variability {v:.2f} · correctness {r:.0%}<br>{pic}"
                       for i, y, c, v, r, pic in zip(indices, labels, conf, var, corr, pictures)], dtype=object)
     common = dict(mode="markers", hovertemplate="%{text}<extra></extra>")
     fig = go.Figure()

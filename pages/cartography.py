@@ -39,8 +39,8 @@ def card(item: dict, image, labels, done: rv.Review | None, locked: bool) -> Non
     st.image(inspect.enlarge(image, 84), output_format="PNG")
     st.markdown(f"**#{i}** · given **{given}**"
                 + (f" · predicted **{pred}** ({item['probability']:.0%})" if pred is not None else ""))
-    st.caption(f"confidence {item['confidence']:.2f} · variability {item['variability']:.2f} · label's probability "
-               f"over ½ in {item['correctness']:.0%} of {item['seen']} epochs")
+    st.caption(f"confidence {item['confidence']:.2f} · variability {item['variability']:.2f} · p(label) over ½ in "
+               f"{round(item['correctness'] * item['seen'])} of {item['seen']} epochs")
     review_buttons("ct", labels, i, pred, done, locked, scope="train")
 
 
@@ -127,13 +127,15 @@ colour = top.radio("Colour by", C.COLOURS, key=COLOUR, horizontal=True, width="c
                         "label was then surely the prediction); digit: its given label.")
 keep(COLOUR)
 sizes = sorted({min(s, n) for s in SIZES})
-kept(SHOWN, min(10000, n))
-if st.session_state[SHOWN] not in sizes:
-    st.session_state[SHOWN] = min(10000, n) if min(10000, n) in sizes else sizes[-1]
-shown_n = top.select_slider("Images shown", sizes, key=SHOWN, width=260, format_func=lambda v: f"{v:,}",
-                            help="A sample with each digit in its share, and every hard-to-learn image; all of them "
-                                 "at the top (each point carries its digit for the hover: many points are slow).")
-keep(SHOWN)
+shown_n = sizes[0]
+if len(sizes) > 1:  # a training set of 5,000 images or fewer is shown whole
+    kept(SHOWN, min(10000, n))
+    if st.session_state[SHOWN] not in sizes:
+        st.session_state[SHOWN] = min(10000, n)
+    shown_n = top.select_slider("Images shown", sizes, key=SHOWN, width=260, format_func=lambda v: f"{v:,}",
+                                help="A sample with each digit in its share, and every hard-to-learn image; all of "
+                                     "them at the top (each point carries its digit for the hover: many are slow).")
+    keep(SHOWN)
 shown = np.union1d(stratified_sample(labels[indices], shown_n, seed=0),
                    C.hard_to_learn(m["confidence"], m["variability"], MAX_TOP))
 pictures = hover_pictures(str(mnist.root), len(labels), "train")[indices[shown]]
