@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
-
 from mnistviz import cartography, data
 from mnistviz import reviews as rv
 from mnistviz.runs import Run
@@ -45,7 +43,8 @@ def test_the_map_the_corner_and_a_training_review(app, fixture_runs, tiny_data, 
     assert len(corner) == 30 and [int(k.split(":")[2]) for k in wrong] == corner.tolist()
     ts = rv.train_set_id(labels)
     i = int(corner[0])
-    assert wrong[0] == f"ct_wrong:{ts}:{i}" and f"**#{i}** · given **{labels[i]}** · predicted" in shown(at, "markdown")
+    assert wrong[0] == f"ct_wrong:{ts}:{i}"
+    assert f"**#{i}** · given **{labels[i]}** · predicted" in shown(at, "markdown")
     digit = (int(labels[i]) + 1) % 10
     at.selectbox(key=f"ct_digit:{ts}:{i}").set_value(digit).run()
     at.button(key=f"ct_wrong:{ts}:{i}").click().run()
