@@ -193,14 +193,22 @@ def _load(root: Path, download: bool) -> MNIST:
     return MNIST(trx, try_, tex, tey, root)
 
 
+def validation_indices(n: int, size: int = 5000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val): the sorted positions, in a training set of n images, of the images split_validation keeps for
+    training and of those it carves out for validation."""
+    if size <= 0:
+        return torch.arange(n), torch.arange(0)
+    if size >= n:
+        raise ValueError(f"validation size {size} must be smaller than the training set ({n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[size:].sort().values, perm[:size].sort().values
+
+
 def split_validation(images: torch.Tensor, labels: torch.Tensor, size: int = 5000, seed: int = 0):
     """Carve a seeded validation set out of the training set. Returns (train_x, train_y, val_x, val_y)."""
     if size <= 0:
         return images, labels, images[:0], labels[:0]
-    if size >= len(images):
-        raise ValueError(f"validation size {size} must be smaller than the training set ({len(images)})")
-    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    val, train = perm[:size].sort().values, perm[size:].sort().values
+    train, val = validation_indices(len(images), size, seed)
     return images[train], labels[train], images[val], labels[val]
 
 

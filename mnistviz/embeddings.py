@@ -404,6 +404,8 @@ def braille(images, threshold: int = 96) -> np.ndarray:
 
 DIGIT_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
                  "#17becf"]  # plotly's D3 palette: ten colours told apart
+# the hover label that shows a braille digit: monospace, so its dots line up; dark on white, so they show
+HOVER_LABEL = dict(font=dict(family="monospace", size=14, color="#222"), bgcolor="white")
 
 
 def figure(coords, indices, true, pred, confidence, pictures, colour_by: str = "true digit", height: int = 600):
@@ -430,6 +432,6 @@ def figure(coords, indices, true, pred, confidence, pictures, colour_by: str = "
     # plotly's default drag (zoom); the lasso is a toolbar button: with dragmode "lasso" a click selected nothing
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), clickmode="event+select",
                       legend=dict(title=colour_by, itemsizing="constant"),
-                      hoverlabel=dict(font=dict(family="monospace", size=14, color="#222"), bgcolor="white"),
+                      hoverlabel=HOVER_LABEL,
                       xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None))
     return fig

@@ -4,7 +4,10 @@ accuracy of any run on the labels so corrected.
 The reviews are one file, ``<runs folder>/_label_reviews.json`` (the run store ignores names starting with "_"), and
 apply to every run: they are about the data, not a model. Each review names the test set it was made on (a hash of
 its labels, `test_set_id`), the image's index in it and the label it was given then, so a run evaluated on another
-test set (a tiny one in the tests, another data folder) is never "corrected" by them. The file is JSON:
+test set (a tiny one in the tests, another data folder) is never "corrected" by them. Reviews of training images
+(the Training cartography page) live in the same file, keyed apart: their set is `train_set_id` of the training
+labels, which starts with "train-" and so is never a test set's id; their index is the image's position in the
+MNIST training set. They change no accuracy figure. The file is JSON:
 
     {"kind": "mnistviz label reviews", "version": 1,
      "reviews": [{"test_set": "3f0c...", "index": 1234, "given": 5, "verdict": "wrong", "label": 6, "time": ...}]}
@@ -29,6 +32,8 @@ from .analysis import N_CLASSES, predictions, run_predictions
 from .runs import Run, atomic_write_bytes, runs_dir
 
 REVIEWS_FILE = "_label_reviews.json"
+TRAIN_PREFIX = "train-"  # of a training set's id; a test set's id is hex digits alone
+SCOPES = ("test", "train")
 KIND, VERSION = "mnistviz label reviews", 1
 VERDICTS = ("wrong", "right")
 MAX_BYTES = 20_000_000  # ~150,000 reviews: far more than anyone reviews by hand; an import is refused above it
@@ -40,12 +45,17 @@ class ReviewError(ValueError):
 
 @dataclass(frozen=True)
 class Review:
-    test_set: str        # test_set_id() of the labels it was made on
+    test_set: str        # test_set_id() of the test labels it was made on, or train_set_id() of the training labels
     index: int           # position in that test set
     given: int           # the label the image had
     verdict: str         # "wrong" or "right"
     label: int | None    # the digit it really is, when wrong
     time: float = 0.0    # when it was made (Unix time)
+
+    @property
+    def scope(self) -> str:
+        """ "train" for a review of a training image, "test" otherwise."""
+        return "train" if self.test_set.startswith(TRAIN_PREFIX) else "test"
 
 
 Reviews = dict  # (test_set, index) -> Review
@@ -59,6 +69,17 @@ def test_set_id(labels) -> str:
     """A short fingerprint of a test set's labels: reviews apply only to runs stored with the same labels."""
     a = np.ascontiguousarray(np.asarray(labels, np.uint8))
     return hashlib.sha256(len(a).to_bytes(8, "little") + a.tobytes()).hexdigest()[:16]
+
+
+def train_set_id(labels) -> str:
+    """The id of a training set (all its labels, as MNIST stores them): "train-" and the fingerprint."""
+    return TRAIN_PREFIX + test_set_id(labels)
+
+
+def set_id(labels, scope: str = "test") -> str:
+    if scope not in SCOPES:
+        raise ValueError(f"a review is of a test or a training image, not of {scope!r}")
+    return train_set_id(labels) if scope == "train" else test_set_id(labels)
 
 
 # ---------- the file format ----------
@@ -80,10 +101,11 @@ def _review(d, n: int) -> Review:
     ts, index, given, verdict, label = (d.get(k) for k in ("test_set", "index", "given", "verdict", "label"))
     if not isinstance(ts, str) or not ts or not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise ValueError(f"review {n} has no test set or no index")
+    what = f"review {n} ({'training' if ts.startswith(TRAIN_PREFIX) else 'test'} image {index})"
     if not _digit(given) or verdict not in VERDICTS:
-        raise ValueError(f"review {n} (test image {index}) needs a given digit and a verdict 'wrong' or 'right'")
+        raise ValueError(f"{what} needs a given digit and a verdict 'wrong' or 'right'")
     if verdict == "wrong" and (not _digit(label) or label == given):
-        raise ValueError(f"review {n} (test image {index}) says the label {given} is wrong but names no other digit")
+        raise ValueError(f"{what} says the label {given} is wrong but names no other digit")
     t = d.get("time", 0.0)
     return Review(ts, index, given, verdict, label if verdict == "wrong" else None,
                   float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0)
@@ -155,28 +177,33 @@ def _changing(path=None, start_empty: bool = False):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def review(labels, index: int, verdict: str, label: int | None = None, path=None, now: float | None = None) -> Review:
-    """Record a verdict on test image `index` of the test set whose labels are `labels`: "wrong" (it is a `label`)
-    or "right". Replaces an earlier review of that image."""
+def review(labels, index: int, verdict: str, label: int | None = None, path=None, now: float | None = None,
+           scope: str = "test") -> Review:
+    """Record a verdict on test image `index` of the test set whose labels are `labels` (scope "train": training
+    image `index` of the training set whose labels are `labels`): "wrong" (it is a `label`) or "right". Replaces an
+    earlier review of that image."""
     labels = np.asarray(labels)
+    ts = set_id(labels, scope)
     if not isinstance(index, (int, np.integer)) or not 0 <= index < len(labels):
-        raise ReviewError(f"test image {index!r} is not in this test set of {len(labels):,} images")
+        what = "training" if scope == "train" else "test"
+        raise ReviewError(f"{what} image {index!r} is not in this {what} set of {len(labels):,} images")
     given = int(labels[index])
     if verdict not in VERDICTS:
         raise ReviewError(f"a review says the label is 'wrong' or 'right', not {verdict!r}")
     if verdict == "wrong" and (not _digit(label) or label == given):
         raise ReviewError(f"a label reviewed wrong needs the digit it really is (0-9, not the given {given})")
-    r = Review(test_set_id(labels), int(index), given, verdict, int(label) if verdict == "wrong" else None,
+    r = Review(ts, int(index), given, verdict, int(label) if verdict == "wrong" else None,
                time.time() if now is None else now)
     with _changing(path) as reviews:
         reviews[(r.test_set, r.index)] = r
     return r
 
 
-def unreview(labels, index: int, path=None) -> None:
-    """Withdraw the review of test image `index` (nothing when there is none)."""
+def unreview(labels, index: int, path=None, scope: str = "test") -> None:
+    """Withdraw the review of test image `index` (scope "train": training image; nothing when there is none)."""
+    ts = set_id(labels, scope)
     with _changing(path) as reviews:
-        reviews.pop((test_set_id(labels), int(index)), None)
+        reviews.pop((ts, int(index)), None)
 
 
 def import_bytes(data: bytes, replace: bool = False, path=None,
@@ -203,11 +230,11 @@ def set_aside(path=None) -> Path | None:
 
 # ---------- what the reviews change ----------
 
-def applying(reviews: Reviews, labels) -> dict[int, Review]:
+def applying(reviews: Reviews, labels, scope: str = "test") -> dict[int, Review]:
     """test index -> its review, for the reviews made on this test set (same labels, index in range, same given
-    label)."""
+    label); scope "train": training index -> its review, for this training set."""
     labels = np.asarray(labels)
-    ts = test_set_id(labels)
+    ts = set_id(labels, scope)
     return {r.index: r for r in reviews.values()
             if r.test_set == ts and r.index < len(labels) and int(labels[r.index]) == r.given}
 

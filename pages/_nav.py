@@ -9,6 +9,7 @@ PAGES = [
     ("pages/mispredictions.py", "Mispredictions", ":material/error:", "mispredictions"),
     ("pages/confusion.py", "Confusion", ":material/grid_on:", "confusion"),
     ("pages/labels.py", "Suspicious labels", ":material/rule:", "labels"),
+    ("pages/cartography.py", "Training cartography", ":material/map:", "cartography"),
     ("pages/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps"),
     ("pages/embeddings.py", "Embeddings", ":material/scatter_plot:", "embeddings"),
     ("pages/draw.py", "Draw", ":material/draw:", "draw"),

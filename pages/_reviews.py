@@ -9,6 +9,44 @@ from mnistviz import runs
 from pages._shared import md
 
 MARK = "*"  # after a grid tile's title: its label was reviewed wrong (the caption under the grid says what it is)
+ERROR = "lb_error"  # a review that could not be saved: the page that drew the buttons shows it at its next run
+
+
+def _review(labels, index: int, verdict: str, digit_key: str | None = None, scope: str = "test") -> None:
+    try:
+        rv.review(labels, index, verdict, st.session_state.get(digit_key) if digit_key else None, scope=scope)
+    except (rv.ReviewError, OSError) as e:  # a damaged file (the buttons are off then), a full disk
+        st.session_state[ERROR] = str(e)
+
+
+def _unreview(labels, index: int, scope: str = "test") -> None:
+    try:
+        rv.unreview(labels, index, scope=scope)
+    except (rv.ReviewError, OSError) as e:
+        st.session_state[ERROR] = str(e)
+
+
+def review_buttons(prefix: str, labels, index: int, suggested: int | None, done: rv.Review | None, locked: bool,
+                   scope: str = "test") -> None:
+    """An image's review, the same on every page: "If wrong, it is a" (`suggested` first, when it is another digit)
+    with "Label is wrong: it is a N" and "Label is right"; once reviewed, the verdict and an Undo. `labels` are the
+    whole set's (test, or with scope "train" the training set's), `index` the image's position in it; the keys
+    are f"{prefix}_wrong:{set id}:{index}" and so on."""
+    given, ts = int(labels[index]), rv.set_id(labels, scope)
+    if done is not None:
+        st.markdown(f"Reviewed: **label wrong, it is a {done.label}**" if done.verdict == "wrong"
+                    else "Reviewed: **label right**")
+        st.button("Undo the review", key=f"{prefix}_undo:{ts}:{index}", on_click=_unreview,
+                  args=(labels, index, scope), disabled=locked)
+        return
+    others = [d for d in range(10) if d != given]
+    digit_key = f"{prefix}_digit:{ts}:{index}"
+    d = st.selectbox("If wrong, it is a", others, key=digit_key, disabled=locked,
+                     index=others.index(suggested) if suggested in others else 0)
+    st.button(f"Label is wrong: it is a {d}", key=f"{prefix}_wrong:{ts}:{index}", on_click=_review,
+              args=(labels, index, "wrong", digit_key, scope), disabled=locked)
+    st.button("Label is right", key=f"{prefix}_right:{ts}:{index}", on_click=_review,
+              args=(labels, index, "right", None, scope), disabled=locked)
 
 
 def current() -> rv.Reviews:

@@ -269,6 +269,17 @@ def require_mnist() -> bool:
     return True
 
 
+@st.cache_resource(max_entries=2, show_spinner="Drawing the digits for the hover labels…")
+def hover_pictures(root: str, n: int, split: str = "test"):
+    """Every test (split "train": training) image as braille text for a scatter's hover labels, made once per data
+    folder (`n`, the number of images, tells a changed folder apart). A resource, not data: the callers only index
+    it, and cache_data would unpickle a copy (20 MB for the training set) on every rerun."""
+    from mnistviz.embeddings import braille
+
+    d = data.load_mnist(root, download=False)
+    return braille((d.train_images if split == "train" else d.test_images).numpy())
+
+
 @st.cache_resource(max_entries=8, show_spinner=False)
 def cached_model(path: str, stamp: float):
     """One loaded model per checkpoint version (path + checkpoint mtime): a new best.pt loads afresh."""

@@ -4,7 +4,7 @@ import streamlit as st
 
 from mnistviz import data, embeddings as E, runs
 from mnistviz.charts import digit_grid
-from pages._shared import all_cores_unless_training, image_up_close, keep, kept, md, selected_run
+from pages._shared import all_cores_unless_training, hover_pictures, image_up_close, keep, kept, md, selected_run
 
 SIZES = [500, 1000, 2000, 5000, 10000]
 COLOURS = ["true digit", "predicted digit", "right or wrong"]
@@ -25,12 +25,6 @@ ABOUT = {
 def weights_model(run_path: str, weights_path: str, stamp: float):
     """One loaded model per weights file version (path + modification time)."""
     return E.load_weights(runs.Run(run_path), weights_path)
-
-
-@st.cache_data(max_entries=2, show_spinner=False)
-def hover_pictures(root: str, n: int) -> np.ndarray:
-    """Every test image as braille text for the hover labels, made once per data folder."""
-    return E.braille(data.load_mnist(root, download=False).test_images.numpy())
 
 
 def on_plot_select() -> None:

@@ -7,7 +7,7 @@ import streamlit as st
 from mnistviz import analysis, charts, inspect, runs
 from mnistviz import labels as lab
 from mnistviz import reviews as rv
-from pages._reviews import run_accuracy
+from pages._reviews import review_buttons, run_accuracy
 from pages._shared import keep, kept, md
 
 CARD = 214  # px: the cards wrap into as many columns as the page is wide
@@ -24,20 +24,6 @@ def _flash(key: str, e: Exception) -> None:
     st.session_state[key] = str(e)
 
 
-def _review(labels, index: int, verdict: str, digit_key: str | None = None) -> None:
-    try:
-        rv.review(labels, index, verdict, st.session_state.get(digit_key) if digit_key else None)
-    except (rv.ReviewError, OSError) as e:  # a damaged file (the buttons are off then), a full disk
-        _flash("lb_error", e)
-
-
-def _unreview(labels, index: int) -> None:
-    try:
-        rv.unreview(labels, index)
-    except (rv.ReviewError, OSError) as e:
-        _flash("lb_error", e)
-
-
 def _aside() -> None:
     try:
         moved = rv.set_aside()
@@ -47,7 +33,7 @@ def _aside() -> None:
         st.session_state["lb_msg"] = f"Moved the damaged reviews file to {moved}." if moved else None
 
 
-def card(s: dict, image, labels, ts: str, done: rv.Review | None, locked: bool, several: bool) -> None:
+def card(s: dict, image, labels, done: rv.Review | None, locked: bool, several: bool) -> None:
     """One suspect: the image, its given label, what the run(s) predict, the label's probability over the epochs, and
     its review (the buttons, or the verdict with an Undo)."""
     i, given = s["index"], s["label"]
@@ -58,27 +44,18 @@ def card(s: dict, image, labels, ts: str, done: rv.Review | None, locked: bool, 
         st.caption(" · ".join(f"{md(b['run'])}: {b['predicted']} ({b['probability']:.0%})" for b in s["by_run"]))
     st.image(charts.sparkline_svg([(b["run"], b["history"]) for b in s["by_run"]]),
              caption=f"p(label {given}) by epoch")
-    if done is not None:
-        st.markdown(f"Reviewed: **label wrong, it is a {done.label}**" if done.verdict == "wrong"
-                    else "Reviewed: **label right**")
-        st.button("Undo the review", key=f"lb_undo:{ts}:{i}", on_click=_unreview, args=(labels, i), disabled=locked)
-        return
-    others = [d for d in range(10) if d != given]
-    digit_key = f"lb_digit:{ts}:{i}"
-    d = st.selectbox("If wrong, it is a", others, key=digit_key, disabled=locked,
-                     index=others.index(s["predicted"]) if s["predicted"] in others else 0)
-    st.button(f"Label is wrong: it is a {d}", key=f"lb_wrong:{ts}:{i}", on_click=_review,
-              args=(labels, i, "wrong", digit_key), disabled=locked)
-    st.button("Label is right", key=f"lb_right:{ts}:{i}", on_click=_review, args=(labels, i, "right"),
-              disabled=locked)
+    review_buttons("lb", labels, i, s["predicted"], done, locked)
 
 
 def transfer(saved: rv.Reviews, damaged: bool) -> None:
     """Export and import, as My digits on the Draw page."""
     st.subheader("Reviews", anchor=False)
     wrong = sum(r.verdict == "wrong" for r in saved.values())
-    st.caption(f"{len(saved)} review{'s' if len(saved) != 1 else ''} ({wrong} say the label is wrong), kept in "
-               f"{md(rv.reviews_path())}. They apply to every run evaluated on the test set they were made on.")
+    train = sum(r.scope == "train" for r in saved.values())
+    st.caption(f"{len(saved)} review{'s' if len(saved) != 1 else ''} ({wrong} say the label is wrong"
+               + (f"; {train} of training images, made on the Training cartography page" if train else "")
+               + f"), kept in {md(rv.reviews_path())}. They apply to every run evaluated on the test set they were "
+               f"made on.")
     if saved:
         st.download_button("Export reviews (.json)", lambda: rv.to_bytes(saved), file_name="label-reviews.json",
                            mime="application/json", icon=":material/download:", key="lb_export")
@@ -101,6 +78,8 @@ st.title("Suspicious labels")
 st.caption("Test images whose given label is probably wrong, ranked from the runs' stored test predictions (no run "
            "trained on these images). Review them: a review applies to every run, and the pages that show test "
            "accuracy then show it on the reviewed labels too.")
+st.page_link("pages/cartography.py", label="Training images whose labels look wrong: Training cartography",
+             icon=":material/map:")
 sources = lab.sources()
 if not sources:
     st.info("No run has stored test predictions, and the bundled default model (checkpoints/default) is missing: "
@@ -125,7 +104,7 @@ try:
 except runs.RunError as e:
     st.warning(f"{md(e)}.")
     st.stop()
-labels, ts = rep["labels"], rv.test_set_id(rep["labels"])
+labels = rep["labels"]
 st.caption(f"Ranked by {rep['method']}.")
 
 try:
@@ -155,7 +134,7 @@ if missing:
 grid = st.container(horizontal=True, gap="small")
 for s in found:
     with grid.container(width=CARD, border=True):
-        card(s, None if images is None else images[s["index"]], labels, ts, here.get(s["index"]), damaged is not None,
+        card(s, None if images is None else images[s["index"]], labels, here.get(s["index"]), damaged is not None,
              len(chosen) > 1)
 st.divider()
 transfer(saved, damaged is not None)

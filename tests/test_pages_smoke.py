@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["pages/home.py", "pages/train.py", "pages/data.py", "pages/mispredictions.py", "pages/confusion.py",
-         "pages/feature_maps.py", "pages/embeddings.py", "pages/draw.py", "pages/compare.py"]
+         "pages/cartography.py", "pages/feature_maps.py", "pages/embeddings.py", "pages/draw.py", "pages/compare.py"]
 
 
 def visit_all(run: str | None = None) -> dict[str, str]:

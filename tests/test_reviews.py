@@ -175,3 +175,29 @@ def test_report_and_sources(fixture_runs, tmp_path, monkeypatch):
         assert [e for e, _ in first["history"]] == run.pred_epochs()
         for e, p in first["history"]:
             assert p == pytest.approx(float(run.probs(e)[s["index"], s["label"]]), abs=1e-6)
+
+
+def test_training_image_reviews_share_the_file_keyed_apart_from_the_test_set(store):
+    # the same labels as a test set, the same index: still two reviews, each applying to its own set only
+    rv.review(LABELS, 3, "wrong", 8, now=1.0)
+    rv.review(LABELS, 3, "wrong", 5, now=2.0, scope="train")
+    rv.review(LABELS, 4, "right", now=3.0, scope="train")
+    saved = rv.load()
+    assert len(saved) == 3 and rv.parse(rv.to_bytes(saved)) == saved
+    assert rv.applying(saved, LABELS) == {3: rv.Review(rv.test_set_id(LABELS), 3, 3, "wrong", 8, 1.0)}
+    assert rv.corrected_accuracy(LABELS, LABELS, saved)["corrected"] == 1  # training reviews change no accuracy
+    train = rv.applying(saved, LABELS, "train")
+    assert {i: (r.verdict, r.label, r.scope) for i, r in train.items()} == {3: ("wrong", 5, "train"),
+                                                                            4: ("right", None, "train")}
+    rv.unreview(LABELS, 3, scope="train")
+    assert sorted((r.scope, r.index) for r in rv.load().values()) == [("test", 3), ("train", 4)]
+    with pytest.raises(rv.ReviewError, match="training image 100 is not in this training set"):
+        rv.review(LABELS, 100, "right", scope="train")
+
+
+def test_a_file_written_before_training_reviews_loads_as_it_was(store):
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b'{"kind": "mnistviz label reviews", "version": 1, "reviews": [{"test_set": "3f0c9a1b2c3d4e5f", '
+                      b'"index": 7, "given": 2, "verdict": "wrong", "label": 7, "time": 5.0}]}')
+    assert rv.load() == {("3f0c9a1b2c3d4e5f", 7): rv.Review("3f0c9a1b2c3d4e5f", 7, 2, "wrong", 7, 5.0)}
+    assert next(iter(rv.load().values())).scope == "test"
