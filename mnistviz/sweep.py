@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 import zlib
@@ -623,15 +624,23 @@ def run_trial(study, trial, name: str, spec: dict, root: Path, stop: procs.StopR
         _signal(proc, signal.SIGCONT)
         proc.wait()
         raise
+    if proc.poll() is None:  # completed, still exiting: reaped beside the next trial rather than waited for
+        threading.Thread(target=proc.wait, daemon=True).start()
     return _settle(study, trial, run, proc, metric, pruned, stop)
 
 
 def _watch(study, trial, run: runs.Run, proc, metric: str, stop: procs.StopRequested) -> bool:
-    """Until the trainer ends: report each new epoch's objective, prune (SIGTERM) when the pruner says so, pass on
-    a stop, beat the trial's heartbeat. Returns whether it was pruned."""
-    reported, pruned, signalled, seen, beat = 0, False, False, None, time.monotonic()
+    """Until the trainer ends, or has written `completed` (its exit, a second or so of Python and torch tearing
+    down, then overlaps the next trial's start, as queued runs overlap): report each new epoch's objective, prune
+    (SIGTERM) when the pruner says so, pass on a stop, beat the trial's heartbeat. Returns whether it was pruned."""
+    reported, pruned, signalled, seen, beat, status_seen = 0, False, False, None, time.monotonic(), None
     while True:
         finished = proc.poll() is not None
+        if not finished and not pruned:
+            status_now = _mtime(run.status_file)
+            if status_now != status_seen:
+                status_seen = status_now
+                finished = run.raw_status().get("status") == "completed"  # _finish's last write
         if time.monotonic() - beat >= HEARTBEAT_S:
             study._storage.record_heartbeat(trial._trial_id)
             beat = time.monotonic()
@@ -664,6 +673,13 @@ def _watch(study, trial, run: runs.Run, proc, metric: str, stop: procs.StopReque
             signalled = True
             _signal(proc, signal.SIGTERM)
         time.sleep(POLL_S)
+
+
+def _mtime(path: Path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def _settle(study, trial, run: runs.Run, proc, metric: str, pruned: bool, stop: procs.StopRequested) -> str:

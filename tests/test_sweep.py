@@ -234,6 +234,43 @@ def test_resuming_a_stopped_sweep_repeats_no_trial(tiny_env):
     assert sweep.status("r", tiny_env)["finished"] == 2
 
 
+def test_a_trial_is_told_once_its_trainer_writes_completed_not_once_it_has_exited(tiny_env):
+    """The trainer's exit (Python and torch tearing down) overlaps the next trial, as queued runs overlap: here the
+    trainer is held (SIGSTOP) right after it writes `completed`, and the worker still finishes the sweep."""
+    import threading
+
+    sweep.create("x", 1, ["lr=choice(0.1)"], ["limit_train=300", "batch_size=50", "val_size=50", "epochs=1"],
+                 tiny_env, pruner="none")
+    held = []
+
+    def hold():
+        t0, end = runs.Run(tiny_env / "x-t0"), time.monotonic() + 240
+        while time.monotonic() < end:
+            st = t0.raw_status() if t0.path.is_dir() else {}
+            if st.get("status") == "completed":
+                os.kill(st["pid"], signal.SIGSTOP)
+                held.append(st["pid"])
+                return
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=hold, daemon=True)
+    watcher.start()
+    done = []
+    worker = threading.Thread(target=lambda: done.append(sweep.work("x", tiny_env)), daemon=True)
+    worker.start()
+    try:
+        watcher.join(240)
+        assert held, "the trainer never wrote completed"
+        with open(f"/proc/{held[0]}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] == "T"  # held before it could exit
+        worker.join(60)
+        assert done, "the worker waited for its held trainer to exit"
+        assert [t.state.name for t in load("x", sqlite_url(tiny_env)).get_trials()] == ["COMPLETE"]
+    finally:
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
+
+
 def test_a_killed_workers_trial_goes_to_the_next_worker_on_its_host(tiny_env):
     sweep.create("k", 2, ["lr=uniform(0.05,0.2)"], ["epochs=1"], tiny_env)
     study = load("k", sqlite_url(tiny_env))
