@@ -234,6 +234,15 @@ def test_resuming_a_stopped_sweep_repeats_no_trial(tiny_env):
     assert sweep.status("r", tiny_env)["finished"] == 2
 
 
+def proc_state(pid: int) -> str:
+    """R, S, T (stopped)... from /proc; "gone" once the process has been reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def test_a_trial_is_told_once_its_trainer_writes_completed_not_once_it_has_exited(tiny_env):
     """The trainer's exit (Python and torch tearing down) overlaps the next trial, as queued runs overlap: here the
     trainer is held (SIGSTOP) right after it writes `completed`, and the worker still finishes the sweep."""
@@ -261,8 +270,8 @@ def test_a_trial_is_told_once_its_trainer_writes_completed_not_once_it_has_exite
     try:
         watcher.join(240)
         assert held, "the trainer never wrote completed"
-        with open(f"/proc/{held[0]}/stat") as f:
-            assert f.read().rsplit(")", 1)[1].split()[0] == "T"  # held before it could exit
+        # held before it could exit (a signal lands a moment after kill returns)
+        wait_for(lambda: proc_state(held[0]) == "T", 10, "the trainer to be held")
         worker.join(60)
         assert done, "the worker waited for its held trainer to exit"
         assert [t.state.name for t in load("x", sqlite_url(tiny_env)).get_trials()] == ["COMPLETE"]

@@ -180,7 +180,7 @@ def test_the_numbers_refresh_every_second_without_rerunning_the_page_until_the_s
     srv, run = starting_run
     page.goto(srv.url + "/train?run=starting")
     expect(status(page)).to_have_text("running", timeout=60000)
-    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible(timeout=30000)  # drawn after the numbers
     page.wait_for_function("document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState === 'notRunning'")
     page.evaluate(COUNT_JS)
     for k in range(1, 5):  # the trainer's status moves on: each value shows within ~a second
