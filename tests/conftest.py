@@ -263,9 +263,12 @@ def browser():
     if not CHROMIUM:
         pytest.skip("no chromium: apt-get install -y chromium (.ci/run does) to run browser tests")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         pytest.skip("playwright not installed: pip install -r requirements-dev.txt")
+    # on two busy workers a rerun can take longer than expect's 5 s default; an expectation that holds returns at
+    # once, so only a failure waits the longer time
+    expect.set_options(timeout=15_000)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
