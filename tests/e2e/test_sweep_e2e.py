@@ -93,10 +93,15 @@ def test_make_a_sweep_kill_its_worker_resume_it_and_select_a_trial(server, page)
     # kill -9 the queue's sweep worker while its first trial trains: its trainer goes on alone
     t0 = server.root / "e2e-t0"
     wait_for(lambda: t0.is_dir() and runs.Run(t0).raw_status().get("status") == "running", 60, "trial 0 to train")
-    os.kill(study(server.root).trials[0].user_attrs["worker"]["pid"], signal.SIGKILL)
-    expect(page.get_by_text(re.compile(r"Trial 0 \(e2e-t0\) is marked running, but its worker \(pid \d+ on this "
-                                       r"machine\) is gone"))).to_be_visible(timeout=TIMEOUT)
-    expect(page.get_by_text("Here: interrupted")).to_be_visible(timeout=TIMEOUT)  # at the queue's next tick
+    trainer = runs.Run(t0).raw_status()["pid"]
+    os.kill(trainer, signal.SIGSTOP)  # held, so trial 0 (a second or two of training) cannot end before the kill
+    try:
+        os.kill(study(server.root).trials[0].user_attrs["worker"]["pid"], signal.SIGKILL)
+        expect(page.get_by_text(re.compile(r"Trial 0 \(e2e-t0\) is marked running, but its worker \(pid \d+ on "
+                                           r"this machine\) is gone"))).to_be_visible(timeout=TIMEOUT)
+        expect(page.get_by_text("Here: interrupted")).to_be_visible(timeout=TIMEOUT)  # at the queue's next tick
+    finally:
+        os.kill(trainer, signal.SIGCONT)
     page.get_by_role("button", name="Resume e2e").click()
 
     # the page refreshes itself while the queue runs the rest, until both trials are done
