@@ -126,6 +126,15 @@ def selected_run() -> runs.Run | None:
         return None
 
 
+def selected_run_or_stop() -> runs.Run:
+    """The selected run; with none, a sentence on how to get one, and the page stops."""
+    run = selected_run()
+    if run is None:
+        st.info("No run selected: pick one in the sidebar, or train one on the Train page.")
+        st.stop()
+    return run
+
+
 def select_run(name: str | None) -> None:
     """Make `name` the selected run on every page, and put it in the URL so a copied link reopens it."""
     st.session_state["run"] = name
@@ -289,10 +298,7 @@ def cached_model(path: str, stamp: float):
 def run_with_predictions(purpose: str) -> tuple[runs.Run, list[int], int]:
     """The selected run, its epochs with stored test predictions and its best one; otherwise a sentence
     that ends with `purpose` ("see its confusion matrix") and the page stops."""
-    run = selected_run()
-    if run is None:
-        st.info("No run selected: pick one in the sidebar, or train one on the Train page.")
-        st.stop()
+    run = selected_run_or_stop()
     epochs = run.pred_epochs()
     if not epochs:
         st.warning(f"Run {run.name} has no stored test predictions (trained by an older version, or stopped before "

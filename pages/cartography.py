@@ -8,7 +8,7 @@ from mnistviz import cartography as C, data, inspect, runs
 from mnistviz import reviews as rv
 from mnistviz.embeddings import stratified_sample
 from pages._reviews import ERROR, review_buttons
-from pages._shared import cached_model, counted, hover_pictures, keep, kept, md, selected_run
+from pages._shared import cached_model, counted, hover_pictures, keep, kept, md, selected_run_or_stop
 
 CARD = 214  # px: the cards wrap into as many columns as the page is wide
 SIZES = [5000, 10000, 20000, 60000]  # points in the scatter; each carries its digit as hover text
@@ -81,10 +81,7 @@ def corner(run: runs.Run, m: dict, indices, labels, images) -> None:
 
 
 st.title("Training cartography")
-run = selected_run()
-if run is None:
-    st.info("No run selected: pick one in the sidebar, or train one on the Train page.")
-    st.stop()
+run = selected_run_or_stop()
 try:
     m = mapped(str(run.path), C.stamp(run))
     cfg = run.config()

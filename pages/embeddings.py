@@ -4,7 +4,8 @@ import streamlit as st
 
 from mnistviz import data, embeddings as E, runs
 from mnistviz.charts import digit_grid
-from pages._shared import all_cores_unless_training, hover_pictures, image_up_close, keep, kept, md, selected_run
+from pages._shared import (all_cores_unless_training, hover_pictures, image_up_close, keep, kept, md,
+                           selected_run_or_stop)
 
 SIZES = [500, 1000, 2000, 5000, 10000]
 COLOURS = ["true digit", "predicted digit", "right or wrong"]
@@ -44,10 +45,7 @@ def on_tile_click() -> None:
 
 
 st.title("Embeddings")
-run = selected_run()
-if run is None:
-    st.info("No run selected: pick one in the sidebar, or train one on the Train page.")
-    st.stop()
+run = selected_run_or_stop()
 try:
     choices = E.weight_choices(run)
     model_name = run.config()["model"]

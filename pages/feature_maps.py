@@ -5,7 +5,7 @@ import streamlit as st
 
 from mnistviz import analysis, charts, data, evaluate, inspect, runs
 from pages._adversarial import adversarial_tab
-from pages._shared import cached_model, keep, kept, md, selected_run
+from pages._shared import cached_model, keep, kept, md, selected_run_or_stop
 
 INDEX = "fm_index"  # the widget key; the URL carries the same number as ?index=N
 TABS = ["Feature maps", "Filters", "Class scores", "Attribution", "Adversarial"]
@@ -18,10 +18,7 @@ def weights_info(path: str, stamp: float) -> dict:
 
 
 st.title("Feature maps")
-run = selected_run()
-if run is None:
-    st.info("No run selected: pick one in the sidebar, or train one on the Train page.")
-    st.stop()
+run = selected_run_or_stop()
 
 try:
     model = cached_model(str(run.path), run.checkpoint_stamp())
