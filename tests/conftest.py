@@ -275,6 +275,21 @@ def browser():
         b.close()
 
 
+def click_until(page, where, check, tries: int = 3) -> None:
+    """Click at where() (page pixels, asked again each try) until check() stops raising AssertionError: a click
+    while a plotly chart is still settling can go unnoticed. check() is run once more after the last try."""
+    for _ in range(tries):
+        x, y = where()
+        page.mouse.move(x, y)
+        page.mouse.click(x, y)
+        try:
+            check()
+            return
+        except AssertionError:
+            continue
+    check()
+
+
 @pytest.fixture
 def page(browser):
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})

@@ -4,7 +4,7 @@ import re
 import numpy as np
 from playwright.sync_api import expect
 
-from conftest import KNOWN_WRONG, StreamlitServer, known_predictions_run
+from conftest import KNOWN_WRONG, StreamlitServer, click_until, known_predictions_run
 
 # the cell's centre in page pixels, from plotly's own axes
 CELL_XY_JS = """([t, p]) => {
@@ -33,16 +33,8 @@ def test_a_cell_click_outlines_it_and_shows_its_images_beside_the_matrix(fixture
         expect(outline).to_have_count(0)
         heading = page.get_by_role("heading", name=f"True {t}, predicted {p}: {in_cell} image"
                                                    f"{'s' if in_cell != 1 else ''}")
-        for _ in range(3):  # a click while the chart is still settling can go unnoticed by plotly
-            x, y = page.evaluate(CELL_XY_JS, [int(t), int(p)])
-            page.mouse.move(x, y)
-            page.mouse.click(x, y)
-            try:
-                expect(heading).to_be_visible(timeout=10000)
-                break
-            except AssertionError:
-                continue
-        expect(heading).to_be_visible()
+        click_until(page, lambda: page.evaluate(CELL_XY_JS, [int(t), int(p)]),
+                    lambda: expect(heading).to_be_visible(timeout=10000))
         expect(outline).to_have_count(1, timeout=15000)  # the picked cell, outlined
         # its images where the eye is: right of the matrix, within the first screen, no scrolling
         fresh = '[data-stale="false"]'  # not a copy the rerun is about to replace

@@ -4,7 +4,7 @@ import re
 import numpy as np
 from playwright.sync_api import expect
 
-from conftest import StreamlitServer, known_predictions_run
+from conftest import StreamlitServer, click_until, known_predictions_run
 from mnistviz.runs import Run
 
 
@@ -47,17 +47,12 @@ def test_opens_on_the_batch_with_most_wrong(fixture_runs, tiny_data, tmp_path, p
         # click a wrong image (130): it shows up close, outlined in the grid, whose titles keep their colour
         titles = grid.locator(".scatterlayer .trace").nth(0).locator("text")
         link = page.get_by_role("link", name=f"Feature maps of image {first + k}")
-        for _ in range(3):  # a click while the chart is still settling can go unnoticed by plotly
+        def tile_centre():
             tiles.nth(k).scroll_into_view_if_needed()
             box = tiles.nth(k).bounding_box()
-            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            try:
-                expect(link).to_be_visible(timeout=10000)
-                break
-            except AssertionError:
-                continue
-        expect(link).to_be_visible()
+            return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+        click_until(page, tile_centre, lambda: expect(link).to_be_visible(timeout=10000))
         expect(probs).to_have_count(1)  # the image's probabilities
         faded = titles.evaluate_all("els => els.map(e => getComputedStyle(e).fillOpacity)")
         assert len(faded) == n_in_batch and set(faded) == {"1"}, faded
@@ -68,15 +63,7 @@ def test_opens_on_the_batch_with_most_wrong(fixture_runs, tiny_data, tmp_path, p
         bar_chart.scroll_into_view_if_needed()  # the click on the tile may have scrolled the bars out of view
         area = bar_chart.locator(".nsewdrag").bounding_box()
         x, y = area["x"] + (other + 0.5) / len(wrong) * area["width"], area["y"] + area["height"] * 0.05
-        for _ in range(3):  # as above: a click while the chart settles can go unnoticed
-            page.mouse.move(x, y)
-            page.mouse.click(x, y)
-            try:
-                expect(heading).to_have_text(f"Batch {other}", timeout=10000)
-                break
-            except AssertionError:
-                continue
-        expect(heading).to_have_text(f"Batch {other}")
+        click_until(page, lambda: (x, y), lambda: expect(heading).to_have_text(f"Batch {other}", timeout=10000))
     finally:
         server.stop()
 
