@@ -5,7 +5,11 @@ import streamlit as st
 from pages._nav import LIVE_PAGES, PAGES
 from pages._shared import freeze_imports, one_core, sidebar
 
-st.set_page_config(page_title="mnistviz", page_icon="🔢", layout="wide")
+# The sidebar's Run box is a text input (it cannot wrap): 340 px wide and 13 px text show the longest automatic run
+# name whole (tests/e2e/test_shell_e2e.py). The page's side margins give back the width the Runs table loses.
+st.set_page_config(page_title="mnistviz", page_icon="🔢", layout="wide", initial_sidebar_state=340)
+st.html("<style>[data-testid=stSidebar] [data-testid=stSelectbox] input{font-size:13px}"
+        "@media (min-width:768px){[data-testid=stMainBlockContainer]{padding-left:3rem;padding-right:3rem}}</style>")
 
 pages = [st.Page(f, title=t, icon=i, default=True) if u == "runs" else st.Page(f, title=t, icon=i, url_path=u)
          for f, t, i, u in PAGES]

@@ -102,7 +102,7 @@ def counted(n: int, noun: str) -> str:
 
 
 PICKER = "_run_picker"
-NAME_FITS = 24  # characters of a run name the sidebar's Run box shows whole at its default width
+NAME_FITS = 36  # characters of a run name the sidebar's Run box shows whole (shell.py: its width and font size)
 GONE = "_run_gone"  # (the selected run that disappeared, the run shown instead)
 
 
@@ -207,8 +207,8 @@ def sidebar(follow_training: bool = False) -> None:
             # a run being started shows as running, as the Train page draws it: this caption is not redrawn when its
             # trainer begins
             shown = live.phase(r["status"], current, [training])
-            # a name longer than the box shows (an automatic one: lenet5-standard-20261206-091222) is cut there
-            # with an ellipsis: said whole above its figures
+            # a name longer than the box shows (every automatic one fits: a name of one's own may not) is cut
+            # there: said whole above its figures
             whole = f"{md(current)}  \n" if len(current) > NAME_FITS else ""
             st.caption(f"{whole}**{shown}** · {html.escape(r['model'])} · augmentation "
                        f"{html.escape(str(r['augment']))} · {fig['epochs_done']}/{r['epochs']} epochs · best test "

@@ -74,9 +74,9 @@ if not good and not broken:
     st.info("No runs yet. Train one on the Train page, or from a terminal: `python -m mnistviz.train`.")
 
 
-# The table's columns, in widths (px) that fit the page at 1400 px with the sidebar open (tests/e2e); the optimizer,
-# creation time and pair id are left out of view (the Compare page lists a pair's settings; automatic names carry
-# the time)
+# The table's columns, in widths (px) that fit the page at 1400 px with the sidebar open (tests/e2e; shell.py sets the
+# sidebar's width and the page's margins); the optimizer, creation time and pair id are left out of view (the Compare
+# page lists a pair's settings; automatic names carry the time)
 RUNS_COLUMNS = {
     "name": st.column_config.TextColumn(width=200),
     "status": st.column_config.TextColumn(width=85),

@@ -381,6 +381,9 @@ errors = train.validate(_form_config(), LABELS)  # live: a message beside the fi
 name_problem = _name_problem(st.session_state.get(_key("name")), errors)
 if name_problem:
     errors["name"] = name_problem
+# a column of fields takes at least 200 px before the row wraps (Streamlit's 128 px put three columns of cut values
+# in at 900 px)
+st.html("<style>.st-key-train_form > [data-testid=stLayoutWrapper]{flex-basis:200px}</style>")
 with st.container(horizontal=True, gap="medium", key="train_form"):
     for fields in LAYOUT:
         with st.container(width="stretch"):

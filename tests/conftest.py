@@ -275,6 +275,20 @@ def browser():
         b.close()
 
 
+# the sidebar's Run box: the width its value's text takes and the room the box gives it (px)
+RUN_BOX_TEXT_JS = """input => {
+  const ctx = document.createElement('canvas').getContext('2d'), s = getComputedStyle(input);
+  ctx.font = s.font;
+  const room = input.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+  return [ctx.measureText(input.value).width, room];
+}"""
+# the Runs table's columns wider than the table (cut off at its right-hand side), in px
+TABLE_OVERFLOW_JS = """() => {
+  const grid = document.querySelector('[data-testid="stDataFrame"] .dvn-scroller');
+  return grid ? grid.scrollWidth - grid.clientWidth : null;
+}"""
+
+
 def click_until(page, where, check, tries: int = 3) -> None:
     """Click at where() (page pixels, asked again each try) until check() stops raising AssertionError: a click
     while a plotly chart is still settling can go unnoticed. check() is run once more after the last try."""

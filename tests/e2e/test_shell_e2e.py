@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from conftest import StreamlitServer
+from conftest import RUN_BOX_TEXT_JS, TABLE_OVERFLOW_JS, StreamlitServer
 from mnistviz import runs
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -142,3 +142,26 @@ def test_a_page_url_finds_the_server_at_once_and_navigates_as_before(server, pag
     expect(page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Run")).to_have_value(
         re.compile(r"^tiny-aug\b"), timeout=TIMEOUT)
     assert all(status == 200 for status, _ in asked), asked
+
+
+def test_the_longest_automatic_name_reads_whole_in_the_run_box_and_the_runs_table_still_fits(server, page):
+    # issue 28: "lenet5-standard-20261206-09122" was cut in the Run box. The longest automatic name: the longest
+    # model and augmentation names, a time stamp, and a -2 for a second launch in the same second.
+    from mnistviz import augment, models, train
+
+    cfg = dict(model=max(models.MODELS, key=len), augment=max(augment.LEVELS, key=len), created=1_796_000_000.0)
+    made = [train.create_run(train.Config(**cfg), server.root) for _ in range(2)]
+    for run in made:
+        run.write_status(status="stopped")  # not queued: the server would start it
+    name = made[1].name
+    assert name.endswith("-2") and len(name) == len(made[0].name) + 2, name
+    page.goto(server.url + f"/?run={name}")
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=TIMEOUT)
+    picker = page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Run")
+    expect(picker).to_have_value(name, timeout=TIMEOUT)
+    idle(page)
+    text, room = picker.evaluate(RUN_BOX_TEXT_JS)
+    assert text <= room, (name, text, room)
+    # the sidebar's extra width is not taken from the Runs table: its columns still fit at 1400 px
+    expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
+    assert page.evaluate(TABLE_OVERFLOW_JS) == 0
