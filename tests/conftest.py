@@ -103,6 +103,22 @@ def app(monkeypatch):
     return make
 
 
+def texts(elements, sep: str = "\n") -> str:
+    """The values of AppTest elements (markdown, captions, warnings...) as one string."""
+    return sep.join(str(e.value) for e in elements)
+
+
+def wait_for(cond, timeout: float = 60, what: str = "condition", every: float = 0.02):
+    """Poll cond() until it returns something true (returned), or fail naming `what` after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A data root holding tiny IDX files (600 train, 200 test) in MNIST/raw."""

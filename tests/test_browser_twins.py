@@ -20,14 +20,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import StreamlitServer
+from conftest import StreamlitServer, texts
 from mnistviz import jobs, live, runs
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def pollers(at, where=None) -> dict:

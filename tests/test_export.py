@@ -2,7 +2,6 @@
 `python -m mnistviz.export`, and its bad inputs."""
 import csv
 import io
-import os
 import shutil
 import subprocess
 import sys

@@ -9,7 +9,6 @@ import shutil
 import time
 
 import numpy as np
-import pytest
 
 from conftest import ROOT, train_tiny
 from mnistviz import charts, jobs, live, mydigits, runs, train

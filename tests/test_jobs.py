@@ -12,19 +12,10 @@ import time
 import pytest
 
 from mnistviz import data, jobs, procs as ident, runs, train
+from conftest import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = dict(epochs=1, batch_size=50, val_size=50, log_every=2)  # 11 steps an epoch on tiny data
-
-
-def wait_for(cond, timeout=60, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assert_never_signalled(p):

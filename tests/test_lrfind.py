@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mnistviz import jobs, lrfind, runs, train
+from conftest import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -36,16 +37,6 @@ def no_jobs_left(tiny_env):
             pass  # "training" in this test's own process (the held run): nothing to signal
     wait_for(lambda: not jobs.lrfind_busy() and set(jobs.running()) <= {"elsewhere"}, timeout=30,
              what="the test's jobs to stop")
-
-
-def wait_for(cond, timeout=60, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---------- suggestions (no training) ----------

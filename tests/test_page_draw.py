@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, copy_run_files
+from conftest import ROOT, copy_run_files, texts
 from mnistviz import mydigits
 
 
@@ -16,10 +16,6 @@ def open_draw(monkeypatch) -> AppTest:
     at = AppTest.from_file(str(ROOT / "shell.py"), default_timeout=60)
     at.switch_page("pages/draw.py")
     return at.run()
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def model_picker(at: AppTest):

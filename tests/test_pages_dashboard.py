@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from mnistviz import charts, data, jobs, runs
+from conftest import texts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,10 +24,6 @@ def live_stats(at) -> dict:
     cells = [re.findall(r'data-stat="([^"]+)"><div class="mv-label">[^<]*</div><div class="mv-value">([^<]*)</div>',
                         m.value) for m in at.markdown]
     return dict(c for cs in cells for c in cs)
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def copy_run(fixture_runs: Path, runs_root: Path, name: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mnistviz import jobs, runs
+from conftest import texts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,10 +29,6 @@ def shell(tiny_env, fixture_runs, monkeypatch):
         assert not at.exception, [e.value for e in at.exception]
         return at
     return make
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def test_a_selected_run_deleted_elsewhere_is_said_not_silently_swapped(shell, tiny_env):

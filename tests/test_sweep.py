@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, wait_for
 from mnistviz import runs, sweep
 
 @pytest.fixture(autouse=True)
@@ -43,15 +43,6 @@ def load(name: str, url: str):
 
 def sqlite_url(root: Path) -> str:
     return f"sqlite:///{root / '_sweeps.db'}"
-
-
-def wait_for(cond, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---------- the search space ----------

@@ -14,7 +14,7 @@ def test_opens_on_the_batch_with_most_wrong(fixture_runs, tiny_data, tmp_path, p
     root = known_predictions_run(fixture_runs, tmp_path / "runs")
     run = Run(root / "tiny-none")
     assert run.config()["batch_size"] == 50 and run.best_epoch() == 2
-    bs, worst, wrong = 50, 2, [2, 2, 3, 1]
+    worst, wrong = 2, [2, 2, 3, 1]
     n_in_batch, first, k = 50, 100, 30  # batch 2 is images 100-149; its first wrong one is 130
 
     server = StreamlitServer({"MNISTVIZ_DATA": str(tiny_data), "MNISTVIZ_RUNS": str(root)})

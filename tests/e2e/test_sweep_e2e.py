@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from urllib.parse import parse_qs, urlparse
 
 import optuna
 import pytest
 
-from conftest import StreamlitServer
+from conftest import StreamlitServer, wait_for
 from mnistviz import runs, sweep
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -60,15 +59,6 @@ def pick(page, label: str, option: str) -> None:
 
 def study(root):
     return optuna.load_study(study_name="e2e", storage=sweep.open_storage(sweep.storage_url(None, root)))
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_make_a_sweep_kill_its_worker_resume_it_and_select_a_trial(server, page):
