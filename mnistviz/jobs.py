@@ -449,7 +449,9 @@ def _sweep_jobs(root: Path, state: str) -> list[str]:
 def _write_job(root: Path, name: str, **fields) -> dict:
     (root / SWEEP_DIR).mkdir(exist_ok=True)
     job = {**(sweep_job(name, root) or {}), **fields, "sweep": name, "updated": time.time()}
-    runs.atomic_write_json(root / SWEEP_DIR / f"{name}.json", job)
+    # a storage URL with a password in it: the record is this user's alone (a runs folder others can read)
+    secret = bool(job.get("storage")) and sweep.masked(job["storage"]) != job["storage"]
+    runs.atomic_write_json(root / SWEEP_DIR / f"{name}.json", job, private=secret)
     return job
 
 

@@ -129,24 +129,25 @@ class _Recorded:
         return getattr(self._f, name)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_save(lambda f: f.write(data), path)
+def atomic_write_bytes(path: Path, data: bytes, private: bool = False) -> None:
+    atomic_save(lambda f: f.write(data), path, private)
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: Path, obj, private: bool = False) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode(), private)
 
 
-def atomic_save(write, path: Path) -> None:
+def atomic_save(write, path: Path, private: bool = False) -> None:
     """Call write(file_object) into a temp file beside path, then rename it over path. A failed write (a full
-    disk...) raises WriteError, leaving the old file as it was and no temp file."""
+    disk...) raises WriteError, leaving the old file as it was and no temp file. `private`: readable by this user only
+    (0o600: a secret in it), else the umask's mode."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise write_error(e, path) from e
     try:
-        os.fchmod(fd, file_mode())
+        os.fchmod(fd, 0o600 if private else file_mode())
         with os.fdopen(fd, "wb") as raw:
             f = _Recorded(raw)
             try:

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from conftest import free_port
-from mnistviz import jobs, procs, sweep, train
+from mnistviz import jobs, procs, runs, sweep, train
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +97,17 @@ def test_train_page_sweep_form_refuses_bad_input_then_queues_a_sweep(app, busy_q
     at.button(key="sweep_resume:good").click().run()
     assert not at.exception and jobs.queue(root) == ["sweep:good"]
     assert jobs.stop_sweep("good", root).startswith("Sweep good removed from the queue")
+
+
+def test_a_sweep_record_holding_a_storage_password_is_readable_by_its_user_only(busy_queue):
+    # the dashboard keeps a sweep's storage URL in <runs>/_sweepjobs/NAME.json, to start its worker and show it later:
+    # with a password in the URL, a runs folder that others can read must not show it to them
+    root = busy_queue
+    url = f"postgresql://mnist:s3cret@127.0.0.1:{free_port()}/sweeps"
+    jobs.submit_sweep("shared", url, root)
+    jobs.submit_sweep("local", None, root)  # the default storage: no secret, the umask's mode like every run file
+    record = root / jobs.SWEEP_DIR / "shared.json"
+    assert jobs.sweep_job("shared", root)["storage"] == url and record.stat().st_mode & 0o777 == 0o600
+    assert (root / jobs.SWEEP_DIR / "local.json").stat().st_mode & 0o777 == runs.file_mode()
+    jobs.stop_sweep("shared", root)  # rewritten: still private
+    assert jobs.sweep_job("shared", root)["state"] == "stopped" and record.stat().st_mode & 0o777 == 0o600
