@@ -26,13 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runs import EPOCH_WEIGHTS, Run, RunError, atomic_save, load_checkpoint
+from .runs import Run, RunError, atomic_save, load_checkpoint
 
 METHODS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 PRE_DIMS = 50
 SMALL = 2000  # points: below this t-SNE runs on one thread (see _threads)
 CACHE_DIR = ".embeddings"   # in the run folder; a dot name, so git and the runs list pass it by
-EPOCHS_DIR = EPOCH_WEIGHTS  # per-epoch weights, when a run keeps them (runs.Run.epoch_weights)
 FORMAT = 1                  # of the cache files: a file of another format is computed again
 
 Progress = Callable[[float, str], None]  # (fraction done 0..1, what it is doing)
@@ -51,7 +50,7 @@ class Weights:
 def weight_choices(run: Run) -> list[Weights]:
     """The run's per-epoch weights (epochs/epoch_NNN.pt), oldest first, when it kept them; otherwise its best
     checkpoint (best.pt, or last.pt without one), labelled so. RunError when it has no checkpoint at all."""
-    kept = sorted(run.path.glob(f"{EPOCHS_DIR}/epoch_[0-9][0-9][0-9].pt"))
+    kept = sorted(run.epochs_dir.glob("epoch_[0-9][0-9][0-9].pt"))
     if kept:
         return [Weights(f"epoch-{p.stem[6:]}", f"epoch {int(p.stem[6:])}", p, int(p.stem[6:])) for p in kept]
     from .evaluate import checkpoint_info

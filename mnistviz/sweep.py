@@ -637,18 +637,14 @@ def _watch(study, trial, run: runs.Run, proc, metric: str, stop: procs.StopReque
     while True:
         finished = proc.poll() is not None
         if not finished and not pruned:
-            status_now = _mtime(run.status_file)
+            status_now = _stamp(run.status_file)
             if status_now != status_seen:
                 status_seen = status_now
                 finished = run.raw_status().get("status") == "completed"  # _finish's last write
         if time.monotonic() - beat >= HEARTBEAT_S:
             study._storage.record_heartbeat(trial._trial_id)
             beat = time.monotonic()
-        try:  # read the records only when the file changed: the poll is frequent, so no epoch slips by
-            s = os.stat(run.metrics_file)
-            now = (s.st_size, s.st_mtime_ns)
-        except FileNotFoundError:
-            now = None
+        now = _stamp(run.metrics_file)  # the records are read only when it changed: the poll is frequent
         new = []
         if now != seen or finished:
             seen = now
@@ -675,11 +671,13 @@ def _watch(study, trial, run: runs.Run, proc, metric: str, stop: procs.StopReque
         time.sleep(POLL_S)
 
 
-def _mtime(path: Path):
+def _stamp(path: Path) -> tuple | None:
+    """(size, mtime) of a file, None while there is none: what changes when it is written."""
     try:
-        return os.stat(path).st_mtime_ns
+        s = os.stat(path)
     except FileNotFoundError:
         return None
+    return s.st_size, s.st_mtime_ns
 
 
 def _settle(study, trial, run: runs.Run, proc, metric: str, pruned: bool, stop: procs.StopRequested) -> str:

@@ -452,13 +452,13 @@ def _end_epoch(t: _Training, epoch: int) -> float:
            "train_seconds": st["train_seconds"], "images_per_s": st["ep_seen"] / max(st["ep_seconds"], 1e-9),
            "lr": t.lr, "time": time.time()}
     st.update(epoch=epoch + 1, step_in_epoch=0, ep_loss=0.0, ep_correct=0, ep_seen=0, ep_seconds=0.0)
+    weights = {"model": t.model.state_dict(), "epoch": epoch + 1, "test_acc": test_acc}
     if test_acc > st["best_acc"]:
         st["best_acc"] = test_acc
-        save_checkpoint(run.best_ckpt, {"model": t.model.state_dict(), "epoch": epoch + 1, "test_acc": test_acc})
+        save_checkpoint(run.best_ckpt, weights)
     if t.cfg.keep_epoch_weights:
         run.epochs_dir.mkdir(exist_ok=True)
-        save_checkpoint(run.epoch_weights(epoch + 1), {"model": t.model.state_dict(), "epoch": epoch + 1,
-                                                       "test_acc": test_acc})
+        save_checkpoint(run.epoch_weights(epoch + 1), weights)
     # the record before the checkpoint: a kill between the two leaves a record that last.pt (still the
     # previous epoch's) does not cover, and --resume drops it (truncate_metrics keeps records up to
     # last.pt's global step) and redoes the epoch; the other order lost the record for good

@@ -7,7 +7,7 @@ import streamlit as st
 from mnistviz import analysis, charts, inspect, runs
 from mnistviz import labels as lab
 from mnistviz import reviews as rv
-from pages._reviews import review_buttons, run_accuracy
+from pages._reviews import ERROR, review_buttons, run_accuracy
 from pages._shared import keep, kept, md
 
 CARD = 214  # px: the cards wrap into as many columns as the page is wide
@@ -28,7 +28,7 @@ def _aside() -> None:
     try:
         moved = rv.set_aside()
     except OSError as e:
-        _flash("lb_error", e)
+        _flash(ERROR, e)
     else:
         st.session_state["lb_msg"] = f"Moved the damaged reviews file to {moved}." if moved else None
 
@@ -114,7 +114,7 @@ except rv.ReviewError as e:
 if damaged:
     st.error(md(damaged), icon=":material/error:")
     st.button("Set the damaged file aside and start anew", key="lb_aside", on_click=_aside)
-for key, show in (("lb_msg", st.info), ("lb_error", st.error)):
+for key, show in (("lb_msg", st.info), (ERROR, st.error)):
     if msg := st.session_state.pop(key, None):
         show(md(msg))
 for p, r in zip(chosen, chosen_runs):

@@ -110,7 +110,7 @@ def test_printed_lines_routes_only_this_threads_prints(capsys):
 @pytest.fixture
 def tiny_run(fixture_runs, tiny_data, tmp_path):
     path = shutil.copytree(fixture_runs / "tiny-none", tmp_path / "tiny-none")
-    shutil.rmtree(path / E.EPOCHS_DIR)  # a run that kept only its best weights (as with --no-keep-epoch-weights)
+    shutil.rmtree(runs.Run(path).epochs_dir)  # a run that kept only its best weights (as with --no-keep-epoch-weights)
     mnist = load_mnist(tiny_data, download=False)
     return runs.Run(path), mnist.test_images, mnist.test_labels.numpy()
 
@@ -164,16 +164,16 @@ def test_the_trainer_keeps_every_epochs_weights_unless_told_not_to(fixture_runs,
     assert not any(run.epochs_dir.glob("*.tmp"))
 
     path = train_tiny(tmp_path, tiny_data, name="lean", keep_epoch_weights=False, epochs=1)
-    assert not (path / E.EPOCHS_DIR).exists() and [w.key for w in E.weight_choices(runs.Run(path))] == ["best"]
+    assert not runs.Run(path).epochs_dir.exists() and [w.key for w in E.weight_choices(runs.Run(path))] == ["best"]
 
 
 def test_per_epoch_weights_are_offered_when_the_run_kept_them(tiny_run):
     run, images, labels = tiny_run
     best = runs.load_checkpoint(run.best_ckpt)
-    (run.path / E.EPOCHS_DIR).mkdir()
+    run.epochs_dir.mkdir()
     fresh = build("fast").state_dict()
-    torch.save({"model": fresh, "epoch": 1}, run.path / E.EPOCHS_DIR / "epoch_001.pt")
-    torch.save({"model": best["model"], "epoch": 2}, run.path / E.EPOCHS_DIR / "epoch_002.pt")
+    torch.save({"model": fresh, "epoch": 1}, run.epochs_dir / "epoch_001.pt")
+    torch.save({"model": best["model"], "epoch": 2}, run.epochs_dir / "epoch_002.pt")
     ws = E.weight_choices(run)
     assert [(w.key, w.label, w.epoch) for w in ws] == [("epoch-001", "epoch 1", 1), ("epoch-002", "epoch 2", 2)]
     a = E.embedding(run, ws[0], E.load_weights(run, ws[0].path), "flatten", "pca", images, labels, 60)[0]

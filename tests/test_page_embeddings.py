@@ -16,7 +16,7 @@ PAGE = "pages/embeddings.py"
 def env(fixture_runs, tiny_data, tmp_path, monkeypatch):
     root = tmp_path / "runs"
     shutil.copytree(fixture_runs / "tiny-none", root / "tiny-none")
-    shutil.rmtree(root / "tiny-none" / E.EPOCHS_DIR)  # only its best weights: the tests below add epochs by hand
+    shutil.rmtree(runs.Run(root / "tiny-none").epochs_dir)  # only its best weights: the tests below add epochs by hand
     monkeypatch.setenv("MNISTVIZ_DATA", str(tiny_data))
     monkeypatch.setenv("MNISTVIZ_RUNS", str(root))
     mnist = load_mnist(tiny_data, download=False)
@@ -96,10 +96,10 @@ def test_per_epoch_weights_get_an_epoch_slider(env, app):
     import torch
 
     run, _ = env
-    (run.path / E.EPOCHS_DIR).mkdir()
+    run.epochs_dir.mkdir()
     weights = runs.load_checkpoint(run.best_ckpt)["model"]
     for epoch in (1, 2):
-        torch.save({"model": weights}, run.path / E.EPOCHS_DIR / f"epoch_{epoch:03d}.pt")
+        torch.save({"model": weights}, run.epoch_weights(epoch))
     at = app(PAGE, run="tiny-none")
     slider = at.select_slider(key="emb_epoch_tiny-none")
     assert slider.value == "epoch-002" and "weights of epoch 2" in caption(at)
